@@ -14,6 +14,7 @@
 
 #include "core/dtype.h"
 #include "core/status.h"
+#include "model/format/mapped_file.h"
 
 namespace fs {
 
@@ -63,6 +64,12 @@ class GgufFile {
   const std::vector<GgufTensorInfo>& tensors() const { return tensors_; }
   const GgufTensorInfo* find_tensor(std::string_view name) const;  // nullptr when absent
 
+  uint64_t file_bytes() const { return map_bytes_; }
+  uint64_t alignment() const { return alignment_; }     // general.alignment, default 32
+  uint64_t data_offset() const { return data_offset_; }  // start of the data section in the file
+  // Asks the kernel to read the data section ahead (madvise WILLNEED); a hint, never fails.
+  void advise_willneed() const;
+
  private:
   GgufFile() = default;
   std::string path_;
@@ -72,6 +79,9 @@ class GgufFile {
   std::map<std::string, size_t, std::less<>> tensor_index_;
   const uint8_t* map_ = nullptr;
   size_t map_bytes_ = 0;
+  uint64_t alignment_ = 32;
+  uint64_t data_offset_ = 0;
+  std::unique_ptr<MappedFile> file_;  // owns the mapping that map_ views
 };
 
 }  // namespace fs
