@@ -1,0 +1,201 @@
+// matmul() driver: quantizes activations once per call, then splits weight rows over the pool and
+// walks register tiles (kMaxTileRows rows x kMaxTileTokens tokens) so each loaded weight block is
+// reused across tokens. Float weights with many tokens go to OpenBLAS sgemm per row block instead.
+#include "backend/cpu/matmul.h"
+
+#include <algorithm>
+#include <cstring>
+#include <mutex>
+#include <vector>
+
+#include <cblas.h>
+
+#include "backend/cpu/matmul_kernels.h"
+#include "backend/cpu/quant_blocks.h"
+#include "core/check.h"
+
+namespace fs::cpu {
+namespace {
+
+// Tokens per cache block of the prefill loop: the quantized activations of this many tokens stay in
+// L1/L2 while a thread sweeps its rows.
+constexpr int64_t kTokenBlock = 64;
+// Float weights with at least this many tokens use sgemm (measured in docs/KERNELS.md).
+constexpr int64_t kBlasMinTokens = 16;
+// Rows per sgemm call: the f32 copy of the weights (kBlasRowBlock * cols floats) stays in L2.
+constexpr int64_t kBlasRowBlock = 64;
+
+const MatmulKernels& kernels_for(DType t) {
+  return use_avx2_kernels() ? avx2_kernels(t) : scalar_kernels(t);
+}
+
+void check_view(const WeightView& w) {
+  FS_CHECK(w.rows >= 0 && w.cols >= 0 && (w.data != nullptr || w.rows * w.cols == 0));
+  FS_CHECK(w.cols % dtype_block_size(w.dtype) == 0,
+           "matmul: cols {} not a multiple of the {} block", w.cols, dtype_name(w.dtype));
+}
+
+// Quantized activations [n_tokens, row bytes]; owned by the calling (executor) thread and reused,
+// so steady-state calls do not allocate.
+std::vector<uint8_t>& activation_scratch() {
+  thread_local std::vector<uint8_t> scratch;
+  return scratch;
+}
+
+// Runs the tiles of rows [row_begin, row_end) x all tokens.
+void run_tiles(const MatmulKernels& k, const WeightView& w, const uint8_t* xa, int64_t xa_stride,
+               int64_t n_tokens, float* y, int64_t row_begin, int64_t row_end) {
+  const int64_t w_stride = dtype_row_bytes(w.dtype, w.cols);
+  const auto* wdata = static_cast<const uint8_t*>(w.data);
+  for (int64_t tb = 0; tb < n_tokens; tb += kTokenBlock) {
+    const int64_t te = std::min(n_tokens, tb + kTokenBlock);
+    for (int64_t r = row_begin; r < row_end; r += kMaxTileRows) {
+      const int nr = static_cast<int>(std::min<int64_t>(kMaxTileRows, row_end - r));
+      for (int64_t t = tb; t < te; t += kMaxTileTokens) {
+        const int nt = static_cast<int>(std::min<int64_t>(kMaxTileTokens, te - t));
+        k.tile(w.cols, wdata + r * w_stride, w_stride, nr, xa + t * xa_stride, xa_stride, nt,
+               y + t * w.rows + r, w.rows);
+      }
+    }
+  }
+}
+
+// Converts rows [r0, r0 + n) of a float weight matrix to f32. out: [n, cols].
+void rows_to_f32(const WeightView& w, int64_t r0, int64_t n, float* out) {
+  const int64_t count = n * w.cols;
+  const auto* src = static_cast<const uint16_t*>(w.data) + r0 * w.cols;
+  if (w.dtype == DType::kF16) {
+    for (int64_t i = 0; i < count; ++i) out[i] = fp16_to_fp32(src[i]);
+  } else {
+    for (int64_t i = 0; i < count; ++i) out[i] = bf16_to_fp32(src[i]);
+  }
+}
+
+void matmul_blas(const WeightView& w, const float* x, int64_t n_tokens, float* y,
+                 ThreadPool& pool) {
+  static std::once_flag once;
+  // Our pool owns the threads; OpenBLAS runs single-threaded inside each pool task.
+  std::call_once(once, [] { openblas_set_num_threads(1); });
+  const int64_t grain = std::max<int64_t>(
+      16, std::min(kBlasRowBlock, (w.rows + pool.num_threads() - 1) / pool.num_threads()));
+  pool.parallel_for(w.rows, grain, [&](int64_t b, int64_t e) {
+    thread_local std::vector<float> wbuf;  // [kBlasRowBlock, cols] per worker, reused
+    for (int64_t r = b; r < e; r += kBlasRowBlock) {
+      const int64_t n = std::min(kBlasRowBlock, e - r);
+      const float* wf;
+      if (w.dtype == DType::kF32) {
+        wf = static_cast<const float*>(w.data) + r * w.cols;
+      } else {
+        if (wbuf.size() < static_cast<size_t>(n * w.cols)) wbuf.resize(n * w.cols);
+        // A plain conversion loop; the AVX2 build vectorizes it well enough next to the sgemm.
+        rows_to_f32(w, r, n, wbuf.data());
+        wf = wbuf.data();
+      }
+      // y[t, r..r+n) = x[t, :] . W[r.., :]  (C = A * B^T, row-major).
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(n_tokens),
+                  static_cast<int>(n), static_cast<int>(w.cols), 1.0f, x, static_cast<int>(w.cols),
+                  wf, static_cast<int>(w.cols), 0.0f, y + r, static_cast<int>(w.rows));
+    }
+  });
+}
+
+}  // namespace
+
+void matmul(const WeightView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool) {
+  check_view(w);
+  if (n_tokens <= 0 || w.rows == 0) return;
+  const bool fast = use_avx2_kernels();
+  const MatmulKernels& k = kernels_for(w.dtype);
+  if (fast && k.act_type == DType::kF32 && n_tokens >= kBlasMinTokens) {
+    matmul_blas(w, x, n_tokens, y, pool);
+    return;
+  }
+  const uint8_t* xa = reinterpret_cast<const uint8_t*>(x);
+  int64_t xa_stride = w.cols * static_cast<int64_t>(sizeof(float));
+  if (k.act_type != DType::kF32) {
+    xa_stride = dtype_row_bytes(k.act_type, w.cols);
+    std::vector<uint8_t>& scratch = activation_scratch();
+    if (scratch.size() < static_cast<size_t>(n_tokens * xa_stride)) {
+      scratch.resize(n_tokens * xa_stride);
+    }
+    uint8_t* q = scratch.data();
+    auto quantize = [&](int64_t b, int64_t e) {
+      for (int64_t t = b; t < e; ++t) k.quantize_row(x + t * w.cols, q + t * xa_stride, w.cols);
+    };
+    if (n_tokens < 8) {
+      quantize(0, n_tokens);  // not worth waking the pool
+    } else {
+      pool.parallel_for(n_tokens, 4, quantize);
+    }
+    xa = q;
+  }
+  // Rows are split in multiples of the tile; each thread streams its own contiguous slice of W.
+  const int64_t per_thread = (w.rows + pool.num_threads() - 1) / pool.num_threads();
+  const int64_t grain = std::max<int64_t>(kMaxTileRows, per_thread / 4 * 4);
+  pool.parallel_for(w.rows, grain, [&](int64_t b, int64_t e) {
+    run_tiles(k, w, xa, xa_stride, n_tokens, y, b, e);
+  });
+}
+
+void matmul_reference(const WeightView& w, const float* x, int64_t n_tokens, float* y) {
+  check_view(w);
+  const MatmulKernels& k = scalar_kernels(w.dtype);
+  const uint8_t* xa = reinterpret_cast<const uint8_t*>(x);
+  int64_t xa_stride = w.cols * static_cast<int64_t>(sizeof(float));
+  std::vector<uint8_t> q;
+  if (k.act_type != DType::kF32) {
+    xa_stride = dtype_row_bytes(k.act_type, w.cols);
+    q.resize(n_tokens * xa_stride);
+    for (int64_t t = 0; t < n_tokens; ++t)
+      k.quantize_row(x + t * w.cols, &q[t * xa_stride], w.cols);
+    xa = q.data();
+  }
+  run_tiles(k, w, xa, xa_stride, n_tokens, y, 0, w.rows);
+}
+
+void dequantize_rows(const WeightView& w, int64_t row_begin, int64_t num_rows, float* out) {
+  check_view(w);
+  FS_CHECK(row_begin >= 0 && num_rows >= 0 && row_begin + num_rows <= w.rows);
+  const int64_t row_bytes = dtype_row_bytes(w.dtype, w.cols);
+  for (int64_t i = 0; i < num_rows; ++i) {
+    const void* src = static_cast<const uint8_t*>(w.data) + (row_begin + i) * row_bytes;
+    float* dst = out + i * w.cols;
+    const int64_t n = w.cols;
+    switch (w.dtype) {
+      case DType::kF32:
+        std::memcpy(dst, src, n * sizeof(float));
+        break;
+      case DType::kF16:
+        for (int64_t c = 0; c < n; ++c) dst[c] = fp16_to_fp32(static_cast<const uint16_t*>(src)[c]);
+        break;
+      case DType::kBF16:
+        for (int64_t c = 0; c < n; ++c) dst[c] = bf16_to_fp32(static_cast<const uint16_t*>(src)[c]);
+        break;
+      case DType::kQ4_0:
+        dequantize_row_q4_0(static_cast<const BlockQ4_0*>(src), dst, n);
+        break;
+      case DType::kQ4_1:
+        dequantize_row_q4_1(static_cast<const BlockQ4_1*>(src), dst, n);
+        break;
+      case DType::kQ8_0:
+        dequantize_row_q8_0(static_cast<const BlockQ8_0*>(src), dst, n);
+        break;
+      case DType::kQ4_K:
+        dequantize_row_q4_k(static_cast<const BlockQ4_K*>(src), dst, n);
+        break;
+      case DType::kQ6_K:
+        dequantize_row_q6_k(static_cast<const BlockQ6_K*>(src), dst, n);
+        break;
+      case DType::kQ8_1:
+      case DType::kQ8_K:
+        FS_CHECK(false, "dequantize_rows: {} is not a weight type", dtype_name(w.dtype));
+    }
+  }
+}
+
+std::string matmul_kernel_info() {
+  if (use_avx2_kernels()) return "avx2+fma+f16c (int8 dot for quantized, OpenBLAS sgemm prefill)";
+  return "scalar";
+}
+
+}  // namespace fs::cpu

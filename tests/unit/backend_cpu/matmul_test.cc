@@ -1,0 +1,221 @@
+// matmul() conformance, in the style of llama.cpp's test-backend-ops: every weight type, every path
+// (AVX2 tiles, OpenBLAS prefill, scalar reference), many shapes, 1 and several threads, against an
+// exact f64 dot product of the dequantized weights. Per-type tolerances are relative to the L1 dot
+// sum_c |W[r, c] * x[t, c]| of each output (see docs/KERNELS.md).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "backend/cpu/matmul.h"
+#include "backend/cpu/matmul_kernels.h"
+#include "core/thread_pool.h"
+
+namespace fs::cpu {
+namespace {
+
+constexpr DType kAllTypes[] = {DType::kF32,  DType::kF16,  DType::kBF16, DType::kQ8_0,
+                               DType::kQ4_0, DType::kQ4_1, DType::kQ4_K, DType::kQ6_K};
+
+// Error bound of matmul() and matmul_reference() against the exact dot, per output (t, r):
+//   float weights:     1e-5 * L1                       (f32 accumulation only)
+//   quantized weights: sum_c |W[r, c]| * 0.6 * d_b(c) + 1e-3 * L1
+// where L1 = sum_c |W[r, c] * x[t, c]| and d_b = amax(x[t, block of c]) / 127 is the step of the Q8
+// activation block holding c (32 elements; 256 for Q8_K): rounding moves each activation by at most
+// half a step, plus the fp16 rounding of the block scale (127 * 2^-11 steps), plus f32 summation.
+bool is_float(DType t) { return !dtype_is_quantized(t); }
+
+uint16_t f16(float f) { return fp32_to_fp16(f); }
+
+// Random weight bytes for [rows, cols]: random quant values with small, sane f16 scales.
+std::vector<uint8_t> random_weights(DType t, int64_t rows, int64_t cols, std::mt19937& rng) {
+  const int64_t row_bytes = dtype_row_bytes(t, cols);
+  std::vector<uint8_t> data(rows * row_bytes);
+  std::uniform_int_distribution<int> byte(0, 255);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::uniform_real_distribution<float> scale(0.001f, 0.02f);
+  const int64_t n = rows * cols;
+  auto put16 = [&](int64_t offset, uint16_t v) { std::memcpy(&data[offset], &v, 2); };
+  switch (t) {
+    case DType::kF32:
+      for (int64_t i = 0; i < n; ++i) {
+        const float v = normal(rng);
+        std::memcpy(&data[4 * i], &v, 4);
+      }
+      return data;
+    case DType::kF16:
+    case DType::kBF16:
+      for (int64_t i = 0; i < n; ++i) {
+        put16(2 * i, t == DType::kF16 ? f16(normal(rng)) : fp32_to_bf16(normal(rng)));
+      }
+      return data;
+    default:
+      break;
+  }
+  for (auto& b : data) b = static_cast<uint8_t>(byte(rng));
+  const int64_t block_bytes = dtype_block_bytes(t);
+  for (int64_t off = 0; off < static_cast<int64_t>(data.size()); off += block_bytes) {
+    switch (t) {
+      case DType::kQ8_0:
+      case DType::kQ4_0:
+        put16(off, f16(scale(rng)));
+        break;
+      case DType::kQ4_1:
+        put16(off, f16(scale(rng)));
+        put16(off + 2, f16(-8.0f * scale(rng)));
+        break;
+      case DType::kQ4_K:
+        put16(off, f16(scale(rng) * 0.1f));
+        put16(off + 2, f16(scale(rng) * 0.1f));
+        break;
+      case DType::kQ6_K:
+        put16(off + 208, f16(scale(rng) * 0.05f));
+        break;
+      default:
+        break;
+    }
+  }
+  return data;
+}
+
+// Largest observed |fast - exact| / L1 per type, printed for docs/KERNELS.md.
+double g_max_error[64] = {};
+double g_max_bound_fraction[64] = {};  // largest |fast - exact| / bound
+
+struct Case {
+  DType dtype;
+  int64_t rows, cols, n_tokens;
+};
+
+void check_case(const Case& c, ThreadPool& pool, std::mt19937& rng) {
+  SCOPED_TRACE(testing::Message() << dtype_name(c.dtype) << " rows=" << c.rows << " cols=" << c.cols
+                                  << " n_tokens=" << c.n_tokens
+                                  << " threads=" << pool.num_threads());
+  const std::vector<uint8_t> wdata = random_weights(c.dtype, c.rows, c.cols, rng);
+  const WeightView w{c.dtype, c.rows, c.cols, wdata.data()};
+  std::vector<float> x(c.n_tokens * c.cols);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (auto& v : x) v = normal(rng);
+  x[0] = 6.0f;  // an outlier, as real activations have
+
+  std::vector<float> wf(c.rows * c.cols);
+  dequantize_rows(w, 0, c.rows, wf.data());
+  std::vector<float> y_fast(c.n_tokens * c.rows, NAN), y_ref(c.n_tokens * c.rows, NAN);
+  matmul(w, x.data(), c.n_tokens, y_fast.data(), pool);
+  matmul_reference(w, x.data(), c.n_tokens, y_ref.data());
+
+  const int64_t qblock = dtype_block_size(c.dtype);
+  std::vector<double> step(c.n_tokens * c.cols, 0.0);  // d_b of the activation block of each x
+  for (int64_t i = 0; i < c.n_tokens * c.cols; i += qblock) {
+    double amax = 0.0;
+    for (int64_t j = 0; j < qblock; ++j) amax = std::max(amax, std::fabs(double{x[i + j]}));
+    for (int64_t j = 0; j < qblock; ++j) step[i + j] = amax / 127.0;
+  }
+  for (int64_t t = 0; t < c.n_tokens; ++t) {
+    for (int64_t r = 0; r < c.rows; ++r) {
+      double exact = 0.0, l1 = 0.0, rounding = 0.0;
+      for (int64_t k = 0; k < c.cols; ++k) {
+        const double p = static_cast<double>(wf[r * c.cols + k]) * x[t * c.cols + k];
+        exact += p;
+        l1 += std::fabs(p);
+        rounding += std::fabs(double{wf[r * c.cols + k]}) * 0.6 * step[t * c.cols + k];
+      }
+      const double bound = is_float(c.dtype) ? 1e-5 * l1 : rounding + 1e-3 * l1;
+      const double fast = y_fast[t * c.rows + r], ref = y_ref[t * c.rows + r];
+      double& max_err = g_max_error[static_cast<int>(c.dtype) % 64];
+      max_err = std::max(max_err, std::fabs(fast - exact) / l1);
+      double& max_frac = g_max_bound_fraction[static_cast<int>(c.dtype) % 64];
+      max_frac = std::max(max_frac, std::fabs(fast - exact) / bound);
+      ASSERT_LE(std::fabs(fast - exact), bound) << "fast t=" << t << " r=" << r;
+      ASSERT_LE(std::fabs(ref - exact), bound) << "ref t=" << t << " r=" << r;
+      // Same integer math on activations equal up to rounding ties: much closer to each other.
+      ASSERT_LE(std::fabs(fast - ref), is_float(c.dtype) ? 1e-5 * l1 : 0.05 * bound)
+          << "t=" << t << " r=" << r;
+    }
+  }
+}
+
+std::vector<Case> cases_for(DType t) {
+  const bool k_quant = dtype_block_size(t) == 256;
+  const std::vector<int64_t> cols =
+      k_quant ? std::vector<int64_t>{256, 768} : std::vector<int64_t>{32, 96, 576};
+  std::vector<Case> out;
+  for (int64_t rows : {1, 3, 4, 7, 66}) {
+    for (int64_t k : cols) {
+      for (int64_t n : {1, 2, 3, 4, 5, 8, 17}) out.push_back({t, rows, k, n});
+    }
+  }
+  out.push_back({t, 37, cols.back(), 64});
+  out.push_back({t, 9, cols.front(), 257});
+  if (t == DType::kF16 || t == DType::kF32) out.push_back({t, 130, 100, 33});  // cols % 8 != 0
+  return out;
+}
+
+TEST(Matmul, EveryTypeEveryShapeMatchesExactDot) {
+  std::mt19937 rng(42);
+  ThreadPool pool1(1), pool3(3);
+  for (DType t : kAllTypes) {
+    for (const Case& c : cases_for(t)) {
+      check_case(c, pool1, rng);
+      check_case(c, pool3, rng);
+      if (HasFatalFailure()) return;
+    }
+    std::printf("%-5s max |fast - exact| / L1 = %.3g, / bound = %.3g\n",
+                std::string(dtype_name(t)).c_str(), g_max_error[static_cast<int>(t) % 64],
+                g_max_bound_fraction[static_cast<int>(t) % 64]);
+  }
+}
+
+// The AVX2 tile kernels against the scalar tile kernels on the same quantized activations: the
+// integer arithmetic must agree up to f32 summation order.
+TEST(Matmul, Avx2TilesMatchScalarTilesOnSameActivations) {
+  if (!use_avx2_kernels()) GTEST_SKIP() << "no AVX2 (or FASTSERVE_CPU_KERNELS=scalar)";
+  std::mt19937 rng(7);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (DType t : kAllTypes) {
+    const MatmulKernels& fast = avx2_kernels(t);
+    const MatmulKernels& ref = scalar_kernels(t);
+    ASSERT_EQ(fast.act_type, ref.act_type);
+    const int64_t cols = dtype_block_size(t) == 256 ? 512 : 160;
+    const std::vector<uint8_t> wdata = random_weights(t, 4, cols, rng);
+    std::vector<float> x(4 * cols);
+    for (auto& v : x) v = normal(rng);
+    int64_t xs = cols * 4;
+    std::vector<uint8_t> xq(reinterpret_cast<uint8_t*>(x.data()),
+                            reinterpret_cast<uint8_t*>(x.data() + x.size()));
+    if (ref.act_type != DType::kF32) {
+      xs = dtype_row_bytes(ref.act_type, cols);
+      xq.assign(4 * xs, 0);
+      for (int i = 0; i < 4; ++i) ref.quantize_row(&x[i * cols], &xq[i * xs], cols);
+    }
+    const int64_t ws = dtype_row_bytes(t, cols);
+    for (int nr = 1; nr <= kMaxTileRows; ++nr) {
+      for (int nt = 1; nt <= kMaxTileTokens; ++nt) {
+        float yf[16], yr[16];
+        fast.tile(cols, wdata.data(), ws, nr, xq.data(), xs, nt, yf, 4);
+        ref.tile(cols, wdata.data(), ws, nr, xq.data(), xs, nt, yr, 4);
+        for (int tt = 0; tt < nt; ++tt) {
+          for (int r = 0; r < nr; ++r) {
+            EXPECT_NEAR(yf[tt * 4 + r], yr[tt * 4 + r], 1e-4 * (1.0f + std::fabs(yr[tt * 4 + r])))
+                << dtype_name(t) << " nr=" << nr << " nt=" << nt;
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(Matmul, ZeroTokensAndKernelInfo) {
+  ThreadPool pool(2);
+  const std::vector<uint8_t> wdata(dtype_row_bytes(DType::kQ8_0, 64) * 2, 0);
+  const WeightView w{DType::kQ8_0, 2, 64, wdata.data()};
+  matmul(w, nullptr, 0, nullptr, pool);
+  EXPECT_FALSE(matmul_kernel_info().empty());
+}
+
+}  // namespace
+}  // namespace fs::cpu
