@@ -1,0 +1,355 @@
+#include "tokenizer/template/value.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+
+namespace fs::jinja {
+
+const Value* ValueDict::find(std::string_view key) const {
+  for (const auto& [k, v] : items) {
+    if (k == key) return &v;
+  }
+  return nullptr;
+}
+
+void ValueDict::set(std::string key, Value value) {
+  for (auto& [k, v] : items) {
+    if (k == key) {
+      v = std::move(value);
+      return;
+    }
+  }
+  items.emplace_back(std::move(key), std::move(value));
+}
+
+Value Value::undefined(std::string name) {
+  Value v;
+  v.s_ = std::move(name);
+  return v;
+}
+Value Value::none() {
+  Value v;
+  v.kind_ = Kind::kNone;
+  return v;
+}
+Value Value::boolean(bool b) {
+  Value v;
+  v.kind_ = Kind::kBool;
+  v.b_ = b;
+  return v;
+}
+Value Value::integer(int64_t i) {
+  Value v;
+  v.kind_ = Kind::kInt;
+  v.i_ = i;
+  return v;
+}
+Value Value::floating(double d) {
+  Value v;
+  v.kind_ = Kind::kFloat;
+  v.d_ = d;
+  return v;
+}
+Value Value::string(std::string s) {
+  Value v;
+  v.kind_ = Kind::kString;
+  v.s_ = std::move(s);
+  return v;
+}
+Value Value::list(std::vector<Value> items, bool is_tuple) {
+  Value v;
+  v.kind_ = Kind::kList;
+  v.list_ = std::make_shared<ValueList>(ValueList{std::move(items), is_tuple});
+  return v;
+}
+Value Value::dict(ValueDict d) {
+  Value v;
+  v.kind_ = Kind::kDict;
+  v.dict_ = std::make_shared<ValueDict>(std::move(d));
+  return v;
+}
+Value Value::make_namespace(ValueDict d) {
+  Value v = dict(std::move(d));
+  v.kind_ = Kind::kNamespace;
+  return v;
+}
+Value Value::callable(Callable c) {
+  Value v;
+  v.kind_ = Kind::kCallable;
+  v.fn_ = std::make_shared<Callable>(std::move(c));
+  return v;
+}
+
+Value Value::from_json(const nlohmann::json& j) {
+  switch (j.type()) {
+    case nlohmann::json::value_t::null:
+    case nlohmann::json::value_t::discarded:
+      return none();
+    case nlohmann::json::value_t::boolean:
+      return boolean(j.get<bool>());
+    case nlohmann::json::value_t::number_integer:
+      return integer(j.get<int64_t>());
+    case nlohmann::json::value_t::number_unsigned: {
+      uint64_t u = j.get<uint64_t>();
+      if (u > static_cast<uint64_t>(INT64_MAX)) return floating(static_cast<double>(u));
+      return integer(static_cast<int64_t>(u));
+    }
+    case nlohmann::json::value_t::number_float:
+      return floating(j.get<double>());
+    case nlohmann::json::value_t::string:
+      return string(j.get<std::string>());
+    case nlohmann::json::value_t::binary:
+      return none();
+    case nlohmann::json::value_t::array: {
+      std::vector<Value> items;
+      items.reserve(j.size());
+      for (const auto& e : j) items.push_back(from_json(e));
+      return list(std::move(items));
+    }
+    case nlohmann::json::value_t::object: {
+      ValueDict d;
+      d.items.reserve(j.size());
+      for (auto it = j.begin(); it != j.end(); ++it) d.items.emplace_back(it.key(), from_json(*it));
+      return dict(std::move(d));
+    }
+  }
+  return none();
+}
+
+double Value::as_double() const {
+  if (is_float()) return d_;
+  return static_cast<double>(as_int());
+}
+
+bool Value::truthy() const {
+  switch (kind_) {
+    case Kind::kUndefined:
+    case Kind::kNone:
+      return false;
+    case Kind::kBool:
+      return b_;
+    case Kind::kInt:
+      return i_ != 0;
+    case Kind::kFloat:
+      return d_ != 0.0;
+    case Kind::kString:
+      return !s_.empty();
+    case Kind::kList:
+      return !list_->items.empty();
+    case Kind::kDict:
+      return !dict_->items.empty();
+    case Kind::kNamespace:
+    case Kind::kCallable:
+      return true;
+  }
+  return false;
+}
+
+const char* Value::type_name() const {
+  switch (kind_) {
+    case Kind::kUndefined:
+      return "undefined";
+    case Kind::kNone:
+      return "NoneType";
+    case Kind::kBool:
+      return "bool";
+    case Kind::kInt:
+      return "int";
+    case Kind::kFloat:
+      return "float";
+    case Kind::kString:
+      return "str";
+    case Kind::kList:
+      return list_->is_tuple ? "tuple" : "list";
+    case Kind::kDict:
+      return "dict";
+    case Kind::kNamespace:
+      return "Namespace";
+    case Kind::kCallable:
+      return "function";
+  }
+  return "object";
+}
+
+std::string python_float_repr(double d) {
+  if (std::isnan(d)) return "nan";
+  if (std::isinf(d)) return d < 0 ? "-inf" : "inf";
+  char buf[64];
+  auto res = std::to_chars(buf, buf + sizeof(buf), d, std::chars_format::scientific);
+  std::string sci(buf, res.ptr);  // "-1.2345e-05"
+  std::string sign;
+  if (!sci.empty() && sci[0] == '-') {
+    sign = "-";
+    sci.erase(0, 1);
+  }
+  size_t e_pos = sci.find('e');
+  std::string mantissa = sci.substr(0, e_pos);
+  int exp10 = std::atoi(sci.c_str() + e_pos + 1);
+  std::string digits;
+  for (char c : mantissa) {
+    if (c != '.') digits += c;
+  }
+  while (digits.size() > 1 && digits.back() == '0') digits.pop_back();
+  if (exp10 >= -4 && exp10 < 16) {
+    std::string out;
+    if (exp10 >= 0) {
+      std::string int_part = digits.substr(0, std::min(digits.size(), size_t(exp10 + 1)));
+      while (int_part.size() < size_t(exp10 + 1)) int_part += '0';
+      std::string frac = digits.size() > size_t(exp10 + 1) ? digits.substr(exp10 + 1) : "0";
+      out = int_part;
+      out += '.';
+      out += frac;
+    } else {
+      out = "0.";
+      out.append(static_cast<size_t>(-exp10 - 1), '0');
+      out += digits;
+    }
+    sign += out;
+    return sign;
+  }
+  std::string out = digits.substr(0, 1);
+  if (digits.size() > 1) {
+    out += '.';
+    out.append(digits, 1, std::string::npos);
+  }
+  return fmt::format("{}{}e{}{:02d}", sign, out, exp10 < 0 ? '-' : '+', std::abs(exp10));
+}
+
+namespace {
+
+std::string repr_string(const std::string& s) {
+  char quote = (s.find('\'') != std::string::npos && s.find('"') == std::string::npos) ? '"' : '\'';
+  std::string out(1, quote);
+  for (std::string_view ch : utf8_chars(s)) {
+    unsigned char c = static_cast<unsigned char>(ch[0]);
+    if (ch.size() == 1) {
+      if (c == '\\') {
+        out += "\\\\";
+      } else if (c == static_cast<unsigned char>(quote)) {
+        out += '\\';
+        out += quote;
+      } else if (c == '\n') {
+        out += "\\n";
+      } else if (c == '\r') {
+        out += "\\r";
+      } else if (c == '\t') {
+        out += "\\t";
+      } else if (c < 0x20 || c >= 0x7f) {
+        out += fmt::format("\\x{:02x}", c);
+      } else {
+        out += static_cast<char>(c);
+      }
+    } else if (ch.size() == 2 && c == 0xc2 && static_cast<unsigned char>(ch[1]) <= 0xa0) {
+      out += fmt::format("\\x{:02x}", static_cast<unsigned char>(ch[1]));  // U+0080..U+00A0
+    } else {
+      out += ch;
+    }
+  }
+  out += quote;
+  return out;
+}
+
+}  // namespace
+
+std::string Value::str() const {
+  switch (kind_) {
+    case Kind::kUndefined:
+      return "";
+    case Kind::kString:
+      return s_;
+    case Kind::kNone:
+    case Kind::kBool:
+    case Kind::kInt:
+    case Kind::kFloat:
+    case Kind::kList:
+    case Kind::kDict:
+    case Kind::kNamespace:
+    case Kind::kCallable:
+      return repr();
+  }
+  return "";
+}
+
+std::string Value::repr() const {
+  switch (kind_) {
+    case Kind::kUndefined:
+      return "";
+    case Kind::kNone:
+      return "None";
+    case Kind::kBool:
+      return b_ ? "True" : "False";
+    case Kind::kInt:
+      return std::to_string(i_);
+    case Kind::kFloat:
+      return python_float_repr(d_);
+    case Kind::kString:
+      return repr_string(s_);
+    case Kind::kList: {
+      std::string out = list_->is_tuple ? "(" : "[";
+      for (size_t i = 0; i < list_->items.size(); ++i) {
+        if (i > 0) out += ", ";
+        out += list_->items[i].repr();
+      }
+      if (list_->is_tuple && list_->items.size() == 1) out += ",";
+      out += list_->is_tuple ? ")" : "]";
+      return out;
+    }
+    case Kind::kDict: {
+      std::string out = "{";
+      bool first = true;
+      for (const auto& [k, v] : dict_->items) {
+        if (!first) out += ", ";
+        first = false;
+        out += repr_string(k) + ": " + v.repr();
+      }
+      return out + "}";
+    }
+    case Kind::kNamespace:
+      return "<Namespace>";
+    case Kind::kCallable:
+      return fmt::format("<function {}>", fn_->name);
+  }
+  return "";
+}
+
+bool values_equal(const Value& a, const Value& b) {
+  if (a.is_number() && b.is_number()) {
+    if (a.is_float() || b.is_float()) return a.as_double() == b.as_double();
+    return a.as_int() == b.as_int();
+  }
+  if (a.kind() != b.kind()) return false;
+  switch (a.kind()) {
+    case Value::Kind::kUndefined:
+    case Value::Kind::kNone:
+      return true;
+    case Value::Kind::kString:
+      return a.as_string() == b.as_string();
+    case Value::Kind::kList: {
+      if (a.items().size() != b.items().size() || a.is_tuple() != b.is_tuple()) return false;
+      for (size_t i = 0; i < a.items().size(); ++i) {
+        if (!values_equal(a.items()[i], b.items()[i])) return false;
+      }
+      return true;
+    }
+    case Value::Kind::kDict: {
+      if (a.dict().items.size() != b.dict().items.size()) return false;
+      for (const auto& [k, v] : a.dict().items) {
+        const Value* other = b.dict().find(k);
+        if (other == nullptr || !values_equal(v, *other)) return false;
+      }
+      return true;
+    }
+    case Value::Kind::kNamespace:
+      return &a.dict() == &b.dict();
+    case Value::Kind::kCallable:
+      return &a.callable_value() == &b.callable_value();
+    case Value::Kind::kBool:
+    case Value::Kind::kInt:
+    case Value::Kind::kFloat:
+      return false;  // handled above
+  }
+  return false;
+}
+
+}  // namespace fs::jinja

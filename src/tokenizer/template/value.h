@@ -1,0 +1,118 @@
+// The value type templates compute with: Python's object model as far as chat templates need it
+// (None, bool, int, float, str, list/tuple, dict in insertion order, jinja2's Undefined, namespace
+// objects and callables). Strings hold UTF-8; lengths and indices count code points, as in Python.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/status.h"
+
+namespace fs::jinja {
+
+class Value;
+struct Stmt;
+
+struct ValueList {
+  std::vector<Value> items;
+  bool is_tuple = false;  // prints as (a, b) instead of [a, b]
+};
+
+// A dict or namespace: keys in insertion order (Python 3.7+ dicts), linear lookup (chat-template
+// dicts are small).
+struct ValueDict {
+  std::vector<std::pair<std::string, Value>> items;
+  const Value* find(std::string_view key) const;
+  void set(std::string key, Value value);
+};
+
+// A macro defined by the template or a global function such as range() or raise_exception().
+struct Callable {
+  std::string name;
+  const Stmt* macro = nullptr;  // null for built-in globals
+};
+
+class Value {
+ public:
+  enum class Kind { kUndefined, kNone, kBool, kInt, kFloat, kString, kList, kDict, kNamespace, kCallable };
+
+  Value() = default;  // undefined
+  static Value undefined(std::string name = "");
+  static Value none();
+  static Value boolean(bool b);
+  static Value integer(int64_t i);
+  static Value floating(double d);
+  static Value string(std::string s);
+  static Value list(std::vector<Value> items, bool is_tuple = false);
+  static Value dict(ValueDict d);
+  static Value make_namespace(ValueDict d);
+  static Value callable(Callable c);
+  static Value from_json(const nlohmann::json& j);
+
+  Kind kind() const { return kind_; }
+  bool is_undefined() const { return kind_ == Kind::kUndefined; }
+  bool is_none() const { return kind_ == Kind::kNone; }
+  bool is_bool() const { return kind_ == Kind::kBool; }
+  bool is_int() const { return kind_ == Kind::kInt; }
+  bool is_float() const { return kind_ == Kind::kFloat; }
+  bool is_number() const { return is_int() || is_float() || is_bool(); }  // Python: bool is an int
+  bool is_string() const { return kind_ == Kind::kString; }
+  bool is_list() const { return kind_ == Kind::kList; }
+  bool is_dict() const { return kind_ == Kind::kDict; }
+  bool is_namespace() const { return kind_ == Kind::kNamespace; }
+  bool is_mapping() const { return is_dict() || is_namespace(); }
+  bool is_callable() const { return kind_ == Kind::kCallable; }
+
+  bool as_bool() const { return b_; }
+  int64_t as_int() const { return is_bool() ? (b_ ? 1 : 0) : i_; }  // int or bool
+  double as_double() const;                                          // any number
+  const std::string& as_string() const { return s_; }                // string; undefined name
+  const std::vector<Value>& items() const { return list_->items; }
+  bool is_tuple() const { return list_->is_tuple; }
+  const ValueDict& dict() const { return *dict_; }
+  ValueDict& mutable_namespace() const { return *dict_; }
+  const Callable& callable_value() const { return *fn_; }
+
+  // Python truthiness.
+  bool truthy() const;
+  // Python str(): what {{ value }} prints. Undefined prints "".
+  std::string str() const;
+  // Python repr(), used inside containers.
+  std::string repr() const;
+  // Python type name for error messages ("str", "dict", "NoneType", "undefined").
+  const char* type_name() const;
+
+ private:
+  Kind kind_ = Kind::kUndefined;
+  bool b_ = false;
+  int64_t i_ = 0;
+  double d_ = 0;
+  std::string s_;
+  std::shared_ptr<ValueList> list_;
+  std::shared_ptr<ValueDict> dict_;
+  std::shared_ptr<Callable> fn_;
+};
+
+// Python ==: 1 == 1.0 == True, deep on containers; undefined equals undefined.
+bool values_equal(const Value& a, const Value& b);
+// Python repr(float): shortest round-trip digits, "1.0", "1e-05", "1e+20", "inf", "nan".
+std::string python_float_repr(double d);
+
+// Code points of a UTF-8 string (invalid bytes count as one code point each).
+std::vector<std::string_view> utf8_chars(std::string_view s);
+size_t utf8_length(std::string_view s);
+// Python str.isspace() for one UTF-8 encoded code point.
+bool is_python_space(std::string_view ch);
+
+// json.dumps(value, ensure_ascii=False, indent=indent, separators=..., sort_keys=sort_keys), as
+// transformers' tojson filter calls it. indent < 0 means None.
+Result<std::string> to_json(const Value& v, int indent, const std::string& item_sep,
+                            const std::string& key_sep, bool sort_keys);
+
+}  // namespace fs::jinja
