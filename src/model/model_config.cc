@@ -6,16 +6,20 @@ namespace fs {
 
 const char* model_arch_name(ModelArch arch) {
   switch (arch) {
-    case ModelArch::kLlama: return "llama";
-    case ModelArch::kQwen2: return "qwen2";
-    case ModelArch::kOpt: return "opt";
+    case ModelArch::kLlama:
+      return "llama";
+    case ModelArch::kQwen2:
+      return "qwen2";
+    case ModelArch::kOpt:
+      return "opt";
   }
   return "?";
 }
 
 namespace {
 
-// ---- GGUF -----------------------------------------------------------------------------------------
+// ---- GGUF
+// -----------------------------------------------------------------------------------------
 
 Result<int64_t> gguf_int_or(const GgufFile& f, const std::string& key, int64_t fallback) {
   if (f.find(key) == nullptr) return fallback;
@@ -27,7 +31,8 @@ Result<double> gguf_float_or(const GgufFile& f, const std::string& key, double f
   return f.get_float(key);
 }
 
-// ---- HF config.json -------------------------------------------------------------------------------
+// ---- HF config.json
+// -------------------------------------------------------------------------------
 
 // Integer field; absent or null gives `fallback`; `required` turns absence into kNotFound.
 Result<int64_t> json_int(const nlohmann::json& j, const char* key, const std::string& path,
@@ -37,7 +42,8 @@ Result<int64_t> json_int(const nlohmann::json& j, const char* key, const std::st
     if (fallback) return *fallback;
     return not_found("'{}': \"{}\" is missing", path, key);
   }
-  if (!it->is_number_integer()) return invalid_argument("'{}': \"{}\" is not an integer", path, key);
+  if (!it->is_number_integer())
+    return invalid_argument("'{}': \"{}\" is not an integer", path, key);
   return it->get<int64_t>();
 }
 
@@ -85,7 +91,8 @@ Status read_token_ids(const nlohmann::json& j, const char* key, const std::strin
   return invalid_argument("'{}': \"{}\" is not an integer or a list of integers", path, key);
 }
 
-// Rope base and scaling from rope_theta + rope_scaling (transformers < 5) or rope_parameters (>= 5).
+// Rope base and scaling from rope_theta + rope_scaling (transformers < 5) or rope_parameters (>=
+// 5).
 Status read_rope(const nlohmann::json& j, const std::string& path, ModelConfig* c) {
   FS_ASSIGN_OR_RETURN(c->rope_theta, json_float(j, "rope_theta", path, 10000.0));
   const nlohmann::json* scaling = nullptr;
@@ -112,8 +119,8 @@ Status read_rope(const nlohmann::json& j, const std::string& path, ModelConfig* 
     FS_ASSIGN_OR_RETURN(s.original_max_position_embeddings,
                         json_int(*scaling, "original_max_position_embeddings", path, std::nullopt));
   } else {
-    return unimplemented("'{}': rope scaling type '{}' is not supported (none, linear, llama3)", path,
-                         type);
+    return unimplemented("'{}': rope scaling type '{}' is not supported (none, linear, llama3)",
+                         path, type);
   }
   return Status::ok();
 }
@@ -180,20 +187,22 @@ Result<ModelConfig> opt_from_hf(const nlohmann::json& j, const std::string& path
                       json_int(j, "max_position_embeddings", path, int64_t{2048}));
   FS_ASSIGN_OR_RETURN(bool before, json_bool(j, "do_layer_norm_before", path, true));
   if (!before) {
-    return unimplemented("'{}': OPT with do_layer_norm_before=false (opt-350m) is not supported", path);
+    return unimplemented("'{}': OPT with do_layer_norm_before=false (opt-350m) is not supported",
+                         path);
   }
   FS_ASSIGN_OR_RETURN(int64_t proj_dim, json_int(j, "word_embed_proj_dim", path, c.hidden_size));
   if (proj_dim != c.hidden_size) {
-    return unimplemented("'{}': OPT word_embed_proj_dim {} != hidden_size {} is not supported", path,
-                         proj_dim, c.hidden_size);
+    return unimplemented("'{}': OPT word_embed_proj_dim {} != hidden_size {} is not supported",
+                         path, proj_dim, c.hidden_size);
   }
   FS_ASSIGN_OR_RETURN(bool enable_bias, json_bool(j, "enable_bias", path, true));
   FS_ASSIGN_OR_RETURN(bool affine, json_bool(j, "layer_norm_elementwise_affine", path, true));
   FS_ASSIGN_OR_RETURN(bool remove_final, json_bool(j, "_remove_final_layer_norm", path, false));
   if (!enable_bias || !affine || remove_final) {
-    return unimplemented("'{}': OPT without biases, affine layer norms or the final layer norm is "
-                         "not supported",
-                         path);
+    return unimplemented(
+        "'{}': OPT without biases, affine layer norms or the final layer norm is "
+        "not supported",
+        path);
   }
   const std::string act = json_string(j, "activation_function");
   if (!act.empty() && act != "relu") {
@@ -224,7 +233,8 @@ Result<ModelConfig> ModelConfig::from_gguf(const GgufFile& f) {
   FS_ASSIGN_OR_RETURN(c.intermediate_size, f.get_int(p + "feed_forward_length"));
   FS_ASSIGN_OR_RETURN(c.num_layers, f.get_int(p + "block_count"));
   FS_ASSIGN_OR_RETURN(c.num_heads, f.get_int(p + "attention.head_count"));
-  if (c.num_heads <= 0) return invalid_argument("'{}': {}attention.head_count must be > 0", path, p);
+  if (c.num_heads <= 0)
+    return invalid_argument("'{}': {}attention.head_count must be > 0", path, p);
   FS_ASSIGN_OR_RETURN(c.num_kv_heads, gguf_int_or(f, p + "attention.head_count_kv", c.num_heads));
   FS_ASSIGN_OR_RETURN(c.head_dim,
                       gguf_int_or(f, p + "attention.key_length", c.hidden_size / c.num_heads));
@@ -278,8 +288,8 @@ Result<ModelConfig> ModelConfig::from_hf_config(const nlohmann::json& j, const s
   const bool llama_like = model_type == "llama" || model_type == "mistral" ||
                           model_type == "smollm" || model_type == "qwen2";
   if (!llama_like && model_type != "opt") {
-    return unimplemented("'{}': model_type '{}' is not supported (llama, mistral, qwen2, opt)", path,
-                         model_type);
+    return unimplemented("'{}': model_type '{}' is not supported (llama, mistral, qwen2, opt)",
+                         path, model_type);
   }
   Result<ModelConfig> c = llama_like ? llama_from_hf(j, path, model_type) : opt_from_hf(j, path);
   if (!c.is_ok()) return c;
@@ -326,8 +336,9 @@ Status ModelConfig::validate() const {
   if (s.type == RopeScalingType::kLlama3 &&
       (!(s.low_freq_factor > 0.0) || !(s.high_freq_factor > s.low_freq_factor) ||
        s.original_max_position_embeddings <= 0)) {
-    return bad("llama3 rope scaling needs 0 < low_freq_factor < high_freq_factor and "
-               "original_max_position_embeddings > 0");
+    return bad(
+        "llama3 rope scaling needs 0 < low_freq_factor < high_freq_factor and "
+        "original_max_position_embeddings > 0");
   }
   if (bos_token_id >= vocab_size || eos_token_id >= vocab_size) {
     return bad(fmt::format("bos {} / eos {} token id outside the vocab ({})", bos_token_id,
@@ -348,16 +359,19 @@ std::string ModelConfig::to_string() const {
   line("num_layers", num_layers);
   line("num_heads / kv / head_dim", fmt::format("{} / {} / {}", num_heads, num_kv_heads, head_dim));
   line("max_position_embeddings", max_position_embeddings);
-  line("norm", fmt::format("{} eps={}", norm == NormKind::kRms ? "rms" : "layernorm", norm_eps));
+  line("norm", fmt::format("{} eps={:g}", norm == NormKind::kRms ? "rms" : "layernorm", norm_eps));
   line("activation", activation == Activation::kSiluGated ? "silu-gated" : "relu");
   if (position == PositionKind::kLearned) {
     line("positions", fmt::format("learned (offset {})", learned_pos_offset));
   } else {
-    line("rope", fmt::format("theta={} style={}", rope_theta,
+    line("rope", fmt::format("theta={:g} style={}", rope_theta,
                              rope_style == RopeStyle::kNeox ? "neox" : "interleaved"));
     switch (rope_scaling.type) {
-      case RopeScalingType::kNone: break;
-      case RopeScalingType::kLinear: line("rope_scaling", fmt::format("linear factor={}", rope_scaling.factor)); break;
+      case RopeScalingType::kNone:
+        break;
+      case RopeScalingType::kLinear:
+        line("rope_scaling", fmt::format("linear factor={}", rope_scaling.factor));
+        break;
       case RopeScalingType::kLlama3:
         line("rope_scaling",
              fmt::format("llama3 factor={} low={} high={} original_max={}", rope_scaling.factor,

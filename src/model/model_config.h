@@ -17,17 +17,17 @@ enum class ModelArch { kLlama, kQwen2, kOpt };  // kLlama covers llama / mistral
 enum class NormKind { kRms, kLayerNorm };
 enum class Activation { kSiluGated, kRelu };  // SiLU(gate) * up (llama) / ReLU(fc1) (OPT)
 enum class PositionKind { kRope, kLearned };  // kLearned: OPT embed_positions, index = pos + offset
-// kInterleaved: rotate adjacent pairs (x[2i], x[2i+1]) — llama.cpp's "normal" rope; GGUF llama files
-// have Q/K rows permuted by convert_hf_to_gguf.py for it. kNeox: rotate halves (x[i], x[i + d/2]) — HF
-// llama/qwen2/mistral safetensors, and llama.cpp for qwen2 GGUF.
+// kInterleaved: rotate adjacent pairs (x[2i], x[2i+1]) — llama.cpp's "normal" rope; GGUF llama
+// files have Q/K rows permuted by convert_hf_to_gguf.py for it. kNeox: rotate halves (x[i], x[i +
+// d/2]) — HF llama/qwen2/mistral safetensors, and llama.cpp for qwen2 GGUF.
 enum class RopeStyle { kInterleaved, kNeox };
 enum class RopeScalingType { kNone, kLinear, kLlama3 };
 
 struct RopeScaling {
   RopeScalingType type = RopeScalingType::kNone;
   double factor = 1.0;  // linear: positions divided by factor; llama3: low-frequency divisor
-  double low_freq_factor = 1.0;                   // llama3 only
-  double high_freq_factor = 4.0;                  // llama3 only
+  double low_freq_factor = 1.0;                  // llama3 only
+  double high_freq_factor = 4.0;                 // llama3 only
   int64_t original_max_position_embeddings = 0;  // llama3 only
 };
 
@@ -57,17 +57,21 @@ struct ModelConfig {
   int64_t bos_token_id = -1;         // -1: none
   int64_t eos_token_id = -1;
   std::vector<int64_t> extra_eos_token_ids;  // llama3-style lists of stop ids beyond the first
-  int64_t sliding_window = 0;  // 0: none. Recorded only; the forward pass attends to the whole context.
+  int64_t sliding_window =
+      0;  // 0: none. Recorded only; the forward pass attends to the whole context.
 
   // From GGUF metadata (general.architecture = llama | qwen2, keys `<arch>.*`, tokenizer.ggml.*).
   // The vocab size falls back to tokenizer.ggml.tokens' length; tie_word_embeddings is set when the
-  // file has no output.weight. Errors name the file and key; kUnimplemented for other architectures.
+  // file has no output.weight. Errors name the file and key; kUnimplemented for other
+  // architectures.
   static Result<ModelConfig> from_gguf(const GgufFile& file);
-  // From a parsed HF config.json (model_type llama | mistral | smollm | qwen2 | opt); `path` is used in
-  // errors. Accepts both rope_theta/rope_scaling (transformers < 5) and rope_parameters (>= 5).
+  // From a parsed HF config.json (model_type llama | mistral | smollm | qwen2 | opt); `path` is
+  // used in errors. Accepts both rope_theta/rope_scaling (transformers < 5) and rope_parameters (>=
+  // 5).
   static Result<ModelConfig> from_hf_config(const nlohmann::json& config, const std::string& path);
 
-  // Checks consistency (positive sizes, heads divisible, even head_dim for rope, scaling parameters).
+  // Checks consistency (positive sizes, heads divisible, even head_dim for rope, scaling
+  // parameters).
   Status validate() const;
   // Multi-line, "key: value" per line, for logs and `fastserve inspect`.
   std::string to_string() const;

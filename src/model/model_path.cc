@@ -22,7 +22,8 @@ Result<std::string> resolve_model_path(const std::string& arg) {
   if (!ec) {
     // <repo>/build/fastserve -> <repo>/models; also one level further up for nested build dirs.
     candidates.push_back(exe.parent_path().parent_path() / "models" / kDefaultModelFile);
-    candidates.push_back(exe.parent_path().parent_path().parent_path() / "models" / kDefaultModelFile);
+    candidates.push_back(exe.parent_path().parent_path().parent_path() / "models" /
+                         kDefaultModelFile);
   }
   candidates.push_back(stdfs::path("models") / kDefaultModelFile);
   std::string tried;
@@ -30,9 +31,10 @@ Result<std::string> resolve_model_path(const std::string& arg) {
     if (stdfs::is_regular_file(p, ec)) return p.lexically_normal().string();
     tried += fmt::format("{}{}", tried.empty() ? "" : ", ", p.lexically_normal().string());
   }
-  return not_found("default model {} not found (tried {}); run scripts/setup.sh to install it, or "
-                   "pass --model PATH / set FASTSERVE_MODEL",
-                   kDefaultModelFile, tried);
+  return not_found(
+      "default model {} not found (tried {}); run scripts/setup.sh to install it, or "
+      "pass --model PATH / set FASTSERVE_MODEL",
+      kDefaultModelFile, tried);
 }
 
 }  // namespace fs

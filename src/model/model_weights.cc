@@ -31,7 +31,8 @@ class GgufSource : public TensorSource {
     *file = f_.path();
     const GgufTensorInfo* t = f_.find_tensor(name);
     if (t == nullptr) return std::optional<WeightTensor>();
-    return std::optional<WeightTensor>(WeightTensor{t->name, t->dtype, t->shape, t->data, t->nbytes});
+    return std::optional<WeightTensor>(
+        WeightTensor{t->name, t->dtype, t->shape, t->data, t->nbytes});
   }
   const std::string& where() const override { return f_.path(); }
 
@@ -53,7 +54,8 @@ class HfSource : public TensorSource {
       return unimplemented("'{}': tensor '{}' has dtype {}; supported: F32, F16, BF16", *file, name,
                            t->dtype_name);
     }
-    return std::optional<WeightTensor>(WeightTensor{t->name, *t->dtype, t->shape, t->data, t->nbytes});
+    return std::optional<WeightTensor>(
+        WeightTensor{t->name, *t->dtype, t->shape, t->data, t->nbytes});
   }
   const std::string& where() const override { return c_.dir(); }
 
@@ -64,8 +66,24 @@ class HfSource : public TensorSource {
 enum class Scheme { kGguf = 0, kHfLlama = 1, kHfOpt = 2 };
 
 enum LayerKey {
-  kAttnNorm, kAttnNormB, kWq, kWk, kWv, kWo, kBq, kBk, kBv, kBo,
-  kFfnNorm, kFfnNormB, kGate, kUp, kDown, kBUp, kBDown, kNumLayerKeys
+  kAttnNorm,
+  kAttnNormB,
+  kWq,
+  kWk,
+  kWv,
+  kWo,
+  kBq,
+  kBk,
+  kBv,
+  kBo,
+  kFfnNorm,
+  kFfnNormB,
+  kGate,
+  kUp,
+  kDown,
+  kBUp,
+  kBDown,
+  kNumLayerKeys
 };
 
 // Per-layer tensor names (after the layer prefix) for each scheme; "" where the scheme has none.
@@ -178,8 +196,8 @@ Status bind_weights(const ModelConfig& c, Scheme scheme, const TensorSource& src
     FS_RETURN_IF_ERROR(b.require(g.output, {c.vocab_size, h}, &w->output));
   }
   if (scheme == Scheme::kGguf) {
-    FS_RETURN_IF_ERROR(b.maybe(b.has("rope_freqs.weight"), "rope_freqs.weight", {c.head_dim / 2},
-                               &w->rope_freqs));
+    FS_RETURN_IF_ERROR(
+        b.maybe(b.has("rope_freqs.weight"), "rope_freqs.weight", {c.head_dim / 2}, &w->rope_freqs));
     if (w->rope_freqs && w->rope_freqs->dtype != DType::kF32) {
       return unimplemented("'{}': rope_freqs.weight must be F32", src.where());
     }
@@ -225,7 +243,8 @@ Status annotate(const Status& s, const std::string& path) {
 Result<LoadedModel> load_model(const std::string& path) {
   const Stopwatch timer;
   std::error_code ec;
-  if (!std::filesystem::exists(path, ec)) return not_found("model '{}': no such file or folder", path);
+  if (!std::filesystem::exists(path, ec))
+    return not_found("model '{}': no such file or folder", path);
   LoadedModel m;
   m.path = path;
   uint64_t file_bytes = 0;
@@ -235,7 +254,8 @@ Result<LoadedModel> load_model(const std::string& path) {
     FS_ASSIGN_OR_RETURN(m.config, ModelConfig::from_hf_config(m.hf->config(), m.hf->config_path()));
     if (Status s = m.config.validate(); !s.is_ok()) return annotate(s, m.hf->config_path());
     const Scheme scheme = m.config.arch == ModelArch::kOpt ? Scheme::kHfOpt : Scheme::kHfLlama;
-    FS_RETURN_IF_ERROR(bind_weights(m.config, scheme, HfSource(*m.hf), &m.weights, &m.weight_bytes));
+    FS_RETURN_IF_ERROR(
+        bind_weights(m.config, scheme, HfSource(*m.hf), &m.weights, &m.weight_bytes));
     m.hf->advise_willneed();
     file_bytes = m.hf->total_bytes();
   } else {
@@ -249,9 +269,8 @@ Result<LoadedModel> load_model(const std::string& path) {
     file_bytes = m.gguf->file_bytes();
   }
   log_info("loaded model '{}': {} {}, {} layers, {:.1f} MiB mapped in {:.3f} s", path,
-           model_arch_name(m.config.arch),
-           m.format == ModelFormat::kGguf ? "gguf" : "safetensors", m.config.num_layers,
-           static_cast<double>(file_bytes) / (1 << 20), timer.elapsed_s());
+           model_arch_name(m.config.arch), m.format == ModelFormat::kGguf ? "gguf" : "safetensors",
+           m.config.num_layers, static_cast<double>(file_bytes) / (1 << 20), timer.elapsed_s());
   return m;
 }
 

@@ -34,23 +34,23 @@ struct WeightTensor {
 // Optional tensors are std::optional<WeightTensor>: present exactly when the config says so
 // (qkv_bias, attn_out_bias, mlp_bias, norm == kLayerNorm), which load_model checks.
 struct LayerWeights {
-  WeightTensor attn_norm;                  // [hidden]
+  WeightTensor attn_norm;                   // [hidden]
   std::optional<WeightTensor> attn_norm_b;  // [hidden]            LayerNorm (OPT)
-  WeightTensor wq;                         // [heads * head_dim, hidden]
-  WeightTensor wk;                         // [kv_heads * head_dim, hidden]
-  WeightTensor wv;                         // [kv_heads * head_dim, hidden]
-  WeightTensor wo;                         // [hidden, heads * head_dim]
-  std::optional<WeightTensor> bq;          // [heads * head_dim]   qkv_bias
-  std::optional<WeightTensor> bk;          // [kv_heads * head_dim]
-  std::optional<WeightTensor> bv;          // [kv_heads * head_dim]
-  std::optional<WeightTensor> bo;          // [hidden]             attn_out_bias
-  WeightTensor ffn_norm;                   // [hidden]
-  std::optional<WeightTensor> ffn_norm_b;  // [hidden]             LayerNorm (OPT)
-  std::optional<WeightTensor> w_gate;      // [ffn, hidden]        SiLU-gated (llama) only
-  WeightTensor w_up;                       // [ffn, hidden]        OPT fc1
-  WeightTensor w_down;                     // [hidden, ffn]        OPT fc2
-  std::optional<WeightTensor> b_up;        // [ffn]                mlp_bias (OPT)
-  std::optional<WeightTensor> b_down;      // [hidden]
+  WeightTensor wq;                          // [heads * head_dim, hidden]
+  WeightTensor wk;                          // [kv_heads * head_dim, hidden]
+  WeightTensor wv;                          // [kv_heads * head_dim, hidden]
+  WeightTensor wo;                          // [hidden, heads * head_dim]
+  std::optional<WeightTensor> bq;           // [heads * head_dim]   qkv_bias
+  std::optional<WeightTensor> bk;           // [kv_heads * head_dim]
+  std::optional<WeightTensor> bv;           // [kv_heads * head_dim]
+  std::optional<WeightTensor> bo;           // [hidden]             attn_out_bias
+  WeightTensor ffn_norm;                    // [hidden]
+  std::optional<WeightTensor> ffn_norm_b;   // [hidden]             LayerNorm (OPT)
+  std::optional<WeightTensor> w_gate;       // [ffn, hidden]        SiLU-gated (llama) only
+  WeightTensor w_up;                        // [ffn, hidden]        OPT fc1
+  WeightTensor w_down;                      // [hidden, ffn]        OPT fc2
+  std::optional<WeightTensor> b_up;         // [ffn]                mlp_bias (OPT)
+  std::optional<WeightTensor> b_down;       // [hidden]
 };
 
 struct ModelWeights {
@@ -60,30 +60,31 @@ struct ModelWeights {
   std::optional<WeightTensor> output_norm_b;  // [hidden]  LayerNorm (OPT)
   // [vocab, hidden]. When tie_word_embeddings, a copy of tok_embd's view (same data pointer).
   WeightTensor output;
-  // [head_dim / 2] F32, GGUF llama3 models only: llama.cpp's converter bakes llama3 rope scaling into
-  // per-frequency divisors; the rope angle of pair i is pos * theta^(-2i/head_dim) / rope_freqs[i].
+  // [head_dim / 2] F32, GGUF llama3 models only: llama.cpp's converter bakes llama3 rope scaling
+  // into per-frequency divisors; the rope angle of pair i is pos * theta^(-2i/head_dim) /
+  // rope_freqs[i].
   std::optional<WeightTensor> rope_freqs;
   std::vector<LayerWeights> layers;  // [num_layers]
 };
 
 enum class ModelFormat { kGguf, kSafetensors };
 
-// Config + weights + the mappings keeping the weights' memory alive. Movable; the views stay valid as
-// long as this object (or a copy of `gguf` / `hf`) lives.
+// Config + weights + the mappings keeping the weights' memory alive. Movable; the views stay valid
+// as long as this object (or a copy of `gguf` / `hf`) lives.
 struct LoadedModel {
   std::string path;
   ModelFormat format = ModelFormat::kGguf;
   ModelConfig config;
   ModelWeights weights;
-  uint64_t weight_bytes = 0;                // sum of the nbytes of the tensors used
-  std::shared_ptr<const GgufFile> gguf;     // set for GGUF (the tokenizer reads its metadata)
-  std::shared_ptr<const HfCheckpoint> hf;   // set for HF folders
+  uint64_t weight_bytes = 0;               // sum of the nbytes of the tensors used
+  std::shared_ptr<const GgufFile> gguf;    // set for GGUF (the tokenizer reads its metadata)
+  std::shared_ptr<const HfCheckpoint> hf;  // set for HF folders
 };
 
-// Loads a .gguf file or an HF checkpoint folder (config.json + safetensors). Errors name the file and,
-// for tensors, the tensor with its expected and actual shape: kNotFound (missing file / tensor),
-// kDataLoss (corrupt file, wrong shape), kUnimplemented (architecture, dtype or option not supported),
-// kInvalidArgument (inconsistent config). Logs one info line with size and load time.
+// Loads a .gguf file or an HF checkpoint folder (config.json + safetensors). Errors name the file
+// and, for tensors, the tensor with its expected and actual shape: kNotFound (missing file /
+// tensor), kDataLoss (corrupt file, wrong shape), kUnimplemented (architecture, dtype or option not
+// supported), kInvalidArgument (inconsistent config). Logs one info line with size and load time.
 Result<LoadedModel> load_model(const std::string& path);
 
 // "[576, 49152]"

@@ -36,17 +36,22 @@ uint64_t min_value_bytes(GgufType t) {
   switch (t) {
     case GgufType::kUint8:
     case GgufType::kInt8:
-    case GgufType::kBool: return 1;
+    case GgufType::kBool:
+      return 1;
     case GgufType::kUint16:
-    case GgufType::kInt16: return 2;
+    case GgufType::kInt16:
+      return 2;
     case GgufType::kUint32:
     case GgufType::kInt32:
-    case GgufType::kFloat32: return 4;
+    case GgufType::kFloat32:
+      return 4;
     case GgufType::kString:  // u64 length
     case GgufType::kUint64:
     case GgufType::kInt64:
-    case GgufType::kFloat64: return 8;
-    case GgufType::kArray: return 12;  // u32 type + u64 count
+    case GgufType::kFloat64:
+      return 8;
+    case GgufType::kArray:
+      return 12;  // u32 type + u64 count
   }
   return 1;
 }
@@ -82,8 +87,9 @@ class Cursor {
     uint64_t len = 0;
     FS_RETURN_IF_ERROR(read(&len, what));
     if (len > remaining()) {
-      return data_loss("'{}': {} has length {} at offset {}, past the end of the file ({} bytes left)",
-                       path_, what, len, pos_, remaining());
+      return data_loss(
+          "'{}': {} has length {} at offset {}, past the end of the file ({} bytes left)", path_,
+          what, len, pos_, remaining());
     }
     out->assign(reinterpret_cast<const char*>(data_ + pos_), len);
     pos_ += len;
@@ -110,16 +116,26 @@ Status read_value(Cursor& c, uint32_t type_id, int depth, const std::string& wha
     return data_loss("'{}': {} has unknown value type id {}", c.path(), what, type_id);
   }
   switch (static_cast<GgufType>(type_id)) {
-    case GgufType::kUint8: return read_scalar<uint64_t, uint8_t>(c, what, out);
-    case GgufType::kInt8: return read_scalar<int64_t, int8_t>(c, what, out);
-    case GgufType::kUint16: return read_scalar<uint64_t, uint16_t>(c, what, out);
-    case GgufType::kInt16: return read_scalar<int64_t, int16_t>(c, what, out);
-    case GgufType::kUint32: return read_scalar<uint64_t, uint32_t>(c, what, out);
-    case GgufType::kInt32: return read_scalar<int64_t, int32_t>(c, what, out);
-    case GgufType::kUint64: return read_scalar<uint64_t, uint64_t>(c, what, out);
-    case GgufType::kInt64: return read_scalar<int64_t, int64_t>(c, what, out);
-    case GgufType::kFloat32: return read_scalar<double, float>(c, what, out);
-    case GgufType::kFloat64: return read_scalar<double, double>(c, what, out);
+    case GgufType::kUint8:
+      return read_scalar<uint64_t, uint8_t>(c, what, out);
+    case GgufType::kInt8:
+      return read_scalar<int64_t, int8_t>(c, what, out);
+    case GgufType::kUint16:
+      return read_scalar<uint64_t, uint16_t>(c, what, out);
+    case GgufType::kInt16:
+      return read_scalar<int64_t, int16_t>(c, what, out);
+    case GgufType::kUint32:
+      return read_scalar<uint64_t, uint32_t>(c, what, out);
+    case GgufType::kInt32:
+      return read_scalar<int64_t, int32_t>(c, what, out);
+    case GgufType::kUint64:
+      return read_scalar<uint64_t, uint64_t>(c, what, out);
+    case GgufType::kInt64:
+      return read_scalar<int64_t, int64_t>(c, what, out);
+    case GgufType::kFloat32:
+      return read_scalar<double, float>(c, what, out);
+    case GgufType::kFloat64:
+      return read_scalar<double, double>(c, what, out);
     case GgufType::kBool: {
       uint8_t b = 0;
       FS_RETURN_IF_ERROR(c.read(&b, what));
@@ -148,8 +164,9 @@ Status read_value(Cursor& c, uint32_t type_id, int depth, const std::string& wha
       // Checked before reserving: a corrupt count must not turn into a huge allocation.
       const uint64_t min_bytes = min_value_bytes(static_cast<GgufType>(elem_type));
       if (count > c.remaining() / min_bytes || count > kMaxArrayLength) {
-        return data_loss("'{}': {} has array length {}, more than the file can hold ({} bytes left)",
-                         c.path(), what, count, c.remaining());
+        return data_loss(
+            "'{}': {} has array length {}, more than the file can hold ({} bytes left)", c.path(),
+            what, count, c.remaining());
       }
       GgufArray arr;
       arr.reserve(count);
@@ -312,7 +329,8 @@ Result<std::shared_ptr<const GgufFile>> GgufFile::open(const std::string& path) 
 }
 
 void GgufFile::advise_willneed() const {
-  if (file_) file_->advise_willneed(data_offset_, map_bytes_ - std::min<uint64_t>(data_offset_, map_bytes_));
+  if (file_)
+    file_->advise_willneed(data_offset_, map_bytes_ - std::min<uint64_t>(data_offset_, map_bytes_));
 }
 
 const GgufValue* GgufFile::find(std::string_view key) const {

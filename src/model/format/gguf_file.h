@@ -1,6 +1,7 @@
-// GGUF v3 reader (the llama.cpp model file format): header, typed metadata, tensor infos, mmap'd data.
-// Every offset and length read from the file is bounds-checked; a bad file gives a Status naming the
-// file and the problem, never a crash or an out-of-bounds read. Immutable after open(): thread-safe.
+// GGUF v3 reader (the llama.cpp model file format): header, typed metadata, tensor infos, mmap'd
+// data. Every offset and length read from the file is bounds-checked; a bad file gives a Status
+// naming the file and the problem, never a crash or an out-of-bounds read. Immutable after open():
+// thread-safe.
 #pragma once
 
 #include <cstdint>
@@ -37,14 +38,16 @@ struct GgufTensorInfo {
   DType dtype;
   // PyTorch order, outermost first: a ggml tensor with ne = [cols, rows] has shape {rows, cols}.
   std::vector<int64_t> shape;
-  uint64_t offset_bytes;  // from the start of the data section (already checked to lie inside the file)
+  // From the start of the data section (already checked to lie inside the file).
+  uint64_t offset_bytes;
   uint64_t nbytes;
   const uint8_t* data;  // points into the mapping; valid while the GgufFile lives
 };
 
 class GgufFile {
  public:
-  // Maps the file read-only and parses it. Errors (kNotFound, kDataLoss, kUnimplemented) name the path.
+  // Maps the file read-only and parses it. Errors (kNotFound, kDataLoss, kUnimplemented) name the
+  // path.
   static Result<std::shared_ptr<const GgufFile>> open(const std::string& path);
   ~GgufFile();
 
@@ -65,7 +68,7 @@ class GgufFile {
   const GgufTensorInfo* find_tensor(std::string_view name) const;  // nullptr when absent
 
   uint64_t file_bytes() const { return map_bytes_; }
-  uint64_t alignment() const { return alignment_; }     // general.alignment, default 32
+  uint64_t alignment() const { return alignment_; }      // general.alignment, default 32
   uint64_t data_offset() const { return data_offset_; }  // start of the data section in the file
   // Asks the kernel to read the data section ahead (madvise WILLNEED); a hint, never fails.
   void advise_willneed() const;

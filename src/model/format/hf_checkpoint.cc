@@ -43,7 +43,8 @@ Result<std::shared_ptr<const HfCheckpoint>> HfCheckpoint::open(const std::string
     }
     std::set<std::string> seen;
     for (auto it = wm->begin(); it != wm->end(); ++it) {
-      if (!it->is_string()) return data_loss("'{}': weight_map['{}'] is not a string", index_path, it.key());
+      if (!it->is_string())
+        return data_loss("'{}': weight_map['{}'] is not a string", index_path, it.key());
       const std::string file = it->get<std::string>();
       // Shards live in the folder itself: refuse paths that would escape it.
       if (file.empty() || file.find('/') != std::string::npos || file == "." || file == "..") {
@@ -77,8 +78,8 @@ Result<std::shared_ptr<const HfCheckpoint>> HfCheckpoint::open(const std::string
   for (const auto& [tensor, file] : weight_map) {
     auto it = ckpt->index_.find(tensor);
     if (it == ckpt->index_.end() || it->second.first != shard_of_file[file]) {
-      return data_loss("'{}': the index puts tensor '{}' in '{}', which does not hold it", index_path,
-                       tensor, file);
+      return data_loss("'{}': the index puts tensor '{}' in '{}', which does not hold it",
+                       index_path, tensor, file);
     }
   }
   return std::shared_ptr<const HfCheckpoint>(std::move(ckpt));
@@ -90,7 +91,8 @@ uint64_t HfCheckpoint::total_bytes() const {
   return n;
 }
 
-const SafetensorsTensor* HfCheckpoint::find_tensor(std::string_view name, std::string* file_path) const {
+const SafetensorsTensor* HfCheckpoint::find_tensor(std::string_view name,
+                                                   std::string* file_path) const {
   auto it = index_.find(name);
   if (it == index_.end()) return nullptr;
   if (file_path != nullptr) *file_path = shards_[it->second.first]->path();

@@ -20,7 +20,8 @@ namespace fs {
 class HfCheckpoint {
  public:
   // Errors: kNotFound (no config.json, no weights file, a shard named in the index is missing),
-  // kDataLoss (bad JSON, a tensor listed in the index absent from its shard, a tensor in two shards).
+  // kDataLoss (bad JSON, a tensor listed in the index absent from its shard, a tensor in two
+  // shards).
   static Result<std::shared_ptr<const HfCheckpoint>> open(const std::string& dir);
 
   const std::string& dir() const { return dir_; }
@@ -30,7 +31,8 @@ class HfCheckpoint {
   uint64_t total_bytes() const;
 
   // The tensor and the shard file holding it; nullptr when no shard has it.
-  const SafetensorsTensor* find_tensor(std::string_view name, std::string* file_path = nullptr) const;
+  const SafetensorsTensor* find_tensor(std::string_view name,
+                                       std::string* file_path = nullptr) const;
   size_t num_tensors() const { return index_.size(); }
   void advise_willneed() const;
 

@@ -23,8 +23,9 @@ class MappedFile {
   const std::string& path() const { return path_; }
   const uint8_t* data() const { return data_; }
   size_t size() const { return size_; }
-  // madvise(MADV_WILLNEED) on [offset, offset + len) clipped to the file: starts asynchronous readahead
-  // so the first forward pass does not fault pages in one by one. A hint only; never fails.
+  // madvise(MADV_WILLNEED) on [offset, offset + len) clipped to the file: starts asynchronous
+  // readahead so the first forward pass does not fault pages in one by one. A hint only; never
+  // fails.
   void advise_willneed(size_t offset, size_t len) const;
 
  private:

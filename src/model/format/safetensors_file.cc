@@ -45,7 +45,8 @@ Status parse_entry(const std::string& path, const std::string& name, const nlohm
   uint64_t num_elements = 1;
   for (const auto& d : *shape) {
     if (!d.is_number_unsigned()) {
-      return data_loss("'{}': tensor '{}': shape entries must be non-negative integers", path, name);
+      return data_loss("'{}': tensor '{}': shape entries must be non-negative integers", path,
+                       name);
     }
     const uint64_t n = d.get<uint64_t>();
     if (n > kMaxElements || (n != 0 && num_elements > kMaxElements / n)) {
@@ -61,7 +62,8 @@ Status parse_entry(const std::string& path, const std::string& name, const nlohm
                      path, name, begin, end, data_bytes);
   }
   t->nbytes = end - begin;
-  // Dtypes newer than this reader (elem_bytes == 0) are listed unchecked; using one is an error anyway.
+  // Dtypes newer than this reader (elem_bytes == 0) are listed unchecked; using one is an error
+  // anyway.
   if (elem_bytes != 0 && t->nbytes != num_elements * static_cast<uint64_t>(elem_bytes)) {
     return data_loss("'{}': tensor '{}': {} bytes for {} elements of {}", path, name, t->nbytes,
                      num_elements, t->dtype_name);
@@ -90,12 +92,14 @@ Result<std::shared_ptr<const SafetensorsFile>> SafetensorsFile::open(const std::
   uint64_t header_bytes = 0;
   std::memcpy(&header_bytes, base, 8);
   if (header_bytes > size - 8 || header_bytes > kMaxHeaderBytes) {
-    return data_loss("'{}': header length {} exceeds the file ({} bytes); truncated or not "
-                     "safetensors",
-                     path, header_bytes, size);
+    return data_loss(
+        "'{}': header length {} exceeds the file ({} bytes); truncated or not "
+        "safetensors",
+        path, header_bytes, size);
   }
   const char* json_begin = reinterpret_cast<const char*>(base + 8);
-  // nlohmann keeps the last of duplicate keys silently, so top-level keys are checked while parsing.
+  // nlohmann keeps the last of duplicate keys silently, so top-level keys are checked while
+  // parsing.
   std::string duplicate;
   std::set<std::string> keys;
   auto on_event = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
@@ -110,7 +114,8 @@ Result<std::shared_ptr<const SafetensorsFile>> SafetensorsFile::open(const std::
   if (header.is_discarded() || !header.is_object()) {
     return data_loss("'{}': the header is not a JSON object", path);
   }
-  if (!duplicate.empty()) return data_loss("'{}': duplicate tensor '{}' in the header", path, duplicate);
+  if (!duplicate.empty())
+    return data_loss("'{}': duplicate tensor '{}' in the header", path, duplicate);
   auto file = std::shared_ptr<SafetensorsFile>(new SafetensorsFile());
   const uint8_t* data = base + 8 + header_bytes;
   const uint64_t data_bytes = size - 8 - header_bytes;
@@ -137,8 +142,9 @@ Result<std::shared_ptr<const SafetensorsFile>> SafetensorsFile::open(const std::
 }
 
 const SafetensorsTensor* SafetensorsFile::find_tensor(std::string_view name) const {
-  auto it = std::lower_bound(tensors_.begin(), tensors_.end(), name,
-                             [](const SafetensorsTensor& t, std::string_view n) { return t.name < n; });
+  auto it =
+      std::lower_bound(tensors_.begin(), tensors_.end(), name,
+                       [](const SafetensorsTensor& t, std::string_view n) { return t.name < n; });
   return it != tensors_.end() && it->name == name ? &*it : nullptr;
 }
 

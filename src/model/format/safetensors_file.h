@@ -1,10 +1,10 @@
 // One .safetensors file: u64 little-endian header length, a JSON header
 //   {"name": {"dtype": "F32", "shape": [rows, cols], "data_offsets": [begin, end]}, ...,
 //    "__metadata__": {"k": "v"}}
-// and the raw tensor bytes, offsets relative to the end of the header. Mapped read-only; every field is
-// checked on open (a bad file gives a kDataLoss Status naming the path, never an exception or a crash).
-// Tensors of dtypes we do not compute with (I64, F64, F8, ...) are listed with dtype == nullopt; using
-// one is the caller's kUnimplemented error. Immutable after open(): thread-safe.
+// and the raw tensor bytes, offsets relative to the end of the header. Mapped read-only; every
+// field is checked on open (a bad file gives a kDataLoss Status naming the path, never an exception
+// or a crash). Tensors of dtypes we do not compute with (I64, F64, F8, ...) are listed with dtype
+// == nullopt; using one is the caller's kUnimplemented error. Immutable after open(): thread-safe.
 #pragma once
 
 #include <cstdint>
@@ -23,10 +23,10 @@ namespace fs {
 
 struct SafetensorsTensor {
   std::string name;
-  std::string dtype_name;       // as in the file: "F32", "BF16", "I64", ...
-  std::optional<DType> dtype;   // F32 / F16 / BF16; nullopt for other dtypes
-  std::vector<int64_t> shape;   // PyTorch order, as stored
-  const uint8_t* data;          // into the mapping; valid while the file lives. Not necessarily aligned.
+  std::string dtype_name;      // as in the file: "F32", "BF16", "I64", ...
+  std::optional<DType> dtype;  // F32 / F16 / BF16; nullopt for other dtypes
+  std::vector<int64_t> shape;  // PyTorch order, as stored
+  const uint8_t* data;  // into the mapping; valid while the file lives. Not necessarily aligned.
   uint64_t nbytes;
 };
 
@@ -37,7 +37,7 @@ class SafetensorsFile {
   const std::string& path() const { return file_->path(); }
   uint64_t file_bytes() const { return file_->size(); }
   const std::vector<SafetensorsTensor>& tensors() const { return tensors_; }  // sorted by name
-  const SafetensorsTensor* find_tensor(std::string_view name) const;  // nullptr when absent
+  const SafetensorsTensor* find_tensor(std::string_view name) const;          // nullptr when absent
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
   void advise_willneed() const { file_->advise_willneed(0, file_->size()); }
 

@@ -30,7 +30,14 @@ GgufBuilder valid_builder() {
       .kv("i64", 11, Bytes().put<int64_t>(-(int64_t{1} << 40)).s)
       .kv("f64", 12, Bytes().put<double>(0.25).s)
       .kv_str_array("tokens", {"a", "bc", ""})
-      .kv("ints", 9, Bytes().put<uint32_t>(5).put<uint64_t>(3).put<int32_t>(1).put<int32_t>(-2).put<int32_t>(3).s)
+      .kv("ints", 9,
+          Bytes()
+              .put<uint32_t>(5)
+              .put<uint64_t>(3)
+              .put<int32_t>(1)
+              .put<int32_t>(-2)
+              .put<int32_t>(3)
+              .s)
       // [[1, 2], []] as an array of arrays of uint8
       .kv("nested", 9,
           Bytes()

@@ -50,7 +50,8 @@ struct Bytes {
   }
 };
 
-// Builds GGUF files: metadata entries are raw (key, type, value bytes) so tests can corrupt anything.
+// Builds GGUF files: metadata entries are raw (key, type, value bytes) so tests can corrupt
+// anything.
 class GgufBuilder {
  public:
   struct Tensor {

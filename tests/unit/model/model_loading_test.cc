@@ -22,8 +22,8 @@ const std::string kDefaultModel = FASTSERVE_SOURCE_DIR "/models/SmolLM2-135M-Ins
 
 std::string temp_dir() {
   const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  std::string dir = ::testing::TempDir() + "fs_model_" + std::to_string(::getpid()) + "_" +
-                    info->name();
+  std::string dir =
+      ::testing::TempDir() + "fs_model_" + std::to_string(::getpid()) + "_" + info->name();
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   return dir;
@@ -236,23 +236,30 @@ TEST(ModelLoading, UnsupportedOptionsAreUnimplemented) {
       {"tiny-llama", [](nlohmann::json& j) { j["model_type"] = "gpt_neox"; }},
       {"tiny-llama", [](nlohmann::json& j) { j["hidden_act"] = "gelu"; }},
       {"tiny-llama",
-       [](nlohmann::json& j) { j["rope_parameters"] = {{"rope_type", "yarn"}, {"factor", 4.0}}; }},
+       [](nlohmann::json& j) {
+         j["rope_parameters"] = {{"rope_type", "yarn"}, {"factor", 4.0}};
+       }},
   };
   for (const auto& [fixture, edit] : cases) {
     const std::string dir = copy_with_config(fixture, edit);
     auto r = load_model(dir);
     ASSERT_FALSE(r.is_ok()) << fixture;
     EXPECT_EQ(r.status().code(), StatusCode::kUnimplemented) << r.status().to_string();
-    EXPECT_NE(r.status().message().find("config.json"), std::string::npos) << r.status().to_string();
+    EXPECT_NE(r.status().message().find("config.json"), std::string::npos)
+        << r.status().to_string();
     std::filesystem::remove_all(dir);
   }
 }
 
 TEST(ModelConfig, ReadsLegacyRopeKeysAndValidates) {
-  nlohmann::json j = {{"model_type", "llama"},   {"vocab_size", 100},
-                      {"hidden_size", 32},       {"intermediate_size", 64},
-                      {"num_hidden_layers", 1},  {"num_attention_heads", 4},
-                      {"rope_theta", 1234.0},    {"eos_token_id", {7, 8, 9}},
+  nlohmann::json j = {{"model_type", "llama"},
+                      {"vocab_size", 100},
+                      {"hidden_size", 32},
+                      {"intermediate_size", 64},
+                      {"num_hidden_layers", 1},
+                      {"num_attention_heads", 4},
+                      {"rope_theta", 1234.0},
+                      {"eos_token_id", {7, 8, 9}},
                       {"rope_scaling", {{"type", "linear"}, {"factor", 2.0}}}};
   auto c = ModelConfig::from_hf_config(j, "cfg.json");
   ASSERT_TRUE(c.is_ok()) << c.status().to_string();
