@@ -38,8 +38,11 @@ void tile_float(int64_t cols, const uint8_t* w, int64_t w_stride, const uint8_t*
   __m256 acc[NR][NT];
   for (int r = 0; r < NR; ++r)
     for (int t = 0; t < NT; ++t) acc[r][t] = _mm256_setzero_ps();
-  const int64_t c8 = cols / 8 * 8;
-  for (int64_t c = 0; c < c8; c += 8) {
+  // Columns in steps of one cache line of weights (16 f32 or 32 f16/bf16), prefetching ahead per
+  // line; then 8-column steps; then a scalar tail.
+  constexpr int kLineCols = kKind == FloatKind::kF32 ? 16 : 32;
+  constexpr int64_t kElemBytes = kKind == FloatKind::kF32 ? 4 : 2;
+  auto step8 = [&](int64_t c) {
     __m256 xv[NT];
     for (int t = 0; t < NT; ++t) {
       xv[t] = _mm256_loadu_ps(reinterpret_cast<const float*>(x + t * x_stride) + c);
@@ -48,7 +51,14 @@ void tile_float(int64_t cols, const uint8_t* w, int64_t w_stride, const uint8_t*
       const __m256 wv = load8<kKind>(w + r * w_stride, c);
       for (int t = 0; t < NT; ++t) acc[r][t] = _mm256_fmadd_ps(wv, xv[t], acc[r][t]);
     }
+  };
+  const int64_t c_lines = cols / kLineCols * kLineCols;
+  for (int64_t c = 0; c < c_lines; c += kLineCols) {
+    for (int r = 0; r < NR; ++r) avx2::prefetch_ahead(w + r * w_stride + c * kElemBytes, w_stride);
+    for (int k = 0; k < kLineCols; k += 8) step8(c + k);
   }
+  const int64_t c8 = cols / 8 * 8;
+  for (int64_t c = c_lines; c < c8; c += 8) step8(c);
   for (int t = 0; t < NT; ++t) {
     const float* xt = reinterpret_cast<const float*>(x + t * x_stride);
     for (int r = 0; r < NR; ++r) {

@@ -94,6 +94,11 @@ template <typename WB, float (*Dot)(int64_t, const WB*, const BlockQ8_K*)>
 void tile_kquant(int64_t cols, const uint8_t* w, int64_t w_stride, int nr, const uint8_t* x,
                  int64_t x_stride, int nt, float* y, int64_t ldy) {
   for (int r = 0; r < nr; ++r) {
+    if (nt < 4) {  // decode: bring the rows two tiles ahead towards L2 (see prefetch_ahead)
+      for (int64_t off = 0; off < w_stride; off += 64) {
+        avx2::prefetch_ahead(w + r * w_stride + off, w_stride);
+      }
+    }
     for (int t = 0; t < nt; ++t) {
       y[t * ldy + r] = Dot(cols, reinterpret_cast<const WB*>(w + r * w_stride),
                            reinterpret_cast<const BlockQ8_K*>(x + t * x_stride));

@@ -32,6 +32,7 @@ void tile_signed(int64_t cols, const uint8_t* w, int64_t w_stride, const uint8_t
     }
     for (int r = 0; r < NR; ++r) {
       const WB& wb = reinterpret_cast<const WB*>(w + r * w_stride)[b];
+      avx2::prefetch_ahead(&wb, w_stride);
       __m256i wq;
       if constexpr (sizeof(WB) == sizeof(BlockQ8_0)) {
         wq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb.qs));
@@ -86,6 +87,7 @@ struct TileQ4_1 {
       }
       for (int r = 0; r < NR; ++r) {
         const BlockQ4_1& wb = reinterpret_cast<const BlockQ4_1*>(w + r * w_stride)[b];
+        avx2::prefetch_ahead(&wb, w_stride);
         const __m256i wq = avx2::unpack_nibbles(wb.qs);
         const float wd = half_to_float(wb.d), wm = half_to_float(wb.m);
         for (int t = 0; t < NT; ++t) {
