@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <random>
+
 #include <nlohmann/json.hpp>
 
 #include "model/format/hf_checkpoint.h"
@@ -120,6 +122,25 @@ TEST_F(SafetensorsFileTest, RejectsMalformedHeaders) {
           R"({"w": {"dtype": "F32", "shape": [1125899906842624, 1125899906842624], "data_offsets": [0, 8]}})",
           std::string(8, '\0')),
       "absurd");
+}
+
+TEST_F(SafetensorsFileTest, RandomCorruptionNeverCrashes) {
+  const std::string bytes = valid_file();
+  std::mt19937 rng(4321);
+  for (int iter = 0; iter < 400; ++iter) {
+    std::string corrupt = bytes;
+    const int num_flips = 1 + static_cast<int>(rng() % 4);
+    for (int i = 0; i < num_flips; ++i) {
+      corrupt[rng() % corrupt.size()] = static_cast<char>(rng() & 0xff);
+    }
+    auto r = SafetensorsFile::open(write(corrupt));
+    if (!r.is_ok()) continue;
+    for (const SafetensorsTensor& t : (*r)->tensors()) {
+      uint64_t sum = 0;
+      for (uint64_t i = 0; i < t.nbytes; ++i) sum += t.data[i];
+      EXPECT_LE(t.nbytes, (*r)->file_bytes()) << sum;
+    }
+  }
 }
 
 TEST_F(SafetensorsFileTest, OpensSingleFileCheckpoint) {
