@@ -259,6 +259,10 @@ Result<LoadedModel> load_model(const std::string& path) {
     m.hf->advise_willneed();
     file_bytes = m.hf->total_bytes();
   } else {
+    if (path.size() > 12 && path.ends_with(".safetensors")) {
+      return invalid_argument(
+          "model '{}': pass the Hugging Face folder holding it (with config.json)", path);
+    }
     m.format = ModelFormat::kGguf;
     FS_ASSIGN_OR_RETURN(m.gguf, GgufFile::open(path));
     FS_ASSIGN_OR_RETURN(m.config, ModelConfig::from_gguf(*m.gguf));
