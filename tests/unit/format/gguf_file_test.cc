@@ -148,6 +148,35 @@ TEST_F(GgufFileTest, AcceptsVersion2AndCustomAlignment) {
   EXPECT_EQ((*r)->find_tensor("q")->offset_bytes, 64u);
 }
 
+TEST_F(GgufFileTest, SizesEverySupportedTensorType) {
+  struct Case {
+    uint32_t ggml_type;
+    DType dtype;
+    uint64_t row_bytes;  // for a row of 256 elements
+  };
+  const std::vector<Case> cases = {
+      {0, DType::kF32, 1024},  {1, DType::kF16, 512},   {30, DType::kBF16, 512},
+      {8, DType::kQ8_0, 272},  {2, DType::kQ4_0, 144},  {3, DType::kQ4_1, 160},
+      {12, DType::kQ4_K, 144}, {14, DType::kQ6_K, 210},
+  };
+  GgufBuilder g;
+  for (const Case& c : cases) {
+    g.tensor({fmt::format("t{}", c.ggml_type),
+              {256, 3},
+              c.ggml_type,
+              std::string(3 * c.row_bytes, 'x')});
+  }
+  auto r = GgufFile::open(write(g.build()));
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  for (const Case& c : cases) {
+    const GgufTensorInfo* t = (*r)->find_tensor(fmt::format("t{}", c.ggml_type));
+    ASSERT_NE(t, nullptr);
+    EXPECT_EQ(t->dtype, c.dtype);
+    EXPECT_EQ(t->shape, (std::vector<int64_t>{3, 256}));
+    EXPECT_EQ(t->nbytes, 3 * c.row_bytes) << dtype_name(c.dtype);
+  }
+}
+
 TEST_F(GgufFileTest, EveryTruncationIsAnError) {
   const std::string bytes = valid_builder().build();
   for (size_t n = 0; n < bytes.size(); ++n) {
