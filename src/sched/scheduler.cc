@@ -1,0 +1,361 @@
+#include "sched/scheduler.h"
+
+#include <algorithm>
+#include <unordered_set>
+
+#include "core/check.h"
+
+namespace fs::sched {
+
+Scheduler::Scheduler(const SchedulerConfig& config, const KvPoolConfig& kv_config,
+                     const CostModel& cost_model)
+    : config_(config),
+      cost_model_(cost_model),
+      pools_(kv_config.num_device_blocks, kv_config.num_host_blocks, kv_config.block_size_tokens),
+      policy_(make_policy(config, &cost_model_)),
+      planner_(config.kv_policy, &pools_) {
+  const Status s = config.validate();
+  FS_CHECK(s.is_ok(), "{}", s.to_string());
+}
+
+Scheduler::Entry& Scheduler::entry(JobId id) {
+  auto it = jobs_.find(id);
+  FS_CHECK(it != jobs_.end(), "unknown job {}", id);
+  return it->second;
+}
+
+const Job* Scheduler::job(JobId id) const {
+  auto it = jobs_.find(id);
+  return it == jobs_.end() ? nullptr : &it->second.job;
+}
+
+bool Scheduler::resident(JobId id) const {
+  return pools_.has_job(id) && pools_.location(id) == kv::Location::kDevice;
+}
+
+void Scheduler::index(Entry& e) {
+  e.key = policy_->key(e.job);
+  order_.insert(e.key);
+  if (resident(e.job.spec.id)) resident_.insert(e.key);
+  if (e.job.started) started_.insert(e.key);
+  if (policy_->uses_starvation_prevention()) {
+    e.starve_at_s = policy_->starvation_deadline_s(e.job);
+    idle_order_.insert({e.starve_at_s, e.job.spec.id});
+  }
+}
+
+void Scheduler::unindex(Entry& e) {
+  order_.erase(e.key);
+  resident_.erase(e.key);
+  started_.erase(e.key);
+  idle_order_.erase({e.starve_at_s, e.job.spec.id});
+}
+
+void Scheduler::sync_state(Job& job) const {
+  const JobId id = job.spec.id;
+  if (job.in_batch) {
+    job.state = JobState::kRunning;
+  } else if (pools_.has_job(id)) {
+    job.state =
+        pools_.location(id) == kv::Location::kDevice ? JobState::kPreempted : JobState::kOffloaded;
+  } else {
+    job.state =
+        job.num_computed_tokens == 0 && job.num_generated_tokens == 0 && job.num_preemptions == 0
+            ? JobState::kWaiting
+            : JobState::kDropped;
+  }
+}
+
+Status Scheduler::add(const JobSpec& spec, double now_s) {
+  if (jobs_.count(spec.id) != 0) return invalid_argument("job {} already exists", spec.id);
+  if (spec.num_prompt_tokens < 1 || spec.max_new_tokens < 1) {
+    return invalid_argument("job {}: prompt ({}) and max_new_tokens ({}) must be >= 1", spec.id,
+                            spec.num_prompt_tokens, spec.max_new_tokens);
+  }
+  const int64_t max_tokens = int64_t{spec.num_prompt_tokens} + spec.max_new_tokens;
+  if (pools_.blocks_for_tokens(max_tokens) > pools_.num_device_blocks()) {
+    return make_error(StatusCode::kOutOfRange,
+                      "job {}: {} tokens need {} KV blocks, the device pool has {}", spec.id,
+                      max_tokens, pools_.blocks_for_tokens(max_tokens), pools_.num_device_blocks());
+  }
+  Entry& e = jobs_[spec.id];
+  e.job.spec = spec;
+  e.job.num_tokens = spec.num_prompt_tokens;
+  e.job.idle_since_s = now_s;
+  policy_->on_arrival(e.job);
+  index(e);
+  return Status::ok();
+}
+
+void Scheduler::abort(JobId id, double /*now_s*/) {
+  if (jobs_.count(id) != 0) pending_aborts_.push_back(id);
+}
+
+void Scheduler::finish_job(JobId id, bool aborted) {
+  auto it = jobs_.find(id);
+  if (it == jobs_.end()) return;
+  unindex(it->second);
+  pools_.free(id);
+  jobs_.erase(it);
+  ++(aborted ? counters_.num_aborted : counters_.num_finished);
+}
+
+void Scheduler::promote_starved(double now_s) {
+  // A job starves when it has been idle (since arrival, or the end of its last service or
+  // promotion) past its deadline: MlfqPolicy::starvation_deadline_s. Measuring from arrival keeps a
+  // never-run job at its skip-join level until it has really waited (the official code compared
+  // against a last-run time that never-run jobs lack, and promoted them at once).
+  int32_t num_promoted = 0;
+  while (!idle_order_.empty() && idle_order_.begin()->first < now_s &&
+         num_promoted < config_.mlfq.max_promotions_per_check) {
+    Entry& e = entry(idle_order_.begin()->second);
+    unindex(e);
+    if (e.job.level != 0) {
+      ++e.job.num_promotions;
+      ++counters_.num_promotions;
+      ++num_promoted;
+    }
+    e.job.level = 0;
+    e.job.attained_in_level_s = 0;
+    e.job.idle_since_s = now_s;
+    index(e);
+  }
+}
+
+std::vector<JobId> Scheduler::collect_victims(const PriorityKey& key,
+                                              int32_t deficit_blocks) const {
+  std::vector<JobId> victims;
+  int32_t freed = 0;
+  for (auto it = resident_.rbegin(); it != resident_.rend() && freed < deficit_blocks; ++it) {
+    if (!(key < *it)) break;  // only lower-priority jobs
+    const Job& j = jobs_.at(it->id).job;
+    if (j.in_batch) continue;
+    victims.push_back(it->id);
+    freed += pools_.num_blocks(it->id);
+  }
+  if (freed < deficit_blocks) victims.clear();
+  return victims;
+}
+
+void Scheduler::evict(JobId victim, IterationPlan& plan) {
+  Entry& e = entry(victim);
+  resident_.erase(e.key);
+  const Eviction ev = planner_.evict(victim, plan);
+  switch (ev) {
+    case Eviction::kOffloaded:
+      break;
+    case Eviction::kDropped:
+      counters_.num_recomputed_tokens += e.job.num_computed_tokens;
+      e.job.num_computed_tokens = 0;
+      break;
+  }
+  sync_state(e.job);
+}
+
+bool Scheduler::may_start_new_job() const {
+  if (pools_.num_host_blocks() == 0 || config_.kv_policy == KvPolicy::kRecompute) return true;
+  const double host_used = 1.0 - double(pools_.num_free_host_blocks()) / pools_.num_host_blocks();
+  return host_used <= config_.admit_max_host_usage;
+}
+
+bool Scheduler::victims_fit_on_host(const std::vector<JobId>& victims) const {
+  if (config_.kv_policy == KvPolicy::kRecompute) return true;
+  int64_t blocks = 0;
+  for (JobId v : victims) blocks += pools_.num_blocks(v);
+  return blocks <= pools_.num_free_host_blocks();
+}
+
+void Scheduler::select_batch(IterationPlan& plan) {
+  int32_t tokens_left = config_.limits.max_tokens;
+  int32_t num_scanned = 0;
+  // While new jobs may not start, walk only the started ones: under overload thousands of new jobs
+  // would otherwise fill the scan budget and leave the batch empty.
+  const std::set<PriorityKey>& candidates = may_start_new_job() ? order_ : started_;
+  for (auto it = candidates.begin(); it != candidates.end(); ++it) {
+    if (static_cast<int32_t>(plan.batch.size()) >= config_.limits.max_seqs || tokens_left <= 0 ||
+        num_scanned++ >= config_.max_scan_jobs) {
+      break;
+    }
+    const JobId id = it->id;
+    Job& job = entry(id).job;
+    const int64_t remaining = job.num_tokens - job.num_computed_tokens;
+    FS_CHECK(remaining >= 1, "job {} has nothing to compute", id);
+    const int32_t chunk = static_cast<int32_t>(std::min<int64_t>(remaining, tokens_left));
+    int64_t kv_tokens = job.num_computed_tokens + chunk;
+    if (policy_->run_to_completion()) {
+      kv_tokens = std::max<int64_t>(kv_tokens,
+                                    int64_t{job.spec.num_prompt_tokens} + job.spec.max_new_tokens);
+    }
+    const int32_t target_blocks = pools_.blocks_for_tokens(kv_tokens);
+    const bool on_host = pools_.has_job(id) && pools_.location(id) == kv::Location::kHost;
+    const int32_t need_blocks =
+        std::max(0, on_host ? target_blocks : target_blocks - pools_.num_blocks(id));
+    if (!job.started && !may_start_new_job()) {
+      if (policy_->stops_at_unfit_job()) break;
+      continue;
+    }
+    if (!pools_.can_allocate(need_blocks)) {
+      // Preempt lower-priority resident jobs for this one, unless the policy runs jobs to
+      // completion, or (vLLM) the job has never run: vLLM admits new jobs only into free memory.
+      const bool may_evict =
+          !policy_->run_to_completion() && (policy_->kind() != PolicyKind::kVllm ||
+                                            pools_.has_job(id) || job.num_generated_tokens > 0);
+      std::vector<JobId> victims;
+      if (may_evict) {
+        victims = collect_victims(*it, need_blocks - pools_.num_free_device_blocks());
+      }
+      if (!job.started && !victims_fit_on_host(victims)) victims.clear();
+      if (victims.empty()) {
+        if (policy_->stops_at_unfit_job()) break;
+        continue;
+      }
+      for (JobId v : victims) evict(v, plan);
+    }
+    if (on_host) planner_.upload(id, plan);
+    const int32_t fresh_blocks = target_blocks - pools_.num_blocks(id);
+    if (fresh_blocks > 0) {
+      auto fresh = pools_.allocate(id, fresh_blocks);
+      FS_CHECK(fresh.is_ok(), "{}", fresh.status().to_string());
+      for (kv::BlockId b : *fresh) plan.newly_allocated.push_back({id, -1, b});
+    }
+    resident_.insert(*it);
+    if (!job.started) started_.insert(*it);
+    job.started = true;
+    job.in_batch = true;
+    plan.batch.push_back(ScheduledJob{id, job.num_computed_tokens, chunk, chunk == remaining, {}});
+    tokens_left -= chunk;
+  }
+  plan.num_blocking_offload = static_cast<int32_t>(plan.offload.size());
+  plan.num_blocking_upload = static_cast<int32_t>(plan.upload.size());
+}
+
+void Scheduler::plan_ahead(IterationPlan& plan) {
+  // The window: the next upload_lookahead_jobs jobs after the batch in priority order. They are
+  // uploaded ahead of their turn and never chosen as proactive victims: the official code could
+  // upload a job and offload it again the next iteration (ping-pong), since it took victims from
+  // the tail of the queues including the jobs it had just prefetched.
+  const int32_t headroom = config_.headroom_blocks();
+  std::vector<JobId> window;
+  for (auto it = order_.begin();
+       it != order_.end() && static_cast<int32_t>(window.size()) < config_.upload_lookahead_jobs();
+       ++it) {
+    if (!jobs_.at(it->id).job.in_batch) window.push_back(it->id);
+  }
+  if (pools_.num_free_device_blocks() < headroom) {
+    std::vector<JobId> victims;
+    int32_t freed = 0;
+    for (auto it = resident_.rbegin();
+         it != resident_.rend() && pools_.num_free_device_blocks() + freed < headroom; ++it) {
+      if (jobs_.at(it->id).job.in_batch) continue;
+      if (std::find(window.begin(), window.end(), it->id) != window.end()) continue;
+      victims.push_back(it->id);
+      freed += pools_.num_blocks(it->id);
+    }
+    for (JobId v : victims) evict(v, plan);
+    return;
+  }
+  for (JobId id : window) {
+    if (!pools_.has_job(id) || pools_.location(id) != kv::Location::kHost) continue;
+    if (pools_.num_free_device_blocks() - pools_.num_blocks(id) < headroom) break;
+    Entry& e = entry(id);
+    planner_.upload(id, plan);
+    resident_.insert(e.key);
+    sync_state(e.job);
+  }
+}
+
+IterationPlan Scheduler::schedule(double now_s) {
+  IterationPlan plan;
+  ++counters_.num_iterations;
+  for (JobId id : pending_aborts_) finish_job(id, /*aborted=*/true);
+  pending_aborts_.clear();
+  for (JobId id : last_batch_) {
+    auto it = jobs_.find(id);
+    if (it != jobs_.end()) it->second.job.in_batch = false;
+  }
+  if (policy_->uses_starvation_prevention() &&
+      counters_.num_iterations % config_.mlfq.starvation_check_interval_iterations == 0) {
+    promote_starved(now_s);
+  }
+  select_batch(plan);
+  if (planner_.proactive()) plan_ahead(plan);
+
+  for (JobId id : last_batch_) {
+    auto it = jobs_.find(id);
+    if (it == jobs_.end()) continue;
+    Job& j = it->second.job;
+    if (!j.in_batch) {
+      plan.preempted.push_back(id);
+      ++j.num_preemptions;
+      ++counters_.num_preemptions;
+    }
+    sync_state(j);
+  }
+  last_batch_.clear();
+  for (ScheduledJob& s : plan.batch) {
+    last_batch_.push_back(s.id);
+    s.block_table = pools_.table(s.id).blocks;
+    sync_state(entry(s.id).job);
+  }
+  return plan;
+}
+
+void Scheduler::update(const IterationPlan& plan, const IterationResult& result) {
+  const double duration_s = result.end_s - result.start_s;
+  FS_CHECK(duration_s >= 0, "iteration ends before it starts");
+  std::unordered_set<JobId> stopped(result.finished.begin(), result.finished.end());
+  for (const JobOutput& o : result.outputs) {
+    if (o.error) stopped.insert(o.id);
+  }
+  for (const ScheduledJob& s : plan.batch) {
+    auto it = jobs_.find(s.id);
+    if (it == jobs_.end()) continue;  // aborted meanwhile
+    Entry& e = it->second;
+    Job& job = e.job;
+    unindex(e);
+    job.num_computed_tokens += s.num_new_tokens;
+    FS_CHECK(job.num_computed_tokens <= job.num_tokens, "job {} computed past its tokens", s.id);
+    if (s.samples_token) {
+      ++job.num_tokens;
+      ++job.num_generated_tokens;
+      if (job.first_token_s < 0) job.first_token_s = result.end_s;
+    }
+    if (policy_->on_served(job, duration_s)) ++counters_.num_demotions;
+    job.idle_since_s = result.end_s;
+    if (job.num_generated_tokens >= job.spec.max_new_tokens || stopped.count(s.id) != 0) {
+      index(e);
+      finish_job(s.id, /*aborted=*/false);
+      continue;
+    }
+    index(e);
+  }
+}
+
+std::vector<JobId> Scheduler::priority_order() const {
+  std::vector<JobId> ids;
+  ids.reserve(order_.size());
+  for (const PriorityKey& k : order_) ids.push_back(k.id);
+  return ids;
+}
+
+SchedulerStats Scheduler::stats() const {
+  SchedulerStats s = counters_;
+  s.num_live_jobs = num_live_jobs();
+  s.num_offloaded_blocks = planner_.num_offloaded_blocks();
+  s.num_uploaded_blocks = planner_.num_uploaded_blocks();
+  s.num_drops = planner_.num_drops();
+  for (const auto& [id, e] : jobs_) {
+    ++s.num_jobs_by_state[static_cast<int>(e.job.state)];
+    if (static_cast<size_t>(e.job.level) >= s.queue_lengths.size()) {
+      s.queue_lengths.resize(e.job.level + 1, 0);
+    }
+    ++s.queue_lengths[e.job.level];
+  }
+  s.device_blocks_total = pools_.num_device_blocks();
+  s.device_blocks_used = s.device_blocks_total - pools_.num_free_device_blocks();
+  s.host_blocks_total = pools_.num_host_blocks();
+  s.host_blocks_used = s.host_blocks_total - pools_.num_free_host_blocks();
+  return s;
+}
+
+}  // namespace fs::sched

@@ -1,0 +1,115 @@
+// The scheduler: policy (order) + KV planner (capacity) + batch limits, over KV bookkeeping. Pure
+// logic: time is passed in; no threads, no memory, no kernels (DESIGN.md, STYLE.md habit 2). One
+// thread (the engine's, or the simulator's) calls it; not thread-safe.
+//
+// Each iteration:  plan = schedule(now);  <carry out plan>;  update(plan, result).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <set>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "kv/kv_pools.h"
+#include "sched/cost_model.h"
+#include "sched/iteration_plan.h"
+#include "sched/job.h"
+#include "sched/kv_planner.h"
+#include "sched/policy.h"
+#include "sched/scheduler_config.h"
+
+namespace fs::sched {
+
+struct KvPoolConfig {
+  int32_t num_device_blocks = 0;
+  int32_t num_host_blocks = 0;
+  int32_t block_size_tokens = 16;
+};
+
+struct SchedulerStats {
+  int64_t num_iterations = 0;
+  int64_t num_live_jobs = 0;
+  int64_t num_jobs_by_state[6] = {};   // indexed by JobState
+  std::vector<int64_t> queue_lengths;  // live jobs per MLFQ level (one entry for non-MLFQ policies)
+  int32_t device_blocks_used = 0, device_blocks_total = 0;
+  int32_t host_blocks_used = 0, host_blocks_total = 0;
+  int64_t num_finished = 0, num_aborted = 0;
+  int64_t num_preemptions = 0;  // a job that ran in iteration i-1 and not in i, unfinished
+  int64_t num_demotions = 0, num_promotions = 0;
+  int64_t num_offloaded_blocks = 0, num_uploaded_blocks = 0, num_drops = 0;
+  int64_t num_recomputed_tokens = 0;  // tokens whose KV was computed again after a drop
+};
+
+class Scheduler {
+ public:
+  // cost_model: predicts first-iteration times for skip-join. config must validate().
+  Scheduler(const SchedulerConfig& config, const KvPoolConfig& kv_config,
+            const CostModel& cost_model);
+
+  // Queues a new job. kInvalidArgument for a duplicate id or empty prompt/output; kOutOfRange when
+  // prompt + max_new_tokens can never fit in the device pool. The scheduler is unchanged on error.
+  Status add(const JobSpec& spec, double now_s);
+  // The client went away: the job and its blocks are released at the next schedule(). Unknown ids
+  // are ignored.
+  void abort(JobId id, double now_s);
+  // The next iteration's decision; books every move and allocation in the KV pools, so the pools
+  // never hold more than they have. An empty plan means nothing can run (no jobs).
+  IterationPlan schedule(double now_s);
+  // Applies the outcome of the plan returned by the latest schedule(): progress, sampled tokens,
+  // attained service, demotions; finishes jobs that reached max_new_tokens, failed, or are listed
+  // in result.finished (their blocks are freed here).
+  void update(const IterationPlan& plan, const IterationResult& result);
+  SchedulerStats stats() const;
+
+  // For tests and the simulator.
+  const Job* job(JobId id) const;
+  int64_t num_live_jobs() const { return static_cast<int64_t>(jobs_.size()); }
+  const kv::KvPools& pools() const { return pools_; }
+  const Policy& policy() const { return *policy_; }
+  const SchedulerConfig& config() const { return config_; }
+  // Live job ids in priority order (highest first).
+  std::vector<JobId> priority_order() const;
+
+ private:
+  struct Entry {
+    Job job;
+    PriorityKey key;
+    double starve_at_s = 0;  // key in idle_order_
+  };
+  Entry& entry(JobId id);
+  void index(Entry& e);    // computes the key and inserts into the ordered sets
+  void unindex(Entry& e);  // removes from the ordered sets
+  bool resident(JobId id) const;
+  void sync_state(Job& job) const;
+  void finish_job(JobId id, bool aborted);
+  void promote_starved(double now_s);
+  // Admission of jobs that never ran: not while the host pool is fuller than admit_max_host_usage
+  // (official FastServe: 90%), and never by dropping another job's KV; a job started beyond what
+  // device + host hold only pushes others into recompute (drop cascades under overload).
+  bool may_start_new_job() const;
+  bool victims_fit_on_host(const std::vector<JobId>& victims) const;
+  void select_batch(IterationPlan& plan);
+  // Lowest-priority device-resident jobs below `key`, not in the batch, whose blocks cover
+  // deficit_blocks; empty if all of them together do not.
+  std::vector<JobId> collect_victims(const PriorityKey& key, int32_t deficit_blocks) const;
+  void evict(JobId victim, IterationPlan& plan);
+  void plan_ahead(IterationPlan& plan);
+
+  SchedulerConfig config_;
+  CostModel cost_model_;
+  kv::KvPools pools_;
+  std::unique_ptr<Policy> policy_;
+  KvPlanner planner_;
+  std::unordered_map<JobId, Entry> jobs_;
+  std::set<PriorityKey> order_;                    // all live jobs
+  std::set<PriorityKey> resident_;                 // live jobs with KV on the device
+  std::set<PriorityKey> started_;                  // live jobs that ran at least once
+  std::set<std::pair<double, JobId>> idle_order_;  // (starve_at_s, id), starvation control
+  std::vector<JobId> last_batch_;
+  std::vector<JobId> pending_aborts_;
+  SchedulerStats counters_;
+};
+
+}  // namespace fs::sched

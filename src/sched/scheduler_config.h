@@ -1,0 +1,72 @@
+// Scheduler settings: policy, KV policy, batch limits, MLFQ parameters. Plain struct, validated
+// once (STYLE.md habit 12). Defaults follow the official FastServe code (LLMServe/FastServe,
+// fastserve/scheduler.py) except where docs/SCHEDULING.md says why not.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "core/status.h"
+
+namespace fs::sched {
+
+enum class PolicyKind { kSkipJoinMlfq, kMlfq, kFcfs, kVllm, kSrpt };
+enum class KvPolicy { kProactive, kReactive, kRecompute };
+
+const char* policy_name(PolicyKind kind);
+const char* kv_policy_name(KvPolicy kind);
+Result<PolicyKind> parse_policy(std::string_view name);   // "skip-join-mlfq", "mlfq", ...
+Result<KvPolicy> parse_kv_policy(std::string_view name);  // "proactive", "reactive", "recompute"
+
+struct BatchLimits {
+  int32_t max_seqs = 16;      // jobs per iteration (official: 16)
+  int32_t max_tokens = 2048;  // tokens per iteration; a decode counts 1, a prefill chunk its length
+};
+
+struct MlfqConfig {
+  double q1_s = 0.010;      // quantum of the top queue (official: 10 ms)
+  double ratio = 2.0;       // q_i = q1 * ratio^(i-1) (official: 2)
+  int32_t num_queues = 32;  // K; the last queue has an unbounded quantum (official: as needed)
+  double starvation_threshold_s = 3.0;  // idle longer than this -> promoted to Q1 (official: 3 s)
+  // A job also gets this many times its level's quantum before it counts as starved (0: the fixed
+  // threshold alone, as the official code).
+  double starvation_quantum_multiple = 0;
+  // Official: checked every 1000 iterations; the check here is O(promoted jobs), so every
+  // iteration.
+  int32_t starvation_check_interval_iterations = 1;
+  // At most this many promotions per check (bounds the swap-in storm when many jobs starve at
+  // once).
+  int32_t max_promotions_per_check = 1 << 30;
+  bool starvation_prevention = true;
+};
+
+struct SchedulerConfig {
+  PolicyKind policy = PolicyKind::kSkipJoinMlfq;
+  KvPolicy kv_policy = KvPolicy::kProactive;
+  BatchLimits limits;
+  MlfqConfig mlfq;
+  // Proactive planner: free device blocks kept in reserve (official: one per batch slot; -1 = that)
+  // and how many jobs past the batch, in priority order, get their KV uploaded ahead (-1 =
+  // max_seqs).
+  int32_t kv_headroom_blocks = -1;
+  int32_t kv_upload_lookahead_jobs = -1;
+  // Jobs that never ran are not started while the host KV pool is fuller than this fraction
+  // (official: 0.9), so the jobs holding KV never outgrow device + host memory. Ignored with
+  // KvPolicy::kRecompute.
+  double admit_max_host_usage = 0.9;
+  // Jobs examined per schedule() call before giving up on filling the batch (bounds the cost of an
+  // iteration under overload, when thousands of jobs wait and none fits).
+  int32_t max_scan_jobs = 512;
+
+  int32_t headroom_blocks() const {
+    return kv_headroom_blocks >= 0 ? kv_headroom_blocks : limits.max_seqs;
+  }
+  int32_t upload_lookahead_jobs() const {
+    return kv_upload_lookahead_jobs >= 0 ? kv_upload_lookahead_jobs : limits.max_seqs;
+  }
+  Status validate() const;
+  std::string to_string() const;
+};
+
+}  // namespace fs::sched
