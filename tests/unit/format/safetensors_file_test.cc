@@ -39,6 +39,7 @@ std::string valid_file() {
 class SafetensorsFileTest : public ::testing::Test {
  protected:
   void SetUp() override { dir_ = testing_util::make_temp_dir(); }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
   std::string write(const std::string& bytes, const std::string& name = "m.safetensors") {
     const std::string path = dir_ + "/" + name;
     testing_util::write_file(path, bytes);

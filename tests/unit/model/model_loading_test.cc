@@ -214,6 +214,7 @@ TEST(ModelLoading, MissingTensorNamesFileTensorAndShape) {
   EXPECT_NE(m.find(dir), std::string::npos) << m;
   EXPECT_NE(m.find("model.layers.2.input_layernorm.weight"), std::string::npos) << m;
   EXPECT_NE(m.find("[32]"), std::string::npos) << m;
+  std::filesystem::remove_all(std::filesystem::path(dir).parent_path());
 }
 
 TEST(ModelLoading, WrongShapeNamesExpectedAndActual) {
@@ -227,6 +228,7 @@ TEST(ModelLoading, WrongShapeNamesExpectedAndActual) {
   EXPECT_NE(m.find("model.layers.0.mlp.gate_proj.weight"), std::string::npos) << m;
   EXPECT_NE(m.find("[64, 32]"), std::string::npos) << m;
   EXPECT_NE(m.find("[100, 32]"), std::string::npos) << m;
+  std::filesystem::remove_all(std::filesystem::path(dir).parent_path());
 }
 
 TEST(ModelLoading, UnsupportedOptionsAreUnimplemented) {
@@ -247,7 +249,7 @@ TEST(ModelLoading, UnsupportedOptionsAreUnimplemented) {
     EXPECT_EQ(r.status().code(), StatusCode::kUnimplemented) << r.status().to_string();
     EXPECT_NE(r.status().message().find("config.json"), std::string::npos)
         << r.status().to_string();
-    std::filesystem::remove_all(dir);
+    std::filesystem::remove_all(std::filesystem::path(dir).parent_path());
   }
 }
 
