@@ -34,7 +34,11 @@ class AssistantTracker(Extension):
         return caller()
 
 
-def make_env():
+# strftime_now() is pinned to this time in the fixtures (the C++ tests set RenderOptions::now_unix_s).
+FIXED_NOW_UNIX_S = 1752000000  # 2025-07-08
+
+
+def make_env(now=None):
     def raise_exception(message):
         raise jinja2.exceptions.TemplateError(message)
 
@@ -43,7 +47,7 @@ def make_env():
                           sort_keys=sort_keys)
 
     def strftime_now(format):
-        return datetime.now().strftime(format)
+        return (now() if now else datetime.now()).strftime(format)
 
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
                                         extensions=[AssistantTracker, loopcontrols])
@@ -87,6 +91,21 @@ TEMPLATES = {
     "phi-3.5": ("microsoft-Phi-3.5-mini-instruct.jinja", "<s>", "<|endoftext|>", {}),
     "deepseek-r1": ("deepseek-ai-DeepSeek-R1-Distill-Qwen-32B.jinja", "<｜begin▁of▁sentence｜>",
                     "<｜end▁of▁sentence｜>", {}),
+    "deepseek-v3.1": ("deepseek-ai-DeepSeek-V3.1.jinja", "<｜begin▁of▁sentence｜>",
+                      "<｜end▁of▁sentence｜>", {}),
+    "command-r-plus-tools": ("CohereForAI-c4ai-command-r-plus-tool_use.jinja", "<BOS_TOKEN>",
+                             "<|END_OF_TURN_TOKEN|>", {}),
+    "hermes-2-pro-tools": ("NousResearch-Hermes-2-Pro-Llama-3-8B-tool_use.jinja",
+                           "<|begin_of_text|>", "<|im_end|>", {}),
+    "smollm3": ("HuggingFaceTB-SmolLM3-3B.jinja", "", "<|im_end|>", {}),
+    "gpt-oss": ("openai-gpt-oss-120b.jinja", "<|startoftext|>", "<|return|>", {}),
+    "granite-3.3": ("ibm-granite-granite-3.3-2B-Instruct.jinja", "<|end_of_text|>",
+                    "<|end_of_text|>", {}),
+    "mistral-small-3.2": ("Mistral-Small-3.2-24B-Instruct-2506.jinja", "<s>", "</s>", {}),
+    "functionary-v3.1": ("meetkai-functionary-medium-v3.1.jinja", "<|begin_of_text|>",
+                         "<|eot_id|>", {}),
+    "gemma-4": ("google-gemma-4-31B-it.jinja", "<bos>", "<eos>", {}),
+    "kimi-k2": ("moonshotai-Kimi-K2.jinja", "", "<|im_end|>", {}),
 }
 
 WEATHER_TOOL = {
@@ -261,8 +280,9 @@ def feature_cases(env):
 
 
 def main():
-    env = make_env()
+    env = make_env(now=lambda: datetime.fromtimestamp(FIXED_NOW_UNIX_S))
     out = {
+        "now_unix_s": FIXED_NOW_UNIX_S,
         "generator": "scripts/make_template_fixtures.py",
         "jinja2_version": jinja2.__version__,
         "templates": template_cases(env),

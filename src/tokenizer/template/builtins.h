@@ -12,12 +12,13 @@
 
 namespace fs::jinja {
 
-// Limits that keep a hostile template from exhausting time or memory.
-struct RenderLimits {
+// Limits that keep a hostile template from exhausting time or memory, and the clock.
+struct RenderOptions {
   size_t max_output_bytes = size_t{16} << 20;  // rendered text, and any single string value
   size_t max_list_items = size_t{1} << 20;     // any list value (range(), list + list, ...)
   int64_t max_loop_iterations = 1'000'000;     // summed over all for-loops of one render
   int max_call_depth = 64;                     // nested macro calls
+  int64_t now_unix_s = -1;  // strftime_now()'s time (local time zone); < 0: the current time
 };
 
 struct CallArgs {
@@ -29,12 +30,14 @@ struct CallArgs {
 
 // `input | name(args)`.
 Result<Value> apply_filter(const std::string& name, const Value& input, const CallArgs& args,
-                           const RenderLimits& limits);
+                           const RenderOptions& limits);
+// sort, dictsort, min, max, sum.
+Result<Value> apply_sort_filter(const std::string& name, const Value& input, const CallArgs& args);
 // `input is name(args)`.
 Result<bool> apply_test(const std::string& name, const Value& input, const CallArgs& args);
 // `obj.name(args)` for the str and dict methods chat templates call.
 Result<Value> call_method(const Value& obj, const std::string& name, const CallArgs& args,
-                          const RenderLimits& limits);
+                          const RenderOptions& limits);
 
 // Python str.strip/lstrip/rstrip: with chars == nullptr strips Unicode whitespace.
 std::string py_strip(std::string_view s, const std::string* chars, bool left, bool right);

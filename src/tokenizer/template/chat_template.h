@@ -36,14 +36,15 @@ class ChatTemplate {
                             const std::string& bos_token, const std::string& eos_token) const;
 
   const std::string& source() const { return source_; }
-  // Limits for later renders (defaults in builtins.h). Not thread-safe against concurrent render.
-  void set_limits(const jinja::RenderLimits& limits) { limits_ = limits; }
+  // Limits and clock for later renders (defaults in builtins.h). Not thread-safe against
+  // concurrent render.
+  void set_options(const jinja::RenderOptions& options) { options_ = options; }
 
  private:
   struct Tree;
   std::string source_;
   std::shared_ptr<const Tree> tree_;  // immutable after parse; shared by copies
-  jinja::RenderLimits limits_;
+  jinja::RenderOptions options_;
 };
 
 }  // namespace fs

@@ -5,7 +5,7 @@
 
 namespace fs::jinja {
 
-Evaluator::Evaluator(const Value& globals, const RenderLimits& limits) : limits_(limits) {
+Evaluator::Evaluator(const Value& globals, const RenderOptions& options) : options_(options) {
   frames_.emplace_back();
   if (globals.is_mapping()) {
     for (const auto& [k, v] : globals.dict().items) frames_[0][k] = v;
@@ -39,8 +39,8 @@ const Value* Evaluator::lookup(const std::string& name) const {
 
 Status Evaluator::append(std::string& out, const std::string& text, SourcePos pos) {
   output_bytes_ += text.size();
-  if (output_bytes_ > limits_.max_output_bytes) {
-    return error(pos, fmt::format("output exceeds {} bytes", limits_.max_output_bytes));
+  if (output_bytes_ > options_.max_output_bytes) {
+    return error(pos, fmt::format("output exceeds {} bytes", options_.max_output_bytes));
   }
   out += text;
   return Status::ok();
@@ -161,8 +161,8 @@ Status Evaluator::exec_for(const Stmt& s, std::string& out) {
   if (items.empty()) return exec_body(s.else_body, out);
   const int64_t n = static_cast<int64_t>(items.size());
   for (int64_t i = 0; i < n; ++i) {
-    if (++num_iterations_ > limits_.max_loop_iterations) {
-      return error(s.pos, fmt::format("more than {} loop iterations", limits_.max_loop_iterations));
+    if (++num_iterations_ > options_.max_loop_iterations) {
+      return error(s.pos, fmt::format("more than {} loop iterations", options_.max_loop_iterations));
     }
     ValueDict loop;
     loop.items = {{"index", Value::integer(i + 1)},
@@ -230,9 +230,10 @@ Result<Value> Evaluator::eval(const Expr& e) {
       ValueDict d;
       for (const auto& [k, v] : e.dict_items) {
         FS_ASSIGN_OR_RETURN(Value key, eval(*k));
-        if (!key.is_string()) return error(k->pos, "only string dict keys are supported");
+        std::optional<std::string> encoded = dict_key(key);
+        if (!encoded) return error(k->pos, fmt::format("unsupported dict key type '{}'", key.type_name()));
         FS_ASSIGN_OR_RETURN(Value value, eval(*v));
-        d.set(key.as_string(), std::move(value));
+        d.set(std::move(*encoded), std::move(value));
       }
       return Value::dict(std::move(d));
     }
@@ -294,7 +295,7 @@ Result<Value> Evaluator::eval_filter_chain(const Expr& e, const Value* block_inp
   }
   FS_ASSIGN_OR_RETURN(Value input, eval_filter_chain(*e.args[0], block_input));
   FS_ASSIGN_OR_RETURN(CallArgs args, eval_args(e, 1));
-  Result<Value> r = apply_filter(e.name, input, args, limits_);
+  Result<Value> r = apply_filter(e.name, input, args, options_);
   if (!r.is_ok()) return at(e.pos, r.status());
   return r;
 }
@@ -311,7 +312,7 @@ Result<Value> Evaluator::eval_call(const Expr& e) {
         return call_macro(*member->callable_value().macro, args, nullptr, e.pos);
       }
     }
-    Result<Value> r = call_method(obj, callee.name, args, limits_);
+    Result<Value> r = call_method(obj, callee.name, args, options_);
     if (!r.is_ok()) return at(callee.pos, r.status());
     return r;
   }
@@ -327,8 +328,8 @@ Result<Value> Evaluator::eval_call(const Expr& e) {
 
 Result<Value> Evaluator::call_macro(const Stmt& macro, const CallArgs& args, const Stmt* caller,
                                     SourcePos pos) {
-  if (call_depth_ >= limits_.max_call_depth) {
-    return error(pos, fmt::format("macro calls nested deeper than {}", limits_.max_call_depth));
+  if (call_depth_ >= options_.max_call_depth) {
+    return error(pos, fmt::format("macro calls nested deeper than {}", options_.max_call_depth));
   }
   if (macro.kind == Stmt::Kind::kCallBlock) {  // caller(): the body of the {% call %} block
     std::string out;
@@ -413,7 +414,7 @@ Result<Value> Evaluator::call_global(const std::string& name, const CallArgs& ar
     if (step == 0) return error(pos, "range() step must not be zero");
     std::vector<Value> items;
     for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) {
-      if (items.size() >= limits_.max_list_items) return error(pos, "range() too long");
+      if (items.size() >= options_.max_list_items) return error(pos, "range() too long");
       items.push_back(Value::integer(i));
       if ((step > 0 && i > INT64_MAX - step) || (step < 0 && i < INT64_MIN - step)) break;
     }
@@ -422,7 +423,8 @@ Result<Value> Evaluator::call_global(const std::string& name, const CallArgs& ar
   if (name == "strftime_now") {
     const Value* f = args.get(0, "format");
     if (f == nullptr || !f->is_string()) return error(pos, "strftime_now() takes a format string");
-    std::time_t now = std::time(nullptr);
+    std::time_t now = options_.now_unix_s >= 0 ? static_cast<std::time_t>(options_.now_unix_s)
+                                              : std::time(nullptr);
     std::tm tm{};
     localtime_r(&now, &tm);
     char buf[512];

@@ -15,7 +15,7 @@ namespace fs::jinja {
 class Evaluator {
  public:
   // `globals` must be a dict: the template's variables (messages, bos_token, ...).
-  Evaluator(const Value& globals, const RenderLimits& limits);
+  Evaluator(const Value& globals, const RenderOptions& options);
 
   // Renders `body`; errors name the template position ("template error at 3:14: ...").
   Result<std::string> render(const Body& body);
@@ -48,7 +48,7 @@ class Evaluator {
   Status error(SourcePos pos, const std::string& message) const;
   Status at(SourcePos pos, const Status& s) const;  // adds the position to a bare error
 
-  RenderLimits limits_;
+  RenderOptions options_;
   std::vector<Frame> frames_;  // frames_[0]: template-level variables
   size_t scope_floor_ = 1;     // frames below this (except 0) are invisible inside a macro
   int call_depth_ = 0;

@@ -25,7 +25,8 @@ Result<bool> contains(const Value& container, const Value& item) {
     return false;
   }
   if (container.is_dict()) {
-    return item.is_string() && container.dict().find(item.as_string()) != nullptr;
+    std::optional<std::string> key = dict_key(item);
+    return key && container.dict().find(*key) != nullptr;
   }
   if (container.is_undefined()) return false;
   return invalid_argument("argument of type '{}' is not iterable", container.type_name());
@@ -42,14 +43,19 @@ Result<Value> Evaluator::arithmetic(const std::string& op, const Value& a, const
   };
   if (op == "+") {
     if (a.is_string() && b.is_string()) {
-      if (a.as_string().size() + b.as_string().size() > limits_.max_output_bytes) {
-        return invalid_argument("string longer than {} bytes", limits_.max_output_bytes);
+      if (a.as_string().size() + b.as_string().size() > options_.max_output_bytes) {
+        return invalid_argument("string longer than {} bytes", options_.max_output_bytes);
+      }
+      if (a.is_markup() || b.is_markup()) {  // Markup.__add__ / __radd__ escape the plain side
+        std::string out = a.is_markup() ? a.as_string() : html_escape(a.as_string());
+        out += b.is_markup() ? b.as_string() : html_escape(b.as_string());
+        return Value::markup(std::move(out));
       }
       return Value::string(a.as_string() + b.as_string());
     }
     if (a.is_list() && b.is_list()) {
-      if (a.items().size() + b.items().size() > limits_.max_list_items) {
-        return invalid_argument("list longer than {} items", limits_.max_list_items);
+      if (a.items().size() + b.items().size() > options_.max_list_items) {
+        return invalid_argument("list longer than {} items", options_.max_list_items);
       }
       std::vector<Value> items = a.items();
       items.insert(items.end(), b.items().begin(), b.items().end());
@@ -65,16 +71,16 @@ Result<Value> Evaluator::arithmetic(const std::string& op, const Value& a, const
       int64_t n = std::max<int64_t>(0, count->as_int());
       if (seq->is_string()) {
         if (!seq->as_string().empty() &&
-            static_cast<uint64_t>(n) > limits_.max_output_bytes / seq->as_string().size()) {
-          return invalid_argument("string longer than {} bytes", limits_.max_output_bytes);
+            static_cast<uint64_t>(n) > options_.max_output_bytes / seq->as_string().size()) {
+          return invalid_argument("string longer than {} bytes", options_.max_output_bytes);
         }
         std::string out;
         for (int64_t i = 0; i < n && !seq->as_string().empty(); ++i) out += seq->as_string();
         return Value::string(std::move(out));
       }
       if (!seq->items().empty() &&
-          static_cast<uint64_t>(n) > limits_.max_list_items / seq->items().size()) {
-        return invalid_argument("list longer than {} items", limits_.max_list_items);
+          static_cast<uint64_t>(n) > options_.max_list_items / seq->items().size()) {
+        return invalid_argument("list longer than {} items", options_.max_list_items);
       }
       std::vector<Value> items;
       for (int64_t i = 0; i < n && !seq->items().empty(); ++i) {
@@ -133,8 +139,8 @@ Result<Value> Evaluator::eval_binary(const Expr& e) {
   if (e.name == "or") return a.truthy() ? a : eval(*e.args[1]);
   FS_ASSIGN_OR_RETURN(Value b, eval(*e.args[1]));
   if (e.name == "~") {
-    if (a.str().size() + b.str().size() > limits_.max_output_bytes) {
-      return error(e.pos, fmt::format("string longer than {} bytes", limits_.max_output_bytes));
+    if (a.str().size() + b.str().size() > options_.max_output_bytes) {
+      return error(e.pos, fmt::format("string longer than {} bytes", options_.max_output_bytes));
     }
     return Value::string(a.str() + b.str());
   }

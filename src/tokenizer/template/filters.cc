@@ -42,12 +42,11 @@ Result<Value> filter_tojson(const Value& input, const CallArgs& args) {
     item_sep = v->items()[0].as_string();
     key_sep = v->items()[1].as_string();
   }
-  if (const Value* v = args.get(0, "ensure_ascii"); v != nullptr && v->truthy()) {
-    return invalid_argument("tojson: ensure_ascii=True is not supported");
-  }
+  const Value* ascii = args.get(0, "ensure_ascii");
   const Value* sort = args.get(3, "sort_keys");
   FS_ASSIGN_OR_RETURN(std::string s,
-                      to_json(input, indent, item_sep, key_sep, sort != nullptr && sort->truthy()));
+                      to_json(input, indent, item_sep, key_sep, sort != nullptr && sort->truthy(),
+                              ascii != nullptr && ascii->truthy()));
   return Value::string(std::move(s));
 }
 
@@ -94,6 +93,7 @@ std::string indent_text(const std::string& s, const std::string& pad, bool first
 }
 
 Result<Value> select_items(const std::string& name, const Value& input, const CallArgs& args) {
+  if (!input.truthy()) return Value::list({});  // jinja2: `if seq:` guards the loop
   FS_ASSIGN_OR_RETURN(std::vector<Value> items, py_iterate(input));
   bool by_attr = name == "selectattr" || name == "rejectattr";
   bool keep_if = name == "select" || name == "selectattr";
@@ -127,8 +127,11 @@ Result<Value> select_items(const std::string& name, const Value& input, const Ca
 }  // namespace
 
 Result<Value> apply_filter(const std::string& name, const Value& input, const CallArgs& args,
-                           const RenderLimits& limits) {
+                           const RenderOptions& limits) {
   if (name == "tojson") return filter_tojson(input, args);
+  if (name == "sort" || name == "dictsort" || name == "min" || name == "max" || name == "sum") {
+    return apply_sort_filter(name, input, args);
+  }
   if (name == "default" || name == "d") {
     const Value* def = args.get(0, "default_value");
     const Value* boolean = args.get(1, "boolean");
@@ -141,7 +144,11 @@ Result<Value> apply_filter(const std::string& name, const Value& input, const Ca
     return Value::integer(n);
   }
   if (name == "string") return input.is_string() ? input : Value::string(input.str());
-  if (name == "safe") return input;
+  if (name == "safe") return input.is_markup() ? input : Value::markup(input.str());
+  if (name == "escape" || name == "e" || name == "forceescape") {
+    if (input.is_markup() && name != "forceescape") return input;
+    return Value::markup(html_escape(input.str()));
+  }
   if (name == "list") {
     FS_ASSIGN_OR_RETURN(std::vector<Value> items, py_iterate(input));
     return Value::list(std::move(items));
@@ -180,6 +187,7 @@ Result<Value> apply_filter(const std::string& name, const Value& input, const Ca
     return Value::string(std::move(out));
   }
   if (name == "map") {
+    if (!input.truthy()) return Value::list({});  // jinja2: `if seq:` guards the loop
     FS_ASSIGN_OR_RETURN(std::vector<Value> items, py_iterate(input));
     const Value* attr = args.get(99, "attribute");
     std::vector<Value> out;
@@ -353,7 +361,10 @@ Result<bool> apply_test(const std::string& name, const Value& v, const CallArgs&
       }
       return false;
     }
-    if (arg->is_mapping()) return v.is_string() && arg->dict().find(v.as_string()) != nullptr;
+    if (arg->is_mapping()) {
+      std::optional<std::string> key = dict_key(v);
+      return key && arg->dict().find(*key) != nullptr;
+    }
     return invalid_argument("test 'in' needs a container");
   }
   return invalid_argument("unknown test '{}'", name);

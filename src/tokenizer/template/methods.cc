@@ -146,7 +146,7 @@ Result<std::vector<Value>> py_iterate(const Value& v) {
   std::vector<Value> out;
   if (v.is_list()) return v.items();
   if (v.is_dict()) {
-    for (const auto& [k, _] : v.dict().items) out.push_back(Value::string(k));
+    for (const auto& [k, _] : v.dict().items) out.push_back(dict_key_value(k));
     return out;
   }
   if (v.is_string()) {
@@ -173,7 +173,12 @@ Value py_getattr(const Value& obj, const std::string& name) {
 }
 
 Value py_getitem(const Value& obj, const Value& key) {
-  if (obj.is_mapping() && key.is_string()) return py_getattr(obj, key.as_string());
+  if (obj.is_mapping()) {
+    std::optional<std::string> k = dict_key(key);
+    if (k) {
+      if (const Value* v = obj.dict().find(*k)) return *v;
+    }
+  }
   if ((obj.is_list() || obj.is_string()) && (key.is_int() || key.is_bool())) {
     int64_t i = key.as_int();
     if (obj.is_list()) {
@@ -202,8 +207,52 @@ Result<const std::string*> optional_string(const CallArgs& args, size_t i, std::
   return &v->as_string();
 }
 
+// str.format with "{}", "{0}" and "{name}" fields and "{{"/"}}" escapes; no format specs.
+Result<Value> py_format(const std::string& s, const CallArgs& args, const RenderOptions& limits) {
+  std::string out;
+  size_t next_auto = 0;
+  for (size_t i = 0; i < s.size(); ++i) {
+    char c = s[i];
+    if (c == '}') {
+      if (i + 1 < s.size() && s[i + 1] == '}') ++i;
+      else return invalid_argument("Single '}}' encountered in format string");
+      out += '}';
+      continue;
+    }
+    if (c != '{') {
+      out += c;
+      continue;
+    }
+    if (i + 1 < s.size() && s[i + 1] == '{') {
+      out += '{';
+      ++i;
+      continue;
+    }
+    size_t close = s.find('}', i);
+    if (close == std::string::npos) return invalid_argument("Single '{{' encountered in format string");
+    std::string field = s.substr(i + 1, close - i - 1);
+    if (field.find_first_of(":!.[") != std::string::npos) {
+      return invalid_argument("format(): field '{}' is not supported", field);
+    }
+    const Value* v = nullptr;
+    if (field.empty()) {
+      v = next_auto < args.args.size() ? &args.args[next_auto++] : nullptr;
+    } else if (std::all_of(field.begin(), field.end(), ::isdigit) && field.size() < 6) {
+      size_t idx = std::stoul(field);
+      v = idx < args.args.size() ? &args.args[idx] : nullptr;
+    } else {
+      v = args.get(SIZE_MAX, field);
+    }
+    if (v == nullptr) return invalid_argument("format(): missing argument for '{{{}}}'", field);
+    out += v->str();
+    if (out.size() > limits.max_output_bytes) return invalid_argument("format(): string too long");
+    i = close;
+  }
+  return Value::string(std::move(out));
+}
+
 Result<Value> string_method(const std::string& s, const std::string& name, const CallArgs& args,
-                            const RenderLimits& limits) {
+                            const RenderOptions& limits) {
   if (name == "strip" || name == "lstrip" || name == "rstrip") {
     FS_ASSIGN_OR_RETURN(const std::string* chars, optional_string(args, 0, "chars"));
     return Value::string(py_strip(s, chars, name != "rstrip", name != "lstrip"));
@@ -276,6 +325,7 @@ Result<Value> string_method(const std::string& s, const std::string& name, const
     }
     return Value::string(std::move(out));
   }
+  if (name == "format") return py_format(s, args, limits);
   if (name == "isdigit" || name == "isspace" || name == "isalpha") {
     bool ok = !s.empty();
     for (char c : s) {
@@ -291,16 +341,16 @@ Result<Value> string_method(const std::string& s, const std::string& name, const
 }  // namespace
 
 Result<Value> call_method(const Value& obj, const std::string& name, const CallArgs& args,
-                          const RenderLimits& limits) {
+                          const RenderOptions& limits) {
   if (obj.is_string()) return string_method(obj.as_string(), name, args, limits);
   if (obj.is_dict()) {
     if (name == "items" || name == "keys" || name == "values") {
       std::vector<Value> out;
       for (const auto& [k, v] : obj.dict().items) {
         if (name == "items") {
-          out.push_back(Value::list({Value::string(k), v}, /*is_tuple=*/true));
+          out.push_back(Value::list({dict_key_value(k), v}, /*is_tuple=*/true));
         } else {
-          out.push_back(name == "keys" ? Value::string(k) : v);
+          out.push_back(name == "keys" ? dict_key_value(k) : v);
         }
       }
       return Value::list(std::move(out));
@@ -309,8 +359,8 @@ Result<Value> call_method(const Value& obj, const std::string& name, const CallA
       const Value* key = args.get(0, "key");
       const Value* def = args.get(1, "default");
       if (key == nullptr) return invalid_argument("get() takes a key");
-      if (key->is_string()) {
-        if (const Value* v = obj.dict().find(key->as_string())) return *v;
+      if (std::optional<std::string> k = dict_key(*key)) {
+        if (const Value* v = obj.dict().find(*k)) return *v;
       }
       return def != nullptr ? *def : Value::none();
     }

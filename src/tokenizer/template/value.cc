@@ -23,6 +23,21 @@ void ValueDict::set(std::string key, Value value) {
   items.emplace_back(std::move(key), std::move(value));
 }
 
+std::optional<std::string> dict_key(const Value& key) {
+  if (key.is_string()) return key.as_string();
+  if (key.is_int() || key.is_bool()) {
+    std::string encoded(1, '\x01');
+    encoded += std::to_string(key.as_int());
+    return encoded;
+  }
+  return std::nullopt;
+}
+
+Value dict_key_value(const std::string& key) {
+  if (!key.empty() && key[0] == '\x01') return Value::integer(std::atoll(key.c_str() + 1));
+  return Value::string(key);
+}
+
 Value Value::undefined(std::string name) {
   Value v;
   v.s_ = std::move(name);
@@ -57,6 +72,27 @@ Value Value::string(std::string s) {
   v.s_ = std::move(s);
   return v;
 }
+Value Value::markup(std::string s) {
+  Value v = string(std::move(s));
+  v.b_ = true;
+  return v;
+}
+
+std::string html_escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&#34;"; break;
+      case '\'': out += "&#39;"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
 Value Value::list(std::vector<Value> items, bool is_tuple) {
   Value v;
   v.kind_ = Kind::kList;
@@ -301,7 +337,9 @@ std::string Value::repr() const {
       for (const auto& [k, v] : dict_->items) {
         if (!first) out += ", ";
         first = false;
-        out += repr_string(k) + ": " + v.repr();
+        out += dict_key_value(k).repr();
+        out += ": ";
+        out += v.repr();
       }
       return out + "}";
     }

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -49,6 +50,8 @@ class Value {
   static Value integer(int64_t i);
   static Value floating(double d);
   static Value string(std::string s);
+  // markupsafe.Markup: a string marked safe by `safe`/`escape`; `+` HTML-escapes a plain operand.
+  static Value markup(std::string s);
   static Value list(std::vector<Value> items, bool is_tuple = false);
   static Value dict(ValueDict d);
   static Value make_namespace(ValueDict d);
@@ -63,6 +66,7 @@ class Value {
   bool is_float() const { return kind_ == Kind::kFloat; }
   bool is_number() const { return is_int() || is_float() || is_bool(); }  // Python: bool is an int
   bool is_string() const { return kind_ == Kind::kString; }
+  bool is_markup() const { return kind_ == Kind::kString && b_; }
   bool is_list() const { return kind_ == Kind::kList; }
   bool is_dict() const { return kind_ == Kind::kDict; }
   bool is_namespace() const { return kind_ == Kind::kNamespace; }
@@ -99,6 +103,14 @@ class Value {
   std::shared_ptr<Callable> fn_;
 };
 
+// Dict keys are stored as strings; int keys (allowed in dict literals) are encoded with a \x01
+// prefix. dict_key() fails (nullopt) for key types other than str, int and bool.
+std::optional<std::string> dict_key(const Value& key);
+Value dict_key_value(const std::string& key);
+
+// markupsafe.escape: & < > " ' as HTML entities.
+std::string html_escape(const std::string& s);
+
 // Python ==: 1 == 1.0 == True, deep on containers; undefined equals undefined.
 bool values_equal(const Value& a, const Value& b);
 // Python repr(float): shortest round-trip digits, "1.0", "1e-05", "1e+20", "inf", "nan".
@@ -111,8 +123,9 @@ size_t utf8_length(std::string_view s);
 bool is_python_space(std::string_view ch);
 
 // json.dumps(value, ensure_ascii=False, indent=indent, separators=..., sort_keys=sort_keys), as
-// transformers' tojson filter calls it. indent < 0 means None.
+// transformers' tojson filter calls it. indent < 0 means None. ensure_ascii escapes non-ASCII
+// code points as \uXXXX (surrogate pairs above U+FFFF).
 Result<std::string> to_json(const Value& v, int indent, const std::string& item_sep,
-                            const std::string& key_sep, bool sort_keys);
+                            const std::string& key_sep, bool sort_keys, bool ensure_ascii = false);
 
 }  // namespace fs::jinja

@@ -48,9 +48,32 @@ bool is_python_space(std::string_view ch) {
 
 namespace {
 
-void json_string(const std::string& s, std::string& out) {
+uint32_t decode_utf8(std::string_view ch) {
+  unsigned char c0 = static_cast<unsigned char>(ch[0]);
+  if (ch.size() == 1) return c0;
+  uint32_t cp = c0 & (0x7f >> ch.size());
+  for (size_t i = 1; i < ch.size(); ++i) cp = (cp << 6) | (static_cast<unsigned char>(ch[i]) & 0x3f);
+  return cp;
+}
+
+void json_string(const std::string& s, bool ensure_ascii, std::string& out) {
   out += '"';
-  for (char ch : s) {
+  for (std::string_view chv : utf8_chars(s)) {
+    if (chv.size() > 1 || static_cast<unsigned char>(chv[0]) >= 0x80) {
+      if (!ensure_ascii) {
+        out += chv;
+        continue;
+      }
+      uint32_t cp = decode_utf8(chv);
+      if (cp >= 0x10000) {
+        cp -= 0x10000;
+        out += fmt::format("\\u{:04x}\\u{:04x}", 0xd800 + (cp >> 10), 0xdc00 + (cp & 0x3ff));
+      } else {
+        out += fmt::format("\\u{:04x}", cp);
+      }
+      continue;
+    }
+    char ch = chv[0];
     unsigned char c = static_cast<unsigned char>(ch);
     switch (c) {
       case '"':
@@ -90,6 +113,7 @@ struct JsonWriter {
   std::string item_sep;
   std::string key_sep;
   bool sort_keys;
+  bool ensure_ascii;
   std::string out;
 
   void newline(int depth) {
@@ -116,7 +140,7 @@ struct JsonWriter {
         return Status::ok();
       }
       case Value::Kind::kString:
-        json_string(v.as_string(), out);
+        json_string(v.as_string(), ensure_ascii, out);
         return Status::ok();
       case Value::Kind::kList: {
         if (v.items().empty()) {
@@ -148,7 +172,7 @@ struct JsonWriter {
         for (size_t i = 0; i < entries.size(); ++i) {
           if (i > 0) out += item_sep;
           if (indent >= 0) newline(depth + 1);
-          json_string(entries[i]->first, out);
+          json_string(dict_key_value(entries[i]->first).str(), ensure_ascii, out);
           out += key_sep;
           FS_RETURN_IF_ERROR(write(entries[i]->second, depth + 1));
         }
@@ -168,8 +192,8 @@ struct JsonWriter {
 }  // namespace
 
 Result<std::string> to_json(const Value& v, int indent, const std::string& item_sep,
-                            const std::string& key_sep, bool sort_keys) {
-  JsonWriter w{indent, item_sep, key_sep, sort_keys, {}};
+                            const std::string& key_sep, bool sort_keys, bool ensure_ascii) {
+  JsonWriter w{indent, item_sep, key_sep, sort_keys, ensure_ascii, {}};
   FS_RETURN_IF_ERROR(w.write(v, 0));
   return std::move(w.out);
 }
