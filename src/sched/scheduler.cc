@@ -140,6 +140,7 @@ std::vector<JobId> Scheduler::collect_victims(const PriorityKey& key,
 void Scheduler::evict(JobId victim, IterationPlan& plan) {
   Entry& e = entry(victim);
   resident_.erase(e.key);
+  evicted_in_plan_.push_back(victim);
   const Eviction ev = planner_.evict(victim, plan);
   switch (ev) {
     case Eviction::kOffloaded:
@@ -178,6 +179,10 @@ void Scheduler::select_batch(IterationPlan& plan) {
     }
     const JobId id = it->id;
     Job& job = entry(id).job;
+    // A job evicted for a higher-priority one in this plan does not come back in the same plan.
+    if (std::find(evicted_in_plan_.begin(), evicted_in_plan_.end(), id) != evicted_in_plan_.end()) {
+      continue;
+    }
     const int64_t remaining = job.num_tokens - job.num_computed_tokens;
     FS_CHECK(remaining >= 1, "job {} has nothing to compute", id);
     const int32_t chunk = static_cast<int32_t>(std::min<int64_t>(remaining, tokens_left));
@@ -277,6 +282,7 @@ IterationPlan Scheduler::schedule(double now_s) {
       counters_.num_iterations % config_.mlfq.starvation_check_interval_iterations == 0) {
     promote_starved(now_s);
   }
+  evicted_in_plan_.clear();
   select_batch(plan);
   if (planner_.proactive()) plan_ahead(plan);
 

@@ -109,6 +109,7 @@ class Scheduler {
   std::set<std::pair<double, JobId>> idle_order_;  // (starve_at_s, id), starvation control
   std::vector<JobId> last_batch_;
   std::vector<JobId> pending_aborts_;
+  std::vector<JobId> evicted_in_plan_;  // victims of the plan being built
   SchedulerStats counters_;
 };
 
