@@ -20,10 +20,8 @@ namespace {
 // Tokens per cache block of the prefill loop: the quantized activations of this many tokens stay in
 // L1/L2 while a thread sweeps its rows.
 constexpr int64_t kTokenBlock = 64;
-// Float weights with at least this many tokens use sgemm (measured in docs/KERNELS.md).
-constexpr int64_t kBlasMinTokens = 16;
 // Rows per sgemm call: the f32 copy of the weights (kBlasRowBlock * cols floats) stays in L2.
-constexpr int64_t kBlasRowBlock = 64;
+constexpr int64_t kBlasRowBlock = 256;
 
 const MatmulKernels& kernels_for(DType t) {
   return use_avx2_kernels() ? avx2_kernels(t) : scalar_kernels(t);
@@ -60,19 +58,10 @@ void run_tiles(const MatmulKernels& k, const WeightView& w, const uint8_t* xa, i
   }
 }
 
-// Converts rows [r0, r0 + n) of a float weight matrix to f32. out: [n, cols].
-void rows_to_f32(const WeightView& w, int64_t r0, int64_t n, float* out) {
-  const int64_t count = n * w.cols;
-  const auto* src = static_cast<const uint16_t*>(w.data) + r0 * w.cols;
-  if (w.dtype == DType::kF16) {
-    for (int64_t i = 0; i < count; ++i) out[i] = fp16_to_fp32(src[i]);
-  } else {
-    for (int64_t i = 0; i < count; ++i) out[i] = bf16_to_fp32(src[i]);
-  }
-}
-
-void matmul_blas(const WeightView& w, const float* x, int64_t n_tokens, float* y,
-                 ThreadPool& pool) {
+// y = x W^T through OpenBLAS sgemm, one call per block of up to kBlasRowBlock rows (converted to
+// f32 by k.to_f32 unless W is f32).
+void matmul_blas(const MatmulKernels& k, const WeightView& w, const float* x, int64_t n_tokens,
+                 float* y, ThreadPool& pool) {
   static std::once_flag once;
   // Our pool owns the threads; OpenBLAS runs single-threaded inside each pool task.
   std::call_once(once, [] { openblas_set_num_threads(1); });
@@ -87,8 +76,8 @@ void matmul_blas(const WeightView& w, const float* x, int64_t n_tokens, float* y
         wf = static_cast<const float*>(w.data) + r * w.cols;
       } else {
         if (wbuf.size() < static_cast<size_t>(n * w.cols)) wbuf.resize(n * w.cols);
-        // A plain conversion loop; the AVX2 build vectorizes it well enough next to the sgemm.
-        rows_to_f32(w, r, n, wbuf.data());
+        k.to_f32(static_cast<const uint8_t*>(w.data) + r * dtype_row_bytes(w.dtype, w.cols), n,
+                 w.cols, wbuf.data());
         wf = wbuf.data();
       }
       // y[t, r..r+n) = x[t, :] . W[r.., :]  (C = A * B^T, row-major).
@@ -101,13 +90,16 @@ void matmul_blas(const WeightView& w, const float* x, int64_t n_tokens, float* y
 
 }  // namespace
 
+bool matmul_uses_sgemm(DType t, int64_t n_tokens) {
+  return use_avx2_kernels() && n_tokens >= avx2_kernels(t).sgemm_min_tokens;
+}
+
 void matmul(const WeightView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool) {
   check_view(w);
   if (n_tokens <= 0 || w.rows == 0) return;
-  const bool fast = use_avx2_kernels();
   const MatmulKernels& k = kernels_for(w.dtype);
-  if (fast && k.act_type == DType::kF32 && n_tokens >= kBlasMinTokens) {
-    matmul_blas(w, x, n_tokens, y, pool);
+  if (matmul_uses_sgemm(w.dtype, n_tokens)) {
+    matmul_blas(k, w, x, n_tokens, y, pool);
     return;
   }
   const uint8_t* xa = reinterpret_cast<const uint8_t*>(x);

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 
 #include "core/dtype.h"
 
@@ -19,10 +20,20 @@ using TileFn = void (*)(int64_t cols, const uint8_t* w, int64_t w_stride, int nr
 // Quantizes one activation row of `cols` floats into blocks of act_type.
 using QuantizeRowFn = void (*)(const float* x, void* out, int64_t cols);
 
+// Converts num_rows weight rows (back to back, starting at w) to f32. out: [num_rows, cols].
+using ToF32Fn = void (*)(const uint8_t* w, int64_t num_rows, int64_t cols, float* out);
+
+inline constexpr int64_t kNever = std::numeric_limits<int64_t>::max();
+
 struct MatmulKernels {
   DType act_type;              // kF32 (no quantization), kQ8_0, kQ8_1 or kQ8_K
   QuantizeRowFn quantize_row;  // null when act_type is kF32
   TileFn tile;
+  // From this many tokens on, matmul() converts row blocks of W to f32 (to_f32) and calls OpenBLAS
+  // sgemm instead of the tiles: compute bound, and sgemm's f32 FMA beats the int8 tiles' per-block
+  // overhead (docs/KERNELS.md). Activations are then not quantized. kNever: always tiles.
+  int64_t sgemm_min_tokens;
+  ToF32Fn to_f32;  // null when the weights are f32 already or sgemm is never used
 };
 
 // Scalar reference kernels (matmul_scalar.cc); every supported dtype.
@@ -33,6 +44,9 @@ const MatmulKernels& avx2_kernels(DType t);
 // Pieces of the AVX2 table defined in matmul_float_avx2.cc and matmul_kquant_avx2.cc.
 const MatmulKernels& avx2_float_kernels(DType t);
 const MatmulKernels& avx2_kquant_kernels(DType t);
+
+// Whether matmul() takes the dequantize + sgemm path for this weight type and batch.
+bool matmul_uses_sgemm(DType t, int64_t n_tokens);
 
 // Builds a TileFn from a kernel template K<NR, NT>::run(cols, w, w_stride, x, x_stride, y, ldy)
 // with compile-time tile sizes, so accumulators live in registers.

@@ -110,8 +110,18 @@ void quantize_row_q8_k(const float* x, void* out, int64_t cols) {
   quantize_row_q8_k_ref(x, static_cast<BlockQ8_K*>(out), cols);
 }
 
-constexpr MatmulKernels kQ4_K{DType::kQ8_K, quantize_row_q8_k, tile_kquant<BlockQ4_K, dot_q4_k>};
-constexpr MatmulKernels kQ6_K{DType::kQ8_K, quantize_row_q8_k, tile_kquant<BlockQ6_K, dot_q6_k>};
+// The sgemm path dequantizes with the scalar reference (cost amortized over >= 32 tokens).
+template <typename WB, void (*Dequantize)(const WB*, float*, int64_t)>
+void rows_to_f32(const uint8_t* w, int64_t num_rows, int64_t cols, float* out) {
+  Dequantize(reinterpret_cast<const WB*>(w), out, num_rows * cols);
+}
+
+// The one-pair-at-a-time tiles reach ~40 GFLOP/s per thread; sgemm wins from a few dozen tokens.
+constexpr int64_t kKQuantSgemmMinTokens = 32;
+constexpr MatmulKernels kQ4_K{DType::kQ8_K, quantize_row_q8_k, tile_kquant<BlockQ4_K, dot_q4_k>,
+                              kKQuantSgemmMinTokens, rows_to_f32<BlockQ4_K, dequantize_row_q4_k>};
+constexpr MatmulKernels kQ6_K{DType::kQ8_K, quantize_row_q8_k, tile_kquant<BlockQ6_K, dot_q6_k>,
+                              kKQuantSgemmMinTokens, rows_to_f32<BlockQ6_K, dequantize_row_q6_k>};
 
 }  // namespace
 

@@ -3,6 +3,7 @@
 // per block column; the int8 products use _mm256_maddubs_epi16 (u8 x s8), with the sign trick |w| *
 // sign(x, w) for signed weights, as in ggml's AVX2 path. Also the table avx2_kernels().
 #include <cmath>
+#include <type_traits>
 
 #include "backend/cpu/matmul_kernels.h"
 #include "backend/cpu/quant_blocks.h"
@@ -12,94 +13,121 @@
 namespace fs::cpu {
 namespace {
 
-using avx2::half_to_float;
-
-// Signed int8 weights (Q8_0 as is, Q4_0 as nibble - 8) against Q8_0 activations.
-template <typename WB, int NR, int NT>
-void tile_signed(int64_t cols, const uint8_t* w, int64_t w_stride, const uint8_t* x,
-                 int64_t x_stride, float* y, int64_t ldy) {
-  const int64_t nb = cols / kQK;
-  __m256 acc[NR][NT];
-  for (int r = 0; r < NR; ++r)
-    for (int t = 0; t < NT; ++t) acc[r][t] = _mm256_setzero_ps();
-  for (int64_t b = 0; b < nb; ++b) {
-    __m256i xq[NT];
-    float xd[NT];
-    for (int t = 0; t < NT; ++t) {
-      const BlockQ8_0& xb = reinterpret_cast<const BlockQ8_0*>(x + t * x_stride)[b];
-      xq[t] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb.qs));
-      xd[t] = half_to_float(xb.d);
-    }
-    for (int r = 0; r < NR; ++r) {
-      const WB& wb = reinterpret_cast<const WB*>(w + r * w_stride)[b];
-      avx2::prefetch_ahead(&wb, w_stride);
-      __m256i wq;
-      if constexpr (sizeof(WB) == sizeof(BlockQ8_0)) {
-        wq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb.qs));
-      } else {
-        wq = _mm256_sub_epi8(avx2::unpack_nibbles(wb.qs), _mm256_set1_epi8(8));
-      }
-      const __m256i wabs = _mm256_sign_epi8(wq, wq);
-      const float wd = half_to_float(wb.d);
-      for (int t = 0; t < NT; ++t) {
-        const __m256i dot = avx2::dot_u8_s8(wabs, _mm256_sign_epi8(xq[t], wq));
-        acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(wd * xd[t]), _mm256_cvtepi32_ps(dot), acc[r][t]);
-      }
-    }
-  }
-  for (int t = 0; t < NT; ++t)
-    for (int r = 0; r < NR; ++r) y[t * ldy + r] = avx2::hsum(acc[r][t]);
-}
-
+// Q8_0 weights x Q8_0 activations: signed x signed via |w| * sign(x, w).
 template <int NR, int NT>
 struct TileQ8_0 {
-  static void run(int64_t cols, const uint8_t* w, int64_t ws, const uint8_t* x, int64_t xs,
-                  float* y, int64_t ldy) {
-    tile_signed<BlockQ8_0, NR, NT>(cols, w, ws, x, xs, y, ldy);
-  }
-};
-template <int NR, int NT>
-struct TileQ4_0 {
-  static void run(int64_t cols, const uint8_t* w, int64_t ws, const uint8_t* x, int64_t xs,
-                  float* y, int64_t ldy) {
-    tile_signed<BlockQ4_0, NR, NT>(cols, w, ws, x, xs, y, ldy);
+  static void run(int64_t cols, const uint8_t* w, int64_t w_stride, const uint8_t* x,
+                  int64_t x_stride, float* y, int64_t ldy) {
+    const int64_t nb = cols / kQK;
+    __m256 acc[NR][NT];
+    for (int r = 0; r < NR; ++r)
+      for (int t = 0; t < NT; ++t) acc[r][t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; ++b) {
+      __m256i xq[NT];
+      __m128 xd[NT];
+      for (int t = 0; t < NT; ++t) {
+        const BlockQ8_0& xb = reinterpret_cast<const BlockQ8_0*>(x + t * x_stride)[b];
+        xq[t] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb.qs));
+        xd[t] = avx2::load_2xf16(&xb.d);
+      }
+      for (int r = 0; r < NR; ++r) {
+        const BlockQ8_0& wb = reinterpret_cast<const BlockQ8_0*>(w + r * w_stride)[b];
+        avx2::prefetch_ahead(&wb, w_stride);
+        const __m256i wq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb.qs));
+        const __m256i wabs = _mm256_sign_epi8(wq, wq);
+        const __m128 wd = avx2::load_2xf16(&wb.d);
+        for (int t = 0; t < NT; ++t) {
+          const __m256i dot = avx2::dot_u8_s8(wabs, _mm256_sign_epi8(xq[t], wq));
+          const __m256 d = _mm256_broadcastss_ps(_mm_mul_ss(wd, xd[t]));
+          acc[r][t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot), acc[r][t]);
+        }
+      }
+    }
+    for (int t = 0; t < NT; ++t)
+      for (int r = 0; r < NR; ++r) y[t * ldy + r] = avx2::hsum(acc[r][t]);
   }
 };
 
-// Q4_1 (unsigned nibbles, scale d and min m) against Q8_1: d_w*d_x*dot + m_w*s_x per block.
+// Q4_0 weights x Q8_0 activations. The nibbles u = w + 8 are unsigned, so maddubs(u, x) needs no
+// sign trick; the offset 8 * sum(x) is computed once per activation block and subtracted per row.
+template <int NR, int NT>
+struct TileQ4_0 {
+  static void run(int64_t cols, const uint8_t* w, int64_t w_stride, const uint8_t* x,
+                  int64_t x_stride, float* y, int64_t ldy) {
+    const int64_t nb = cols / kQK;
+    const __m256i eights = _mm256_set1_epi8(8);
+    __m256 acc[NR][NT];
+    for (int r = 0; r < NR; ++r)
+      for (int t = 0; t < NT; ++t) acc[r][t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; ++b) {
+      __m256i xq[NT], offset[NT];
+      __m128 xd[NT];
+      for (int t = 0; t < NT; ++t) {
+        const BlockQ8_0& xb = reinterpret_cast<const BlockQ8_0*>(x + t * x_stride)[b];
+        xq[t] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb.qs));
+        offset[t] = avx2::dot_u8_s8(eights, xq[t]);
+        xd[t] = avx2::load_2xf16(&xb.d);
+      }
+      for (int r = 0; r < NR; ++r) {
+        const BlockQ4_0& wb = reinterpret_cast<const BlockQ4_0*>(w + r * w_stride)[b];
+        avx2::prefetch_ahead(&wb, w_stride);
+        const __m256i wq = avx2::unpack_nibbles_bcast(wb.qs);
+        const __m128 wd = avx2::load_2xf16(&wb.d);
+        for (int t = 0; t < NT; ++t) {
+          const __m256i dot = _mm256_sub_epi32(avx2::dot_u8_s8(wq, xq[t]), offset[t]);
+          const __m256 d = _mm256_broadcastss_ps(_mm_mul_ss(wd, xd[t]));
+          acc[r][t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot), acc[r][t]);
+        }
+      }
+    }
+    for (int t = 0; t < NT; ++t)
+      for (int r = 0; r < NR; ++r) y[t * ldy + r] = avx2::hsum(acc[r][t]);
+  }
+};
+
+// Q4_1 (unsigned nibbles, scale d and min m) against Q8_1: d_w*d_x*dot + m_w*s_x per block. The
+// pairs (d, m) and (d_x, s_x) are converted with one instruction each and multiplied as a vector:
+// lane 0 scales the dot, lane 1 accumulates the min term.
 template <int NR, int NT>
 struct TileQ4_1 {
   static void run(int64_t cols, const uint8_t* w, int64_t w_stride, const uint8_t* x,
                   int64_t x_stride, float* y, int64_t ldy) {
     const int64_t nb = cols / kQK;
     __m256 acc[NR][NT];
-    float summ[NR][NT] = {};
-    for (int r = 0; r < NR; ++r)
-      for (int t = 0; t < NT; ++t) acc[r][t] = _mm256_setzero_ps();
+    __m128 summ[NR][NT];
+    for (int r = 0; r < NR; ++r) {
+      for (int t = 0; t < NT; ++t) {
+        acc[r][t] = _mm256_setzero_ps();
+        summ[r][t] = _mm_setzero_ps();
+      }
+    }
     for (int64_t b = 0; b < nb; ++b) {
       __m256i xq[NT];
-      float xd[NT], xs[NT];
+      __m128 xds[NT];  // [d_x, s_x, -, -]
       for (int t = 0; t < NT; ++t) {
         const BlockQ8_1& xb = reinterpret_cast<const BlockQ8_1*>(x + t * x_stride)[b];
         xq[t] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb.qs));
-        xd[t] = half_to_float(xb.d);
-        xs[t] = half_to_float(xb.s);
+        xds[t] = avx2::load_2xf16(&xb.d);
       }
       for (int r = 0; r < NR; ++r) {
         const BlockQ4_1& wb = reinterpret_cast<const BlockQ4_1*>(w + r * w_stride)[b];
         avx2::prefetch_ahead(&wb, w_stride);
-        const __m256i wq = avx2::unpack_nibbles(wb.qs);
-        const float wd = half_to_float(wb.d), wm = half_to_float(wb.m);
+        const __m256i wq = avx2::unpack_nibbles_bcast(wb.qs);
+        const __m128 wdm = avx2::load_2xf16(&wb.d);  // [d, m, -, -]
         for (int t = 0; t < NT; ++t) {
           const __m256i dot = avx2::dot_u8_s8(wq, xq[t]);
-          acc[r][t] =
-              _mm256_fmadd_ps(_mm256_set1_ps(wd * xd[t]), _mm256_cvtepi32_ps(dot), acc[r][t]);
-          summ[r][t] += wm * xs[t];
+          const __m128 p = _mm_mul_ps(wdm, xds[t]);  // [d * d_x, m * s_x, -, -]
+          acc[r][t] = _mm256_fmadd_ps(_mm256_broadcastss_ps(p), _mm256_cvtepi32_ps(dot), acc[r][t]);
+          summ[r][t] = _mm_add_ps(summ[r][t], p);
         }
       }
     }
-    for (int t = 0; t < NT; ++t)
-      for (int r = 0; r < NR; ++r) y[t * ldy + r] = avx2::hsum(acc[r][t]) + summ[r][t];
+    for (int t = 0; t < NT; ++t) {
+      for (int r = 0; r < NR; ++r) {
+        const __m128 m = _mm_shuffle_ps(summ[r][t], summ[r][t], 1);
+        y[t * ldy + r] = avx2::hsum(acc[r][t]) + _mm_cvtss_f32(m);
+      }
+    }
   }
 };
 
@@ -153,9 +181,50 @@ void quantize_row_q8_1(const float* x, void* out, int64_t cols) {
   }
 }
 
-constexpr MatmulKernels kQ8_0{DType::kQ8_0, quantize_row_q8_0, TileDispatch<TileQ8_0>::tile};
-constexpr MatmulKernels kQ4_0{DType::kQ8_0, quantize_row_q8_0, TileDispatch<TileQ4_0>::tile};
-constexpr MatmulKernels kQ4_1{DType::kQ8_1, quantize_row_q8_1, TileDispatch<TileQ4_1>::tile};
+// Dequantization to f32 for the sgemm path: 8 values per step, int8 -> int32 -> f32 times d (+ m).
+inline void store_scaled_8(__m128i q8, __m256 d, __m256 m, bool is_signed, float* out) {
+  const __m256i i32 = is_signed ? _mm256_cvtepi8_epi32(q8) : _mm256_cvtepu8_epi32(q8);
+  _mm256_storeu_ps(out, _mm256_fmadd_ps(_mm256_cvtepi32_ps(i32), d, m));
+}
+
+// 32 int8/uint8 values in element order -> out[0, 32).
+inline void store_block_32(__m256i q, __m256 d, __m256 m, bool is_signed, float* out) {
+  const __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
+  store_scaled_8(lo, d, m, is_signed, out);
+  store_scaled_8(_mm_srli_si128(lo, 8), d, m, is_signed, out + 8);
+  store_scaled_8(hi, d, m, is_signed, out + 16);
+  store_scaled_8(_mm_srli_si128(hi, 8), d, m, is_signed, out + 24);
+}
+
+template <typename WB>
+void blocks_to_f32(const uint8_t* w, int64_t num_rows, int64_t cols, float* out) {
+  const auto* blocks = reinterpret_cast<const WB*>(w);  // rows are whole blocks, back to back
+  const int64_t nb = num_rows * cols / kQK;
+  for (int64_t b = 0; b < nb; ++b) {
+    const WB& blk = blocks[b];
+    const __m256 d = _mm256_set1_ps(avx2::half_to_float(blk.d));
+    if constexpr (std::is_same_v<WB, BlockQ8_0>) {
+      const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.qs));
+      store_block_32(q, d, _mm256_setzero_ps(), true, out + b * kQK);
+    } else if constexpr (std::is_same_v<WB, BlockQ4_0>) {
+      const __m256i q = _mm256_sub_epi8(avx2::unpack_nibbles(blk.qs), _mm256_set1_epi8(8));
+      store_block_32(q, d, _mm256_setzero_ps(), true, out + b * kQK);
+    } else {
+      const __m256 m = _mm256_set1_ps(avx2::half_to_float(blk.m));
+      store_block_32(avx2::unpack_nibbles(blk.qs), d, m, false, out + b * kQK);
+    }
+  }
+}
+
+// From this many tokens the int8 tiles (72-81 GFLOP/s per thread) lose to dequantize + sgemm
+// (docs/KERNELS.md).
+constexpr int64_t kQuantSgemmMinTokens = 64;
+constexpr MatmulKernels kQ8_0{DType::kQ8_0, quantize_row_q8_0, TileDispatch<TileQ8_0>::tile,
+                              kQuantSgemmMinTokens, blocks_to_f32<BlockQ8_0>};
+constexpr MatmulKernels kQ4_0{DType::kQ8_0, quantize_row_q8_0, TileDispatch<TileQ4_0>::tile,
+                              kQuantSgemmMinTokens, blocks_to_f32<BlockQ4_0>};
+constexpr MatmulKernels kQ4_1{DType::kQ8_1, quantize_row_q8_1, TileDispatch<TileQ4_1>::tile,
+                              kQuantSgemmMinTokens, blocks_to_f32<BlockQ4_1>};
 
 }  // namespace
 

@@ -61,19 +61,24 @@ void quantize_row(const float* x, void* out, int64_t cols) {
   Quantize(x, static_cast<XB*>(out), cols);
 }
 
-constexpr MatmulKernels kF32{DType::kF32, nullptr, tile_float<float>};
-constexpr MatmulKernels kF16{DType::kF32, nullptr, tile_float<uint16_t>};
-constexpr MatmulKernels kBF16{DType::kF32, nullptr, tile_float<Bf16>};
+constexpr MatmulKernels kF32{DType::kF32, nullptr, tile_float<float>, kNever, nullptr};
+constexpr MatmulKernels kF16{DType::kF32, nullptr, tile_float<uint16_t>, kNever, nullptr};
+constexpr MatmulKernels kBF16{DType::kF32, nullptr, tile_float<Bf16>, kNever, nullptr};
 constexpr MatmulKernels kQ8_0{DType::kQ8_0, quantize_row<BlockQ8_0, quantize_row_q8_0_ref>,
-                              tile_quant<BlockQ8_0, BlockQ8_0, vec_dot_q8_0_q8_0_ref>};
+                              tile_quant<BlockQ8_0, BlockQ8_0, vec_dot_q8_0_q8_0_ref>, kNever,
+                              nullptr};
 constexpr MatmulKernels kQ4_0{DType::kQ8_0, quantize_row<BlockQ8_0, quantize_row_q8_0_ref>,
-                              tile_quant<BlockQ4_0, BlockQ8_0, vec_dot_q4_0_q8_0_ref>};
+                              tile_quant<BlockQ4_0, BlockQ8_0, vec_dot_q4_0_q8_0_ref>, kNever,
+                              nullptr};
 constexpr MatmulKernels kQ4_1{DType::kQ8_1, quantize_row<BlockQ8_1, quantize_row_q8_1_ref>,
-                              tile_quant<BlockQ4_1, BlockQ8_1, vec_dot_q4_1_q8_1_ref>};
+                              tile_quant<BlockQ4_1, BlockQ8_1, vec_dot_q4_1_q8_1_ref>, kNever,
+                              nullptr};
 constexpr MatmulKernels kQ4_K{DType::kQ8_K, quantize_row<BlockQ8_K, quantize_row_q8_k_ref>,
-                              tile_quant<BlockQ4_K, BlockQ8_K, vec_dot_q4_k_q8_k_ref>};
+                              tile_quant<BlockQ4_K, BlockQ8_K, vec_dot_q4_k_q8_k_ref>, kNever,
+                              nullptr};
 constexpr MatmulKernels kQ6_K{DType::kQ8_K, quantize_row<BlockQ8_K, quantize_row_q8_k_ref>,
-                              tile_quant<BlockQ6_K, BlockQ8_K, vec_dot_q6_k_q8_k_ref>};
+                              tile_quant<BlockQ6_K, BlockQ8_K, vec_dot_q6_k_q8_k_ref>, kNever,
+                              nullptr};
 
 }  // namespace
 

@@ -42,6 +42,22 @@ inline __m256i unpack_nibbles(const uint8_t* qs) {
   return _mm256_and_si256(b, _mm256_set1_epi8(0x0F));
 }
 
+// Same, from one 16-byte load broadcast to both lanes and a per-lane variable shift (2 ALU ops).
+inline __m256i unpack_nibbles_bcast(const uint8_t* qs) {
+  const __m256i b =
+      _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qs)));
+  return _mm256_and_si256(_mm256_srlv_epi64(b, _mm256_setr_epi64x(0, 0, 4, 4)),
+                          _mm256_set1_epi8(0x0F));
+}
+
+// The two fp16 values at p (e.g. a block's d and m) as f32 lanes 0 and 1 (lanes 2, 3: garbage from
+// the two bytes after them, which every block has). One load and one conversion.
+inline __m128 load_2xf16(const void* p) {
+  int32_t v;
+  __builtin_memcpy(&v, p, 4);
+  return _mm_cvtph_ps(_mm_cvtsi32_si128(v));
+}
+
 // Sum of pairs of u8 x s8 products, widened to 8 x int32.
 inline __m256i dot_u8_s8(__m256i u, __m256i s) {
   return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
