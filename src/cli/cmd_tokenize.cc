@@ -1,6 +1,8 @@
 // `fastserve tokenize --model M (--text T | --jsonl F)`: prints token ids as a JSON array (for --jsonl,
 // whose lines are JSON strings, one array per line). `fastserve detokenize --model M --ids 1,2,3`:
 // prints the text. M is a .gguf file, a tokenizer.json, an HF folder, or "default".
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -32,6 +34,26 @@ std::unique_ptr<Tokenizer> load_tokenizer(const char* command, const std::string
   return std::move(tok).value();
 }
 
+// Encodes texts `rounds` times on this thread; prints bytes, tokens and MB/s of the best round.
+int run_bench(const Tokenizer& tok, const std::vector<std::string>& texts,
+              const EncodeOptions& options, int rounds) {
+  size_t num_bytes = 0;
+  for (const std::string& t : texts) num_bytes += t.size();
+  double best_s = 1e30;
+  size_t num_tokens = 0;
+  for (int r = 0; r < rounds; ++r) {
+    num_tokens = 0;
+    const auto start = std::chrono::steady_clock::now();
+    for (const std::string& t : texts) num_tokens += tok.encode(t, options).size();
+    const std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - start;
+    best_s = std::min(best_s, elapsed.count());
+  }
+  std::printf("{\"strings\": %zu, \"bytes\": %zu, \"tokens\": %zu, \"seconds\": %.4f, "
+              "\"mb_per_s\": %.2f}\n",
+              texts.size(), num_bytes, num_tokens, best_s, num_bytes / best_s / 1e6);
+  return 0;
+}
+
 int run_tokenize(int argc, char** argv) {
   CLI::App app{"Print the token ids of text as JSON."};
   std::string model = "default";
@@ -39,6 +61,7 @@ int run_tokenize(int argc, char** argv) {
   std::string jsonl;
   bool no_special = false;
   bool no_parse_special = false;
+  int bench_rounds = 0;
   app.add_option("--model", model, "a .gguf file, a tokenizer.json, an HF folder, or 'default'");
   auto* text_opt = app.add_option("--text", text, "the text to tokenize");
   auto* jsonl_opt =
@@ -47,6 +70,8 @@ int run_tokenize(int argc, char** argv) {
   app.add_flag("--no-special", no_special, "do not add BOS/EOS");
   app.add_flag("--no-parse-special", no_parse_special,
                "treat special tokens in the text as plain text");
+  app.add_option("--bench", bench_rounds,
+                 "encode the --jsonl strings this many times and print throughput, not ids");
   CLI11_PARSE(app, argc, argv);
   if (text_opt->count() == 0 && jsonl_opt->count() == 0) {
     std::fprintf(stderr, "fastserve tokenize: give --text or --jsonl\n");
@@ -71,14 +96,20 @@ int run_tokenize(int argc, char** argv) {
   }
   std::istream& in = jsonl == "-" ? std::cin : file;
   std::string line;
+  std::vector<std::string> texts;
   for (int line_no = 1; std::getline(in, line); ++line_no) {
     auto value = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
     if (!value.is_string()) {
       std::fprintf(stderr, "fastserve tokenize: %s:%d: not a JSON string\n", jsonl.c_str(), line_no);
       return 1;
     }
-    std::printf("%s\n", nlohmann::json(tok->encode(value.get<std::string>(), options)).dump().c_str());
+    if (bench_rounds > 0) {
+      texts.push_back(value.get<std::string>());
+    } else {
+      std::printf("%s\n", nlohmann::json(tok->encode(value.get<std::string>(), options)).dump().c_str());
+    }
   }
+  if (bench_rounds > 0) return run_bench(*tok, texts, options, bench_rounds);
   return 0;
 }
 
