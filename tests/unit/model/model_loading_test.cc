@@ -13,6 +13,7 @@
 #include "model/model_config.h"
 #include "model/model_path.h"
 #include "model/model_weights.h"
+#include "unit/format/test_files.h"
 
 namespace fs {
 namespace {
@@ -283,6 +284,44 @@ TEST(ModelConfig, ReadsLegacyRopeKeysAndValidates) {
   auto missing = ModelConfig::from_hf_config(j, "cfg.json");
   EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
   EXPECT_NE(missing.status().message().find("hidden_size"), std::string::npos);
+}
+
+TEST(ModelConfig, FromGgufMetadata) {
+  const std::string dir = temp_dir();
+  const auto open = [&](const testing_util::GgufBuilder& g) {
+    testing_util::write_file(dir + "/m.gguf", g.build());
+    auto f = GgufFile::open(dir + "/m.gguf");
+    EXPECT_TRUE(f.is_ok()) << f.status().to_string();
+    return ModelConfig::from_gguf(**f);
+  };
+  testing_util::GgufBuilder gpt2;
+  gpt2.kv_str("general.architecture", "gpt2");
+  EXPECT_EQ(open(gpt2).status().code(), StatusCode::kUnimplemented);
+
+  testing_util::GgufBuilder qwen;
+  qwen.kv_str("general.architecture", "qwen2")
+      .kv_u32("qwen2.embedding_length", 32)
+      .kv_u32("qwen2.feed_forward_length", 64)
+      .kv_u32("qwen2.attention.head_count", 4)
+      .kv_u32("qwen2.attention.head_count_kv", 2)
+      .kv_f32("qwen2.rope.freq_base", 1e6f)
+      .kv_str_array("tokenizer.ggml.tokens", {"a", "b", "c"});
+  auto missing = open(qwen);
+  EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
+  EXPECT_NE(missing.status().message().find("qwen2.block_count"), std::string::npos);
+  EXPECT_NE(missing.status().message().find("m.gguf"), std::string::npos);
+
+  qwen.kv_u32("qwen2.block_count", 2);
+  auto c = open(qwen);
+  ASSERT_TRUE(c.is_ok()) << c.status().to_string();
+  EXPECT_EQ(c->arch, ModelArch::kQwen2);
+  EXPECT_EQ(c->rope_style, RopeStyle::kNeox);
+  EXPECT_TRUE(c->qkv_bias);
+  EXPECT_EQ(c->vocab_size, 3);  // from the tokenizer's token list
+  EXPECT_EQ(c->head_dim, 8);
+  EXPECT_TRUE(c->tie_word_embeddings);  // no output.weight
+  EXPECT_TRUE(c->validate().is_ok()) << c->validate().to_string();
+  std::filesystem::remove_all(dir);
 }
 
 TEST(ModelPath, ResolvesDefaultAndExplicitPaths) {
