@@ -42,6 +42,7 @@ struct Expr {
   std::vector<std::pair<ExprPtr, ExprPtr>> dict_items;
   std::vector<std::string> ops;
   bool negate = false;
+  int depth = 1;  // height of this subtree; bounded by kMaxParseDepth
 };
 
 struct Stmt;

@@ -15,9 +15,9 @@ namespace fs::jinja {
 // Limits that keep a hostile template from exhausting time or memory, and the clock.
 struct RenderOptions {
   size_t max_output_bytes = size_t{16} << 20;  // rendered text, and any single string value
-  size_t max_list_items = size_t{1} << 20;     // any list value (range(), list + list, ...)
+  size_t max_list_items = size_t{1} << 16;     // any list value (range(), list + list, ...)
   int64_t max_loop_iterations = 1'000'000;     // summed over all for-loops of one render
-  int max_call_depth = 64;                     // nested macro calls
+  int max_call_depth = 32;                     // nested macro calls
   int64_t now_unix_s = -1;  // strftime_now()'s time (local time zone); < 0: the current time
 };
 

@@ -76,6 +76,24 @@ class Parser {
     return Status::ok();
   }
 
+  // Records the subtree height; left-leaning chains (a + b + c ..., x | f | g ...) are built by
+  // loops, not recursion, so their height is checked here to keep evaluation and destruction
+  // from recursing without bound.
+  Result<ExprPtr> finish_node(ExprPtr e) const {
+    int depth = 0;
+    for (const auto& a : e->args) {
+      if (a) depth = std::max(depth, a->depth);
+    }
+    for (const auto& [_, v] : e->kwargs) depth = std::max(depth, v->depth);
+    for (const auto& [k, v] : e->dict_items) depth = std::max({depth, k->depth, v->depth});
+    e->depth = depth + 1;
+    if (e->depth > kMaxParseDepth) {
+      return invalid_argument("template syntax error at {}:{}: expression nested too deeply",
+                              e->pos.line, e->pos.column);
+    }
+    return e;
+  }
+
   static ExprPtr make(Expr::Kind kind, SourcePos pos) {
     auto e = std::make_unique<Expr>();
     e->kind = kind;
@@ -96,7 +114,7 @@ class Parser {
       if (t.kind == TK::kEof) {
         if (end_tags.empty()) return body;
         return error_at(t, fmt::format("unexpected end of template, expected '{{% {} %}}'",
-                                       end_tags[0]));
+                                       end_tags.back()));
       }
       if (t.kind == TK::kText) {
         auto s = std::make_unique<Stmt>();
@@ -277,7 +295,7 @@ class Parser {
       FS_ASSIGN_OR_RETURN(ExprPtr e, no_cond ? parse_or() : parse_expression());
       tuple->args.push_back(std::move(e));
     }
-    return tuple;
+    return finish_node(std::move(tuple));
   }
 
   Result<ExprPtr> parse_expression() {
@@ -297,7 +315,7 @@ class Parser {
       cond->args.push_back(std::move(test));
       cond->args.push_back(std::move(value));
       cond->args.push_back(std::move(otherwise));
-      value = std::move(cond);
+      FS_ASSIGN_OR_RETURN(value, finish_node(std::move(cond)));
     }
     return value;
   }
@@ -307,7 +325,7 @@ class Parser {
     e->name = op;
     e->args.push_back(std::move(left));
     e->args.push_back(std::move(right));
-    return e;
+    return finish_node(std::move(e));
   }
 
   Result<ExprPtr> parse_or() {
@@ -339,7 +357,7 @@ class Parser {
       advance();
       FS_ASSIGN_OR_RETURN(ExprPtr operand, parse_not());
       e->args.push_back(std::move(operand));
-      return e;
+      return finish_node(std::move(e));
     }
     return parse_compare();
   }
@@ -372,7 +390,8 @@ class Parser {
       cmp->ops.push_back(op);
       cmp->args.push_back(std::move(rhs));
     }
-    return cmp ? std::move(cmp) : std::move(first);
+    if (cmp) return finish_node(std::move(cmp));
+    return first;
   }
   Result<ExprPtr> parse_math1() {
     FS_ASSIGN_OR_RETURN(ExprPtr left, parse_concat());
@@ -426,6 +445,7 @@ class Parser {
       advance();
       FS_ASSIGN_OR_RETURN(ExprPtr operand, parse_unary(false));
       node->args.push_back(std::move(operand));
+      FS_ASSIGN_OR_RETURN(node, finish_node(std::move(node)));
     } else {
       FS_ASSIGN_OR_RETURN(node, parse_primary());
     }
@@ -510,7 +530,7 @@ class Parser {
             e->args.push_back(std::move(item));
           }
           advance();
-          return e;
+          return finish_node(std::move(e));
         }
         if (t.value == "{") {
           advance();
@@ -524,7 +544,7 @@ class Parser {
             e->dict_items.emplace_back(std::move(key), std::move(value));
           }
           advance();
-          return e;
+          return finish_node(std::move(e));
         }
         break;
       case TK::kText:
@@ -550,14 +570,14 @@ class Parser {
           advance();
           e->args.push_back(std::move(node));
           e->args.push_back(std::move(idx));
-          node = std::move(e);
+          FS_ASSIGN_OR_RETURN(node, finish_node(std::move(e)));
           continue;
         }
         FS_ASSIGN_OR_RETURN(std::string attr, expect_name());
         auto e = make(Expr::Kind::kAttr, pos);
         e->name = std::move(attr);
         e->args.push_back(std::move(node));
-        node = std::move(e);
+        FS_ASSIGN_OR_RETURN(node, finish_node(std::move(e)));
       } else if (is_op("[")) {
         FS_ASSIGN_OR_RETURN(node, parse_subscript(std::move(node)));
       } else if (is_op("(")) {
@@ -588,12 +608,12 @@ class Parser {
       auto e = make(Expr::Kind::kItem, pos);
       e->args.push_back(std::move(node));
       e->args.push_back(std::move(parts[0]));
-      return e;
+      return finish_node(std::move(e));
     }
     auto e = make(Expr::Kind::kSlice, pos);
     e->args.push_back(std::move(node));
     for (auto& p : parts) e->args.push_back(std::move(p));
-    return e;
+    return finish_node(std::move(e));
   }
 
   Status parse_args(Expr* e) {
@@ -623,7 +643,7 @@ class Parser {
     auto e = make(Expr::Kind::kCall, cur().pos);
     e->args.push_back(std::move(callee));
     FS_RETURN_IF_ERROR(parse_args(e.get()));
-    return e;
+    return finish_node(std::move(e));
   }
 
   Result<ExprPtr> parse_filter(ExprPtr node) {
@@ -640,7 +660,7 @@ class Parser {
       e->name = std::move(name);
       e->args.push_back(std::move(node));
       if (is_op("(")) FS_RETURN_IF_ERROR(parse_args(e.get()));
-      node = std::move(e);
+      FS_ASSIGN_OR_RETURN(node, finish_node(std::move(e)));
     }
     return node;
   }
@@ -664,7 +684,7 @@ class Parser {
       FS_ASSIGN_OR_RETURN(arg, parse_postfix(std::move(arg)));
       e->args.push_back(std::move(arg));
     }
-    return e;
+    return finish_node(std::move(e));
   }
 
   const std::vector<Token>& toks_;
