@@ -45,7 +45,7 @@ struct SimFlags {
   int32_t num_queues = 32;
   double starvation_s = 3;
   bool no_starvation = false;
-  double starvation_multiple = 0;
+  double starvation_multiple = 50;
   int32_t max_promotions = 1 << 30;
   int32_t headroom_blocks = -1;
   double slo_s_per_token = 0.3;

@@ -63,6 +63,8 @@ Status SchedulerConfig::validate() const {
     return invalid_argument("starvation threshold must be > 0, got {}",
                             mlfq.starvation_threshold_s);
   }
+  if (mlfq.starvation_quantum_multiple < 0)
+    return invalid_argument("starvation multiple must be >= 0");
   if (mlfq.starvation_check_interval_iterations < 1) {
     return invalid_argument("starvation check interval must be >= 1");
   }
@@ -73,10 +75,11 @@ Status SchedulerConfig::validate() const {
 std::string SchedulerConfig::to_string() const {
   return fmt::format(
       "policy={} kv_policy={} max_seqs={} max_tokens={} q1_s={} ratio={} num_queues={} "
-      "starvation_threshold_s={} starvation={} headroom_blocks={} lookahead_jobs={}",
+      "starvation_threshold_s={} starvation_quantum_multiple={} starvation={} headroom_blocks={} "
+      "lookahead_jobs={} admit_max_host_usage={}",
       policy_name(policy), kv_policy_name(kv_policy), limits.max_seqs, limits.max_tokens, mlfq.q1_s,
-      mlfq.ratio, mlfq.num_queues, mlfq.starvation_threshold_s, mlfq.starvation_prevention,
-      headroom_blocks(), upload_lookahead_jobs());
+      mlfq.ratio, mlfq.num_queues, mlfq.starvation_threshold_s, mlfq.starvation_quantum_multiple,
+      mlfq.starvation_prevention, headroom_blocks(), upload_lookahead_jobs(), admit_max_host_usage);
 }
 
 }  // namespace fs::sched

@@ -31,7 +31,9 @@ struct MlfqConfig {
   double starvation_threshold_s = 3.0;  // idle longer than this -> promoted to Q1 (official: 3 s)
   // A job also gets this many times its level's quantum before it counts as starved (0: the fixed
   // threshold alone, as the official code).
-  double starvation_quantum_multiple = 0;
+  // Default 50: see docs/SCHEDULING.md (a fixed 3 s threshold checked every iteration turns into a
+  // promotion storm under overload).
+  double starvation_quantum_multiple = 50;
   // Official: checked every 1000 iterations; the check here is O(promoted jobs), so every
   // iteration.
   int32_t starvation_check_interval_iterations = 1;

@@ -45,6 +45,7 @@ TEST(SchedulerPropertyTest, PlansNeverOvercommitAndBatchJobsHaveKvOnDevice) {
         SchedulerConfig c = make_config(policy, kv);
         c.limits = {6, 256};
         c.mlfq.starvation_threshold_s = 0.5;
+        c.mlfq.starvation_quantum_multiple = 0;
         // Tight device pool (about 4 long jobs), small host pool: evictions, drops, uploads.
         Scheduler s(c, make_pools(80, 60), cost);
         const auto jobs = random_jobs(seed, 80, 20.0);
@@ -120,6 +121,7 @@ TEST(SchedulerPropertyTest, NoJobStaysIdlePastTheStarvationThreshold) {
       SchedulerConfig c = make_config(policy);
       c.limits = {2, 512};
       c.mlfq.starvation_threshold_s = 0.4;
+      c.mlfq.starvation_quantum_multiple = 0;
       Scheduler s(c, make_pools(4000, 0), cost);
       int64_t checked = 0;
       run_until_done(s, cost, random_jobs(seed, 120, 25.0),

@@ -162,6 +162,7 @@ TEST(SchedulerTest, StarvedJobIsPromotedToTopQueue) {
     SchedulerConfig c = make_config(PolicyKind::kSkipJoinMlfq);
     c.limits.max_seqs = 1;
     c.mlfq.starvation_threshold_s = 0.5;
+    c.mlfq.starvation_quantum_multiple = 0;
     c.mlfq.starvation_prevention = with_starvation == 1;
     Scheduler s(c, make_pools(400, 0), cost);
     std::vector<testing::JobShape> shapes = {{0, 10, 400}};
