@@ -1,6 +1,6 @@
-// `fastserve tokenize --model M (--text T | --jsonl F)`: prints token ids as a JSON array (for --jsonl,
-// whose lines are JSON strings, one array per line). `fastserve detokenize --model M --ids 1,2,3`:
-// prints the text. M is a .gguf file, a tokenizer.json, an HF folder, or "default".
+// `fastserve tokenize --model M (--text T | --jsonl F)`: prints token ids as a JSON array (for
+// --jsonl, whose lines are JSON strings, one array per line). `fastserve detokenize --model M --ids
+// 1,2,3`: prints the text. M is a .gguf file, a tokenizer.json, an HF folder, or "default".
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include "cli/command.h"
@@ -48,9 +48,10 @@ int run_bench(const Tokenizer& tok, const std::vector<std::string>& texts,
     const std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - start;
     best_s = std::min(best_s, elapsed.count());
   }
-  std::printf("{\"strings\": %zu, \"bytes\": %zu, \"tokens\": %zu, \"seconds\": %.4f, "
-              "\"mb_per_s\": %.2f}\n",
-              texts.size(), num_bytes, num_tokens, best_s, num_bytes / best_s / 1e6);
+  std::printf(
+      "{\"strings\": %zu, \"bytes\": %zu, \"tokens\": %zu, \"seconds\": %.4f, "
+      "\"mb_per_s\": %.2f}\n",
+      texts.size(), num_bytes, num_tokens, best_s, num_bytes / best_s / 1e6);
   return 0;
 }
 
@@ -100,13 +101,15 @@ int run_tokenize(int argc, char** argv) {
   for (int line_no = 1; std::getline(in, line); ++line_no) {
     auto value = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
     if (!value.is_string()) {
-      std::fprintf(stderr, "fastserve tokenize: %s:%d: not a JSON string\n", jsonl.c_str(), line_no);
+      std::fprintf(stderr, "fastserve tokenize: %s:%d: not a JSON string\n", jsonl.c_str(),
+                   line_no);
       return 1;
     }
     if (bench_rounds > 0) {
       texts.push_back(value.get<std::string>());
     } else {
-      std::printf("%s\n", nlohmann::json(tok->encode(value.get<std::string>(), options)).dump().c_str());
+      std::printf("%s\n",
+                  nlohmann::json(tok->encode(value.get<std::string>(), options)).dump().c_str());
     }
   }
   if (bench_rounds > 0) return run_bench(*tok, texts, options, bench_rounds);

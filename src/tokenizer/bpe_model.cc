@@ -48,7 +48,8 @@ Result<std::unique_ptr<BpeModel>> BpeModel::create(
   m->pieces_ = std::move(pieces);
   m->piece_to_id_.reserve(m->pieces_.size() * 2);
   for (size_t id = 0; id < m->pieces_.size(); ++id) {
-    m->piece_to_id_.emplace(m->pieces_[id], static_cast<int32_t>(id));  // first id wins on duplicates
+    m->piece_to_id_.emplace(m->pieces_[id],
+                            static_cast<int32_t>(id));  // first id wins on duplicates
   }
   for (int b = 0; b < 256; ++b) {
     const char c = static_cast<char>(b);

@@ -1,7 +1,8 @@
-// The BPE model shared by byte-level BPE (GPT-2, Llama 3, SmolLM2, Qwen2) and SentencePiece-style BPE
-// (Llama 2, Mistral): a vocabulary, merges by rank, and the merge loop of HF `tokenizers`
+// The BPE model shared by byte-level BPE (GPT-2, Llama 3, SmolLM2, Qwen2) and SentencePiece-style
+// BPE (Llama 2, Mistral): a vocabulary, merges by rank, and the merge loop of HF `tokenizers`
 // (models/bpe/word.rs: a min-heap of (rank, position), so equal ranks merge left to right), with a
-// cache of encoded words. Immutable after create() apart from the cache: encode_word is thread-safe.
+// cache of encoded words. Immutable after create() apart from the cache: encode_word is
+// thread-safe.
 #pragma once
 
 #include <cstdint>
@@ -31,11 +32,12 @@ struct BpeOptions {
 class BpeModel {
  public:
   // pieces[id] is the token's text: raw bytes for byte-level vocabularies (already mapped back from
-  // the GPT-2 byte-to-unicode alphabet), the plain text (with "▁") otherwise. merges are (left, right)
-  // pieces in rank order; a merge whose parts or result are not in the vocabulary is skipped.
+  // the GPT-2 byte-to-unicode alphabet), the plain text (with "▁") otherwise. merges are (left,
+  // right) pieces in rank order; a merge whose parts or result are not in the vocabulary is
+  // skipped.
   static Result<std::unique_ptr<BpeModel>> create(
-      std::vector<std::string> pieces, const std::vector<std::pair<std::string, std::string>>& merges,
-      const BpeOptions& options);
+      std::vector<std::string> pieces,
+      const std::vector<std::pair<std::string, std::string>>& merges, const BpeOptions& options);
 
   // Appends the ids of one pre-tokenized word (valid UTF-8 unless byte_level).
   void encode_word(std::string_view word, std::vector<int32_t>* out) const;

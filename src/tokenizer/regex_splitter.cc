@@ -71,13 +71,14 @@ std::string rewrite_whitespace_classes(std::string_view pattern) {
 }
 
 Result<std::unique_ptr<RegexSplitter>> RegexSplitter::compile(const std::string& pattern,
-                                                                bool literal) {
+                                                              bool literal) {
   std::unique_ptr<RegexSplitter> r(new RegexSplitter());
   r->pattern_ = pattern;
   const std::string effective = literal ? pattern : rewrite_whitespace_classes(pattern);
   int error = 0;
   PCRE2_SIZE error_offset = 0;
-  const uint32_t options = PCRE2_UTF | PCRE2_UCP | PCRE2_NO_UTF_CHECK | (literal ? PCRE2_LITERAL : 0);
+  const uint32_t options =
+      PCRE2_UTF | PCRE2_UCP | PCRE2_NO_UTF_CHECK | (literal ? PCRE2_LITERAL : 0);
   pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(effective.data()), effective.size(),
                                    options, &error, &error_offset, nullptr);
   if (code == nullptr) {
@@ -101,9 +102,9 @@ void RegexSplitter::split(std::string_view text, bool remove_matches,
   size_t pos = 0;
   size_t gap_start = 0;
   while (pos <= text.size()) {
-    const int rc = jit_ ? pcre2_jit_match(code, subject, text.size(), pos, 0, s.data, s.context)
-                        : pcre2_match(code, subject, text.size(), pos, PCRE2_NO_UTF_CHECK, s.data,
-                                      s.context);
+    const int rc =
+        jit_ ? pcre2_jit_match(code, subject, text.size(), pos, 0, s.data, s.context)
+             : pcre2_match(code, subject, text.size(), pos, PCRE2_NO_UTF_CHECK, s.data, s.context);
     if (rc < 0) break;  // no match (or a resource limit): the rest is one gap
     const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(s.data);
     const size_t begin = ov[0];

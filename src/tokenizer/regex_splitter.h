@@ -1,7 +1,8 @@
-// A pre-tokenizer split step: a PCRE2 regex (UTF + UCP, JIT-compiled) that cuts text into pieces the
-// way HF `tokenizers` Split(behavior = Isolated) does: every match is a piece and so is every gap
-// between matches. `\s` / `\S` in patterns are rewritten to the Unicode White_Space set, which is what
-// Oniguruma (HF's regex engine) matches and PCRE2's UCP `\s` does not quite (it lacks U+0085).
+// A pre-tokenizer split step: a PCRE2 regex (UTF + UCP, JIT-compiled) that cuts text into pieces
+// the way HF `tokenizers` Split(behavior = Isolated) does: every match is a piece and so is every
+// gap between matches. `\s` / `\S` in patterns are rewritten to the Unicode White_Space set, which
+// is what Oniguruma (HF's regex engine) matches and PCRE2's UCP `\s` does not quite (it lacks
+// U+0085).
 #pragma once
 
 #include <memory>

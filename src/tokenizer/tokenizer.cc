@@ -64,8 +64,8 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::from_spec(TokenizerSpec spec) {
   for (int32_t id = 0; id < size; ++id) {
     const bool in_model = id < spec.model->vocab_size();
     t->id_to_text_[id] = id < static_cast<int32_t>(spec.vocab.size()) ? spec.vocab[id]
-                         : in_model ? spec.model->piece(id)
-                                    : std::string();
+                         : in_model                                   ? spec.model->piece(id)
+                                                                      : std::string();
     t->id_to_bytes_[id] = in_model ? spec.model->piece(id) : std::string();
   }
   for (const AddedToken& a : spec.added_tokens) {
@@ -106,7 +106,8 @@ int32_t Tokenizer::token_to_id(std::string_view token) const {
   for (const AddedToken& a : spec_.added_tokens) {
     if (a.content == token) return a.id;
   }
-  if (spec_.decoder == DecoderKind::kByteLevel) {  // vocabulary text is in the byte-to-unicode alphabet
+  if (spec_.decoder ==
+      DecoderKind::kByteLevel) {  // vocabulary text is in the byte-to-unicode alphabet
     std::string raw;
     for (size_t pos = 0; pos < token.size();) {
       size_t len = utf8::sequence_length(token, pos);
@@ -278,6 +279,7 @@ std::string Tokenizer::decode(const std::vector<int32_t>& ids, bool skip_special
     }
   }
   FS_CHECK(false, "bad decoder kind");
+  return out;
 }
 
 }  // namespace fs

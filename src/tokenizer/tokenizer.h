@@ -1,9 +1,9 @@
-// Text <-> token ids, exact against HF `tokenizers` for byte-level BPE (GPT-2, Llama 3, SmolLM2, Qwen2)
-// and SentencePiece-style BPE (Llama 2, Mistral). Loaded from a GGUF file's tokenizer.ggml.* metadata,
-// an HF tokenizer.json, or an HF model folder. Encoding follows HF's pipeline: added/special tokens are
-// cut out whole first, each remaining segment is normalized and pre-tokenized (PCRE2 regex splits,
-// Metaspace), each piece goes through the BPE merge loop, then BOS/EOS are added. Immutable after
-// loading; encode/decode are thread-safe. See docs/TOKENIZER.md.
+// Text <-> token ids, exact against HF `tokenizers` for byte-level BPE (GPT-2, Llama 3, SmolLM2,
+// Qwen2) and SentencePiece-style BPE (Llama 2, Mistral). Loaded from a GGUF file's tokenizer.ggml.*
+// metadata, an HF tokenizer.json, or an HF model folder. Encoding follows HF's pipeline:
+// added/special tokens are cut out whole first, each remaining segment is normalized and
+// pre-tokenized (PCRE2 regex splits, Metaspace), each piece goes through the BPE merge loop, then
+// BOS/EOS are added. Immutable after loading; encode/decode are thread-safe. See docs/TOKENIZER.md.
 #pragma once
 
 #include <cstdint>
@@ -94,8 +94,8 @@ class Tokenizer {
   // Ids -> text, as HF decode(ids, skip_special_tokens). Out-of-range ids are skipped.
   std::string decode(const std::vector<int32_t>& ids, bool skip_special_tokens = false) const;
 
-  // The token's bytes as decode contributes them before joining (SentencePiece: "▁" already a space,
-  // <0xNN> as the raw byte; byte-level: the raw bytes). Used by the incremental decoder.
+  // The token's bytes as decode contributes them before joining (SentencePiece: "▁" already a
+  // space, <0xNN> as the raw byte; byte-level: the raw bytes). Used by the incremental decoder.
   std::string token_bytes(int32_t id) const;
   bool is_byte_token(int32_t id) const;  // a SentencePiece <0xNN> token
   bool is_special(int32_t id) const;
@@ -114,14 +114,15 @@ class Tokenizer {
   // Encodes one segment between added tokens; first = it starts the input.
   void encode_segment(std::string_view segment, bool first, std::vector<int32_t>* out) const;
   // Finds the leftmost-longest added token in text at or after pos; false if none.
-  bool find_added(std::string_view text, size_t pos, bool parse_special, size_t* begin,
-                  size_t* end, const AddedToken** token) const;
+  bool find_added(std::string_view text, size_t pos, bool parse_special, size_t* begin, size_t* end,
+                  const AddedToken** token) const;
 
   TokenizerSpec spec_;
   std::vector<std::string> id_to_text_;   // vocabulary text of each id
   std::vector<std::string> id_to_bytes_;  // token_bytes() of each id
   std::vector<uint8_t> id_flags_;         // kFlagSpecial | kFlagByte
-  std::vector<std::vector<int>> added_by_first_byte_;  // [256] -> indices into added_tokens, longest first
+  std::vector<std::vector<int>>
+      added_by_first_byte_;  // [256] -> indices into added_tokens, longest first
   bool needs_copy_ = false;  // normalizers or text-changing pre-tokenizers present
 };
 

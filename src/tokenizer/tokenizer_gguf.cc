@@ -21,20 +21,26 @@ constexpr const char* kLlama3Split =
 constexpr const char* kQwen2Split =
     R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 
-constexpr int kTokenTypeUnknown = 2;
 constexpr int kTokenTypeControl = 3;
 constexpr int kTokenTypeUserDefined = 4;
 
 // Regex splits for a tokenizer.ggml.pre name, in order (llama.cpp llama-vocab.cpp).
 std::vector<const char*> pre_splits(const std::string& pre) {
   static const std::map<std::string, std::vector<const char*>> table = {
-      {"default", {kGpt2Split}},         {"gpt2", {kGpt2Split}},
-      {"gpt-2", {kGpt2Split}},           {"llama3", {kLlama3Split}},
-      {"llama-v3", {kLlama3Split}},      {"llama-bpe", {kLlama3Split}},
-      {"falcon3", {kLlama3Split}},       {"smaug-bpe", {kLlama3Split}},
-      {"dbrx", {kLlama3Split}},          {"qwen2", {kQwen2Split}},
-      {"deepseek-r1-qwen", {kQwen2Split}}, {"smollm", {"\\p{N}", kGpt2Split}},
-      {"starcoder", {"\\p{N}", kGpt2Split}}, {"refact", {"\\p{N}", kGpt2Split}},
+      {"default", {kGpt2Split}},
+      {"gpt2", {kGpt2Split}},
+      {"gpt-2", {kGpt2Split}},
+      {"llama3", {kLlama3Split}},
+      {"llama-v3", {kLlama3Split}},
+      {"llama-bpe", {kLlama3Split}},
+      {"falcon3", {kLlama3Split}},
+      {"smaug-bpe", {kLlama3Split}},
+      {"dbrx", {kLlama3Split}},
+      {"qwen2", {kQwen2Split}},
+      {"deepseek-r1-qwen", {kQwen2Split}},
+      {"smollm", {"\\p{N}", kGpt2Split}},
+      {"starcoder", {"\\p{N}", kGpt2Split}},
+      {"refact", {"\\p{N}", kGpt2Split}},
   };
   auto it = table.find(pre);
   if (it != table.end()) return it->second;
@@ -177,7 +183,8 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::from_gguf(const GgufFile& gguf) {
   spec.unk_id = optional_id(gguf, "tokenizer.ggml.unknown_token_id");
   spec.pad_id = optional_id(gguf, "tokenizer.ggml.padding_token_id");
   for (int32_t* id : {&spec.bos_id, &spec.eos_id, &spec.unk_id, &spec.pad_id}) {
-    if (*id >= static_cast<int32_t>(n)) return data_loss("{}: special token id {} >= vocab size {}", source, *id, n);
+    if (*id >= static_cast<int32_t>(n))
+      return data_loss("{}: special token id {} >= vocab size {}", source, *id, n);
   }
   BpeOptions options;
   options.byte_level = byte_level;
@@ -213,7 +220,8 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::from_gguf(const GgufFile& gguf) {
     }
     for (const char* pattern : pre_splits(pre)) {
       PreTokenizerStep step;
-      FS_ASSIGN_OR_RETURN(std::unique_ptr<RegexSplitter> regex, RegexSplitter::compile(pattern, false));
+      FS_ASSIGN_OR_RETURN(std::unique_ptr<RegexSplitter> regex,
+                          RegexSplitter::compile(pattern, false));
       step.regex = std::move(regex);
       spec.pre_tokenizers.push_back(std::move(step));
     }

@@ -1,7 +1,8 @@
-// Tokenizer::from_hf_json: the parts of HF tokenizer.json that byte-level and SentencePiece-style BPE
-// tokenizers use (model.type BPE; normalizers Prepend/Replace/NFC; pre-tokenizers ByteLevel, Split,
-// Digits, Metaspace, Sequence; post-processors TemplateProcessing, ByteLevel, Bert/Roberta; decoders
-// ByteLevel, Metaspace, Replace/ByteFallback/Fuse/Strip). Anything else is kUnimplemented, naming it.
+// Tokenizer::from_hf_json: the parts of HF tokenizer.json that byte-level and SentencePiece-style
+// BPE tokenizers use (model.type BPE; normalizers Prepend/Replace/NFC; pre-tokenizers ByteLevel,
+// Split, Digits, Metaspace, Sequence; post-processors TemplateProcessing, ByteLevel, Bert/Roberta;
+// decoders ByteLevel, Metaspace, Replace/ByteFallback/Fuse/Strip). Anything else is kUnimplemented,
+// naming it.
 #include <nlohmann/json.hpp>
 
 #include "core/log.h"
@@ -20,6 +21,13 @@ constexpr const char* kGpt2Pattern =
 std::string str_or(const Json& j, const char* key, const std::string& fallback) {
   auto it = j.find(key);
   return it != j.end() && it->is_string() ? it->get<std::string>() : fallback;
+}
+// j[key], or null when j is not an object or has no such key (const operator[] asserts instead).
+const Json& member(const Json& j, const char* key) {
+  static const Json kNull;
+  if (!j.is_object()) return kNull;
+  auto it = j.find(key);
+  return it == j.end() ? kNull : *it;
 }
 bool bool_or(const Json& j, const char* key, bool fallback) {
   auto it = j.find(key);
@@ -66,14 +74,15 @@ class HfLoader {
       return unimplemented("{}: tokenizer model type '{}' is not supported (only BPE)", source_,
                            str_or(model, "type", ""));
     }
-    byte_level_ = uses_byte_level(root_["pre_tokenizer"]) || uses_byte_level(root_["decoder"]);
+    byte_level_ = uses_byte_level(member(root_, "pre_tokenizer")) ||
+                  uses_byte_level(member(root_, "decoder"));
     FS_RETURN_IF_ERROR(load_model(model));
     FS_RETURN_IF_ERROR(load_added_tokens());
-    FS_RETURN_IF_ERROR(load_normalizer(root_["normalizer"]));
-    FS_RETURN_IF_ERROR(load_pre_tokenizer(root_["pre_tokenizer"]));
-    FS_RETURN_IF_ERROR(load_post_processor(root_["post_processor"]));
+    FS_RETURN_IF_ERROR(load_normalizer(member(root_, "normalizer")));
+    FS_RETURN_IF_ERROR(load_pre_tokenizer(member(root_, "pre_tokenizer")));
+    FS_RETURN_IF_ERROR(load_post_processor(member(root_, "post_processor")));
     spec_.decoder = byte_level_ ? DecoderKind::kByteLevel : DecoderKind::kConcat;
-    FS_RETURN_IF_ERROR(load_decoder(root_["decoder"]));
+    FS_RETURN_IF_ERROR(load_decoder(member(root_, "decoder")));
     if (!spec_.prefix_ids.empty()) spec_.bos_id = spec_.prefix_ids.front();
     if (!spec_.suffix_ids.empty()) spec_.eos_id = spec_.suffix_ids.back();
     return Tokenizer::from_spec(std::move(spec_));
@@ -162,7 +171,7 @@ class HfLoader {
         return unimplemented("{}: Replace normalizer with a regex pattern", source_);
       }
       spec_.normalizers.push_back(
-          {NormalizerStep::Kind::kReplace, pattern["String"], n.at("content")});
+          {NormalizerStep::Kind::kReplace, member(pattern, "String"), n.at("content")});
     } else if (type == "NFC") {
       log_warn("{}: NFC normalizer not applied (input is assumed to be NFC already)", source_);
     } else {
@@ -204,8 +213,8 @@ class HfLoader {
       }
       const Json& pattern = p.at("pattern");
       const bool literal = pattern.contains("String");
-      FS_RETURN_IF_ERROR(add_split(literal ? pattern["String"] : pattern.at("Regex"), literal,
-                                   behavior == "Removed"));
+      FS_RETURN_IF_ERROR(add_split(literal ? member(pattern, "String") : pattern.at("Regex"),
+                                   literal, behavior == "Removed"));
     } else if (type == "Metaspace") {
       if (str_or(p, "replacement", "\xE2\x96\x81") != "\xE2\x96\x81") {
         return unimplemented("{}: Metaspace replacement other than U+2581", source_);
@@ -235,7 +244,8 @@ class HfLoader {
       if (a.content == name) return a.id;
     }
     const int32_t id = spec_.model->find(byte_level_ ? byte_level_to_raw(name) : name);
-    if (id < 0) return data_loss("{}: post-processor token '{}' is not in the vocabulary", source_, name);
+    if (id < 0)
+      return data_loss("{}: post-processor token '{}' is not in the vocabulary", source_, name);
     return id;
   }
 
@@ -252,8 +262,8 @@ class HfLoader {
         if (item.contains("Sequence")) {
           seen_sequence = true;
         } else if (item.contains("SpecialToken")) {
-          FS_ASSIGN_OR_RETURN(int32_t id,
-                              special_id(p["special_tokens"], item["SpecialToken"].at("id")));
+          FS_ASSIGN_OR_RETURN(int32_t id, special_id(member(p, "special_tokens"),
+                                                     member(item, "SpecialToken").at("id")));
           (seen_sequence ? spec_.suffix_ids : spec_.prefix_ids).push_back(id);
         }
       }

@@ -1,6 +1,6 @@
-// UTF-8 helpers shared by the tokenizers: validation with U+FFFD replacement (the same maximal-subpart
-// rule as Rust's String::from_utf8_lossy, which HF `tokenizers` uses when decoding), and the GPT-2
-// byte <-> unicode map of byte-level BPE.
+// UTF-8 helpers shared by the tokenizers: validation with U+FFFD replacement (the same
+// maximal-subpart rule as Rust's String::from_utf8_lossy, which HF `tokenizers` uses when
+// decoding), and the GPT-2 byte <-> unicode map of byte-level BPE.
 #pragma once
 
 #include <array>
@@ -35,7 +35,8 @@ void append_code_point(uint32_t cp, std::string* out);
 // Decodes the (valid) sequence at s[pos] of length len.
 uint32_t decode_code_point(std::string_view s, size_t pos, size_t len);
 
-// GPT-2 byte-level map: every byte to a printable code point (bytes_to_unicode() in GPT-2's encoder.py).
+// GPT-2 byte-level map: every byte to a printable code point (bytes_to_unicode() in GPT-2's
+// encoder.py).
 const std::array<uint32_t, 256>& byte_to_code_point();
 // Inverse map; -1 for code points that no byte maps to.
 int code_point_to_byte(uint32_t cp);

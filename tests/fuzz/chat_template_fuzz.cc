@@ -1,6 +1,7 @@
 // libFuzzer target: parse arbitrary bytes as a chat template and render it over a fixed
 // conversation. Any input must give a value or a Status, never a crash, hang or huge allocation.
-// Build: clang++ -std=c++20 -fsanitize=fuzzer,address,undefined -Isrc tests/fuzz/chat_template_fuzz.cc
+// Build: clang++ -std=c++20 -fsanitize=fuzzer,address,undefined -Isrc
+// tests/fuzz/chat_template_fuzz.cc
 //        src/tokenizer/template/*.cc src/core/*.cc -lfmt
 #include <cstddef>
 #include <cstdint>
@@ -19,13 +20,14 @@ const nlohmann::json& fuzz_context() {
         {{"role", "assistant"},
          {"content", "<think>x</think>Hello"},
          {"tool_calls",
-          nlohmann::json::array({{{"type", "function"},
-                                  {"function", {{"name", "f"}, {"arguments", {{"a", 1}}}}}}})}},
+          nlohmann::json::array(
+              {{{"type", "function"}, {"function", {{"name", "f"}, {"arguments", {{"a", 1}}}}}}})}},
         {{"role", "tool"}, {"content", "{\"ok\": true}"}},
         {{"role", "user"}, {"content", ""}},
     });
     c["tools"] = nlohmann::json::array(
-        {{{"type", "function"}, {"function", {{"name", "f"}, {"parameters", {{"type", "object"}}}}}}});
+        {{{"type", "function"},
+          {"function", {{"name", "f"}, {"parameters", {{"type", "object"}}}}}}});
     c["add_generation_prompt"] = true;
     c["bos_token"] = "<s>";
     c["eos_token"] = "</s>";

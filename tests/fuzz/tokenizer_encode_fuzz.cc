@@ -1,6 +1,6 @@
 // Fuzzes Tokenizer::encode (byte-level SmolLM2 and SentencePiece llama vocabularies, from the GGUF
-// fixtures) with arbitrary bytes. Checks: no crash or sanitizer report, every id in range, byte-level
-// round trip decode(encode(x)) == x for valid UTF-8, incremental decode == full decode.
+// fixtures) with arbitrary bytes. Checks: no crash or sanitizer report, every id in range,
+// byte-level round trip decode(encode(x)) == x for valid UTF-8, incremental decode == full decode.
 #include <cstdint>
 #include <memory>
 #include <string>

@@ -1,7 +1,7 @@
-// Every corpus string (>= 10,000: prose in many scripts, code, emoji, whitespace runs, digits, special
-// tokens in text, odd code points) against HF `tokenizers`: ids equal, decode equal to HF's decode
-// (which is the text itself where HF round-trips), incremental decode equal to the full decode. Each
-// tokenizer is checked as loaded from tokenizer.json and from GGUF metadata.
+// Every corpus string (>= 10,000: prose in many scripts, code, emoji, whitespace runs, digits,
+// special tokens in text, odd code points) against HF `tokenizers`: ids equal, decode equal to HF's
+// decode (which is the text itself where HF round-trips), incremental decode equal to the full
+// decode. Each tokenizer is checked as loaded from tokenizer.json and from GGUF metadata.
 #include <string>
 
 #include <fmt/format.h>
@@ -16,7 +16,9 @@ namespace {
 using testing::corpus;
 using testing::CorpusEntry;
 
-std::string show_ids(const std::vector<int32_t>& ids) { return fmt::format("[{}]", fmt::join(ids, ",")); }
+std::string show_ids(const std::vector<int32_t>& ids) {
+  return fmt::format("[{}]", fmt::join(ids, ","));
+}
 
 // Checks one tokenizer over the corpus; which = 'a' (SmolLM2) or 'b' (llama-spm).
 void check_corpus(const Tokenizer& tok, char which) {
@@ -33,7 +35,8 @@ void check_corpus(const Tokenizer& tok, char which) {
     const std::string decoded = tok.decode(want);
     if (decoded != want_text && ++num_decode_failures <= 5) {
       ADD_FAILURE() << "decode differs for " << nlohmann::json(e.text).dump() << "\n  got  "
-                    << nlohmann::json(decoded).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+                    << nlohmann::json(decoded).dump(-1, ' ', false,
+                                                    nlohmann::json::error_handler_t::replace);
     }
     for (bool skip : {false, true}) {
       IncrementalDecoder inc(tok, skip);

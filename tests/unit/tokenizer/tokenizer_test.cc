@@ -1,5 +1,5 @@
-// Behaviour of the tokenizer beyond the corpus: special-token switches, streaming of characters split
-// over tokens, invalid input, UTF-8 helpers, regex rewriting, and errors for bad files.
+// Behaviour of the tokenizer beyond the corpus: special-token switches, streaming of characters
+// split over tokens, invalid input, UTF-8 helpers, regex rewriting, and errors for bad files.
 #include "tokenizer/tokenizer.h"
 
 #include <gtest/gtest.h>
@@ -105,8 +105,16 @@ TEST(TokenizerTest, OutOfRangeIdsAreSkippedByDecode) {
 
 TEST(Utf8Test, LossyReplacesMaximalSubparts) {
   std::string out;
-  utf8::append_lossy("a\xE2\x82" "b\xF0\x9F\x98" "\xED\xA0\x80" "c", &out);
-  EXPECT_EQ(out, "a\xEF\xBF\xBD" "b\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD" "c");
+  utf8::append_lossy(
+      "a\xE2\x82"
+      "b\xF0\x9F\x98"
+      "\xED\xA0\x80"
+      "c",
+      &out);
+  EXPECT_EQ(out,
+            "a\xEF\xBF\xBD"
+            "b\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD"
+            "c");
   EXPECT_EQ(utf8::complete_prefix_length("ab\xE2\x82"), 2u);
   EXPECT_EQ(utf8::complete_prefix_length("ab\xFF"), 3u);
 }
@@ -123,7 +131,10 @@ TEST(RegexSplitterTest, WhitespaceClassesIncludeNextLine) {
   auto r = RegexSplitter::compile(R"(\s+|[^\s]+)", false);
   ASSERT_TRUE(r.is_ok());
   std::vector<std::string_view> pieces;
-  (*r)->split("a\xC2\x85" "b", false, &pieces);  // U+0085 is White_Space
+  (*r)->split(
+      "a\xC2\x85"
+      "b",
+      false, &pieces);  // U+0085 is White_Space
   ASSERT_EQ(pieces.size(), 3u);
   EXPECT_EQ(pieces[1], "\xC2\x85");
 }
@@ -148,7 +159,8 @@ TEST(TokenizerLoadTest, ErrorsNameTheFile) {
 }
 
 TEST(TokenizerLoadTest, DefaultModelGgufMatchesTheFixtureWhenInstalled) {
-  const std::string path = std::string(FASTSERVE_SOURCE_DIR) + "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
+  const std::string path =
+      std::string(FASTSERVE_SOURCE_DIR) + "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
   auto tok = Tokenizer::load(path);
   if (!tok.is_ok()) GTEST_SKIP() << "default model not installed";
   const std::string text = "Hello, world! 12345 <|im_end|>\n\tdef f(x): return x**2";
