@@ -1,6 +1,8 @@
-// matmul() driver: quantizes activations once per call, then splits weight rows over the pool and
-// walks register tiles (kMaxTileRows rows x kMaxTileTokens tokens) so each loaded weight block is
-// reused across tokens. Float weights with many tokens go to OpenBLAS sgemm per row block instead.
+// matmul() driver. Small batches (decode): quantizes activations once per call, then splits weight
+// rows over the pool and walks register tiles (kMaxTileRows rows x kMaxTileTokens tokens), so each
+// loaded weight block is reused across tokens. Large batches (prefill, n_tokens >=
+// MatmulKernels::sgemm_min_tokens): converts blocks of kBlasRowBlock rows to f32 per pool thread
+// and calls single-threaded OpenBLAS sgemm on them.
 #include "backend/cpu/matmul.h"
 
 #include <algorithm>
@@ -20,7 +22,8 @@ namespace {
 // Tokens per cache block of the prefill loop: the quantized activations of this many tokens stay in
 // L1/L2 while a thread sweeps its rows.
 constexpr int64_t kTokenBlock = 64;
-// Rows per sgemm call: the f32 copy of the weights (kBlasRowBlock * cols floats) stays in L2.
+// Rows per sgemm call: large enough that OpenBLAS's packing of x is amortized (64 was measurably
+// slower), small enough that the f32 copy of the rows (kBlasRowBlock * cols floats) stays in L2.
 constexpr int64_t kBlasRowBlock = 256;
 
 const MatmulKernels& kernels_for(DType t) {
@@ -186,8 +189,9 @@ void dequantize_rows(const WeightView& w, int64_t row_begin, int64_t num_rows, f
 }
 
 std::string matmul_kernel_info() {
-  if (use_avx2_kernels()) return "avx2+fma+f16c (int8 dot for quantized, OpenBLAS sgemm prefill)";
-  return "scalar";
+  if (use_avx2_kernels())
+    return "avx2+fma+f16c (int8 tiles for decode, OpenBLAS sgemm for prefill)";
+  return "scalar (reference kernels; FASTSERVE_CPU_KERNELS=scalar or no AVX2)";
 }
 
 }  // namespace fs::cpu
