@@ -51,14 +51,14 @@ using Body = std::vector<StmtPtr>;
 
 struct Stmt {
   enum class Kind {
-    kText,        // text
-    kOutput,      // {{ expr }}
-    kIf,          // branches (cond, body); else_body
-    kFor,         // targets in expr [if cond] body else_body
-    kSet,         // targets (or ns_attr) = expr, or block set: body
-    kMacro,       // name(params) body
-    kCallBlock,   // {% call macro(args) %}body{% endcall %}: expr is the call
-    kFilterBlock, // {% filter name %}body{% endfilter %}: expr is a kFilter on a placeholder
+    kText,         // text
+    kOutput,       // {{ expr }}
+    kIf,           // branches (cond, body); else_body
+    kFor,          // targets in expr [if cond] body else_body
+    kSet,          // targets (or ns_attr) = expr, or block set: body
+    kMacro,        // name(params) body
+    kCallBlock,    // {% call macro(args) %}body{% endcall %}: expr is the call
+    kFilterBlock,  // {% filter name %}body{% endfilter %}: expr is a kFilter on a placeholder
     kBreak,
     kContinue,
     kGeneration,  // transformers' {% generation %}: renders its body unchanged

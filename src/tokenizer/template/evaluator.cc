@@ -24,8 +24,8 @@ Status Evaluator::error(SourcePos pos, const std::string& message) const {
 
 Status Evaluator::at(SourcePos pos, const Status& s) const {
   if (s.is_ok() || s.message().rfind("template error at ", 0) == 0) return s;
-  return Status(s.code(), fmt::format("template error at {}:{}: {}", pos.line, pos.column,
-                                      s.message()));
+  return Status(s.code(),
+                fmt::format("template error at {}:{}: {}", pos.line, pos.column, s.message()));
 }
 
 const Value* Evaluator::lookup(const std::string& name) const {
@@ -120,8 +120,8 @@ Status Evaluator::bind_targets(const std::vector<std::string>& targets, const Va
   auto items = py_iterate(v);
   if (!items.is_ok() || v.is_undefined()) return error(pos, "cannot unpack a non-sequence");
   if (items->size() != targets.size()) {
-    return error(pos, fmt::format("cannot unpack {} values into {} names", items->size(),
-                                  targets.size()));
+    return error(
+        pos, fmt::format("cannot unpack {} values into {} names", items->size(), targets.size()));
   }
   for (size_t i = 0; i < targets.size(); ++i) frame[targets[i]] = (*items)[i];
   return Status::ok();
@@ -132,8 +132,8 @@ Status Evaluator::exec_set(const Stmt& s) {
   if (!s.ns_attr.empty()) {
     const Value* ns = lookup(s.targets[0]);
     if (ns == nullptr || !ns->is_namespace()) {
-      return error(s.pos, fmt::format("cannot assign attribute on non-namespace object '{}'",
-                                      s.targets[0]));
+      return error(
+          s.pos, fmt::format("cannot assign attribute on non-namespace object '{}'", s.targets[0]));
     }
     ns->mutable_namespace().set(s.ns_attr, std::move(v));
     return Status::ok();
@@ -162,20 +162,22 @@ Status Evaluator::exec_for(const Stmt& s, std::string& out) {
   const int64_t n = static_cast<int64_t>(items.size());
   for (int64_t i = 0; i < n; ++i) {
     if (++num_iterations_ > options_.max_loop_iterations) {
-      return error(s.pos, fmt::format("more than {} loop iterations", options_.max_loop_iterations));
+      return error(s.pos,
+                   fmt::format("more than {} loop iterations", options_.max_loop_iterations));
     }
     ValueDict loop;
-    loop.items = {{"index", Value::integer(i + 1)},
-                  {"index0", Value::integer(i)},
-                  {"revindex", Value::integer(n - i)},
-                  {"revindex0", Value::integer(n - i - 1)},
-                  {"first", Value::boolean(i == 0)},
-                  {"last", Value::boolean(i == n - 1)},
-                  {"length", Value::integer(n)},
-                  {"depth", Value::integer(1)},
-                  {"depth0", Value::integer(0)},
-                  {"previtem", i > 0 ? items[i - 1] : Value::undefined("'loop.previtem' is undefined")},
-                  {"nextitem", i + 1 < n ? items[i + 1] : Value::undefined("'loop.nextitem' is undefined")}};
+    loop.items = {
+        {"index", Value::integer(i + 1)},
+        {"index0", Value::integer(i)},
+        {"revindex", Value::integer(n - i)},
+        {"revindex0", Value::integer(n - i - 1)},
+        {"first", Value::boolean(i == 0)},
+        {"last", Value::boolean(i == n - 1)},
+        {"length", Value::integer(n)},
+        {"depth", Value::integer(1)},
+        {"depth0", Value::integer(0)},
+        {"previtem", i > 0 ? items[i - 1] : Value::undefined("'loop.previtem' is undefined")},
+        {"nextitem", i + 1 < n ? items[i + 1] : Value::undefined("'loop.nextitem' is undefined")}};
     frames_.emplace_back();
     frames_.back()["loop"] = Value::dict(std::move(loop));
     Status st = bind_targets(s.targets, items[i], frames_.back(), s.pos);
@@ -208,8 +210,8 @@ Result<Value> Evaluator::eval(const Expr& e) {
       return e.literal;
     case Expr::Kind::kName: {
       if (const Value* v = lookup(e.name)) return *v;
-      static constexpr const char* kGlobals[] = {"range", "namespace", "raise_exception",
-                                                 "strftime_now", "dict", "caller"};
+      static constexpr const char* kGlobals[] = {"range",        "namespace", "raise_exception",
+                                                 "strftime_now", "dict",      "caller"};
       for (const char* g : kGlobals) {
         if (e.name == g && (e.name != "caller" || !callers_.empty())) {
           return Value::callable(Callable{e.name, nullptr});
@@ -231,7 +233,8 @@ Result<Value> Evaluator::eval(const Expr& e) {
       for (const auto& [k, v] : e.dict_items) {
         FS_ASSIGN_OR_RETURN(Value key, eval(*k));
         std::optional<std::string> encoded = dict_key(key);
-        if (!encoded) return error(k->pos, fmt::format("unsupported dict key type '{}'", key.type_name()));
+        if (!encoded)
+          return error(k->pos, fmt::format("unsupported dict key type '{}'", key.type_name()));
         FS_ASSIGN_OR_RETURN(Value value, eval(*v));
         d.set(std::move(*encoded), std::move(value));
       }
@@ -266,8 +269,8 @@ Result<Value> Evaluator::eval(const Expr& e) {
       if (e.name == "not") return Value::boolean(!v.truthy());
       if (!v.is_number()) {
         if (v.is_undefined()) return error(e.pos, v.as_string());
-        return error(e.pos, fmt::format("bad operand type for unary {}: '{}'", e.name,
-                                        v.type_name()));
+        return error(e.pos,
+                     fmt::format("bad operand type for unary {}: '{}'", e.name, v.type_name()));
       }
       if (e.name == "+") return v.is_float() ? v : Value::integer(v.as_int());
       if (v.is_float()) return Value::floating(-v.as_double());
@@ -318,8 +321,8 @@ Result<Value> Evaluator::eval_call(const Expr& e) {
   }
   FS_ASSIGN_OR_RETURN(Value fn, eval(callee));
   if (fn.is_undefined()) return error(callee.pos, fn.as_string());
-  if (!fn.is_callable()) return error(callee.pos, fmt::format("'{}' object is not callable",
-                                                              fn.type_name()));
+  if (!fn.is_callable())
+    return error(callee.pos, fmt::format("'{}' object is not callable", fn.type_name()));
   FS_ASSIGN_OR_RETURN(CallArgs args, eval_args(e, 1));
   const Callable& c = fn.callable_value();
   if (c.macro != nullptr) return call_macro(*c.macro, args, nullptr, e.pos);
@@ -374,8 +377,7 @@ Result<Value> Evaluator::call_macro(const Stmt& macro, const CallArgs& args, con
   return Value::string(std::move(out));
 }
 
-Result<Value> Evaluator::call_global(const std::string& name, const CallArgs& args,
-                                     SourcePos pos) {
+Result<Value> Evaluator::call_global(const std::string& name, const CallArgs& args, SourcePos pos) {
   if (name == "raise_exception") {
     const Value* msg = args.get(0, "message");
     return error(pos, msg != nullptr ? msg->str() : "");
@@ -424,11 +426,13 @@ Result<Value> Evaluator::call_global(const std::string& name, const CallArgs& ar
     const Value* f = args.get(0, "format");
     if (f == nullptr || !f->is_string()) return error(pos, "strftime_now() takes a format string");
     std::time_t now = options_.now_unix_s >= 0 ? static_cast<std::time_t>(options_.now_unix_s)
-                                              : std::time(nullptr);
+                                               : std::time(nullptr);
     std::tm tm{};
     localtime_r(&now, &tm);
     char buf[512];
-    size_t n = f->as_string().size() < 200 ? std::strftime(buf, sizeof(buf), f->as_string().c_str(), &tm) : 0;
+    size_t n = f->as_string().size() < 200
+                   ? std::strftime(buf, sizeof(buf), f->as_string().c_str(), &tm)
+                   : 0;
     return Value::string(std::string(buf, n));
   }
   return error(pos, fmt::format("'{}' is not callable", name));

@@ -63,8 +63,9 @@ Result<Value> Evaluator::arithmetic(const std::string& op, const Value& a, const
     }
   }
   if (op == "*") {
-    const Value* seq = (a.is_string() || a.is_list()) ? &a : (b.is_string() || b.is_list()) ? &b
-                                                                                             : nullptr;
+    const Value* seq = (a.is_string() || a.is_list())   ? &a
+                       : (b.is_string() || b.is_list()) ? &b
+                                                        : nullptr;
     const Value* count = seq == &a ? &b : &a;
     if (seq != nullptr) {
       if (!count->is_int() && !count->is_bool()) return type_error();
@@ -189,7 +190,8 @@ Result<Value> Evaluator::eval_slice(const Expr& e) {
     if (!e.args[k + 1]) continue;
     FS_ASSIGN_OR_RETURN(Value v, eval(*e.args[k + 1]));
     if (v.is_none()) continue;
-    if (!v.is_int() && !v.is_bool()) return error(e.args[k + 1]->pos, "slice indices must be integers");
+    if (!v.is_int() && !v.is_bool())
+      return error(e.args[k + 1]->pos, "slice indices must be integers");
     bounds[k] = v.as_int();
     given[k] = true;
   }

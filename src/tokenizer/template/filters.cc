@@ -14,7 +14,8 @@ Value get_attribute_path(const Value& v, const std::string& path) {
   size_t start = 0;
   while (true) {
     size_t dot = path.find('.', start);
-    std::string part = path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+    std::string part =
+        path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
     bool numeric = !part.empty() && std::all_of(part.begin(), part.end(), ::isdigit);
     if (numeric && part.size() < 10) {
       cur = py_getitem(cur, Value::integer(std::atoll(part.c_str())));
@@ -135,7 +136,8 @@ Result<Value> apply_filter(const std::string& name, const Value& input, const Ca
   if (name == "default" || name == "d") {
     const Value* def = args.get(0, "default_value");
     const Value* boolean = args.get(1, "boolean");
-    bool use_default = input.is_undefined() || (boolean != nullptr && boolean->truthy() && !input.truthy());
+    bool use_default =
+        input.is_undefined() || (boolean != nullptr && boolean->truthy() && !input.truthy());
     if (use_default) return def != nullptr ? *def : Value::string("");
     return input;
   }
@@ -256,12 +258,13 @@ Result<Value> apply_filter(const std::string& name, const Value& input, const Ca
   }
   if (name == "abs") {
     if (input.is_float()) return Value::floating(std::fabs(input.as_double()));
-    if (input.is_number() && input.as_int() != INT64_MIN) return Value::integer(std::llabs(input.as_int()));
+    if (input.is_number() && input.as_int() != INT64_MIN)
+      return Value::integer(std::llabs(input.as_int()));
     return invalid_argument("bad operand type for abs(): '{}'", input.type_name());
   }
-  if (input.is_undefined() && (name == "trim" || name == "upper" || name == "lower" ||
-                               name == "title" || name == "capitalize" || name == "indent" ||
-                               name == "replace")) {
+  if (input.is_undefined() &&
+      (name == "trim" || name == "upper" || name == "lower" || name == "title" ||
+       name == "capitalize" || name == "indent" || name == "replace")) {
     return Value::string("");
   }
   // String filters: jinja2 applies them to str(value).
@@ -324,9 +327,9 @@ Result<bool> apply_test(const std::string& name, const Value& v, const CallArgs&
     return (v.as_int() % 2 != 0) == (name == "odd");
   }
   if (arg == nullptr) {
-    static constexpr const char* kBinary[] = {"equalto", "eq", "==", "ne", "!=", "sameas", "in",
-                                              "lt", "<", "le", "<=", "gt", ">", "ge", ">=",
-                                              "divisibleby"};
+    static constexpr const char* kBinary[] = {"equalto", "eq", "==", "ne",         "!=", "sameas",
+                                              "in",      "lt", "<",  "le",         "<=", "gt",
+                                              ">",       "ge", ">=", "divisibleby"};
     for (const char* b : kBinary) {
       if (name == b) return invalid_argument("test '{}' needs an argument", name);
     }
@@ -354,7 +357,8 @@ Result<bool> apply_test(const std::string& name, const Value& v, const CallArgs&
     return v.as_int() % arg->as_int() == 0;
   }
   if (name == "in") {
-    if (arg->is_string()) return v.is_string() && arg->as_string().find(v.as_string()) != std::string::npos;
+    if (arg->is_string())
+      return v.is_string() && arg->as_string().find(v.as_string()) != std::string::npos;
     if (arg->is_list()) {
       for (const Value& x : arg->items()) {
         if (values_equal(x, v)) return true;

@@ -191,11 +191,11 @@ Value py_getitem(const Value& obj, const Value& key) {
       if (i < 0) i += n;
       if (i >= 0 && i < n) return Value::string(std::string(cs[static_cast<size_t>(i)]));
     }
-    return Value::undefined(fmt::format("{} object has no element {}", obj.type_name(),
-                                        key.as_int()));
+    return Value::undefined(
+        fmt::format("{} object has no element {}", obj.type_name(), key.as_int()));
   }
-  return Value::undefined(fmt::format("'{} object' has no attribute '{}'", obj.type_name(),
-                                      key.str()));
+  return Value::undefined(
+      fmt::format("'{} object' has no attribute '{}'", obj.type_name(), key.str()));
 }
 
 namespace {
@@ -214,8 +214,10 @@ Result<Value> py_format(const std::string& s, const CallArgs& args, const Render
   for (size_t i = 0; i < s.size(); ++i) {
     char c = s[i];
     if (c == '}') {
-      if (i + 1 < s.size() && s[i + 1] == '}') ++i;
-      else return invalid_argument("Single '}}' encountered in format string");
+      if (i + 1 < s.size() && s[i + 1] == '}')
+        ++i;
+      else
+        return invalid_argument("Single '}}' encountered in format string");
       out += '}';
       continue;
     }
@@ -229,7 +231,8 @@ Result<Value> py_format(const std::string& s, const CallArgs& args, const Render
       continue;
     }
     size_t close = s.find('}', i);
-    if (close == std::string::npos) return invalid_argument("Single '{{' encountered in format string");
+    if (close == std::string::npos)
+      return invalid_argument("Single '{{' encountered in format string");
     std::string field = s.substr(i + 1, close - i - 1);
     if (field.find_first_of(":!.[") != std::string::npos) {
       return invalid_argument("format(): field '{}' is not supported", field);
@@ -292,7 +295,8 @@ Result<Value> string_method(const std::string& s, const std::string& name, const
     if (from == nullptr || to == nullptr || !from->is_string() || !to->is_string()) {
       return invalid_argument("replace() takes two strings");
     }
-    std::string out = py_replace(s, from->as_string(), to->as_string(), count ? count->as_int() : -1);
+    std::string out =
+        py_replace(s, from->as_string(), to->as_string(), count ? count->as_int() : -1);
     if (out.size() > limits.max_output_bytes) return invalid_argument("string too long");
     return Value::string(std::move(out));
   }
@@ -301,9 +305,9 @@ Result<Value> string_method(const std::string& s, const std::string& name, const
     if (sub == nullptr || !sub->is_string()) return invalid_argument("{}() takes a string", name);
     if (name == "find") {
       size_t at = s.find(sub->as_string());
-      return Value::integer(at == std::string::npos
-                                ? -1
-                                : static_cast<int64_t>(utf8_length(std::string_view(s).substr(0, at))));
+      return Value::integer(at == std::string::npos ? -1
+                                                    : static_cast<int64_t>(utf8_length(
+                                                          std::string_view(s).substr(0, at))));
     }
     if (sub->as_string().empty()) return Value::integer(static_cast<int64_t>(utf8_length(s)) + 1);
     int64_t n = 0;
@@ -329,7 +333,7 @@ Result<Value> string_method(const std::string& s, const std::string& name, const
   if (name == "isdigit" || name == "isspace" || name == "isalpha") {
     bool ok = !s.empty();
     for (char c : s) {
-      ok = ok && (name == "isdigit" ? (c >= '0' && c <= '9')
+      ok = ok && (name == "isdigit"   ? (c >= '0' && c <= '9')
                   : name == "isalpha" ? is_alpha(c)
                                       : is_python_space(std::string_view(&c, 1)));
     }

@@ -41,7 +41,18 @@ struct Callable {
 
 class Value {
  public:
-  enum class Kind { kUndefined, kNone, kBool, kInt, kFloat, kString, kList, kDict, kNamespace, kCallable };
+  enum class Kind {
+    kUndefined,
+    kNone,
+    kBool,
+    kInt,
+    kFloat,
+    kString,
+    kList,
+    kDict,
+    kNamespace,
+    kCallable
+  };
 
   Value() = default;  // undefined
   static Value undefined(std::string name = "");
@@ -75,8 +86,8 @@ class Value {
 
   bool as_bool() const { return b_; }
   int64_t as_int() const { return is_bool() ? (b_ ? 1 : 0) : i_; }  // int or bool
-  double as_double() const;                                          // any number
-  const std::string& as_string() const { return s_; }                // string; undefined name
+  double as_double() const;                                         // any number
+  const std::string& as_string() const { return s_; }               // string; undefined name
   const std::vector<Value>& items() const { return list_->items; }
   bool is_tuple() const { return list_->is_tuple; }
   const ValueDict& dict() const { return *dict_; }

@@ -39,10 +39,10 @@ bool is_python_space(std::string_view ch) {
     unsigned char c = static_cast<unsigned char>(ch[0]);
     return c == ' ' || (c >= 0x09 && c <= 0x0d) || (c >= 0x1c && c <= 0x1f);
   }
-  static constexpr std::string_view kSpaces[] = {
-      "\u0085", "\u00a0", "\u1680", "\u2000", "\u2001", "\u2002", "\u2003", "\u2004",
-      "\u2005", "\u2006", "\u2007", "\u2008", "\u2009", "\u200a", "\u2028", "\u2029",
-      "\u202f", "\u205f", "\u3000"};
+  static constexpr std::string_view kSpaces[] = {"\u0085", "\u00a0", "\u1680", "\u2000", "\u2001",
+                                                 "\u2002", "\u2003", "\u2004", "\u2005", "\u2006",
+                                                 "\u2007", "\u2008", "\u2009", "\u200a", "\u2028",
+                                                 "\u2029", "\u202f", "\u205f", "\u3000"};
   return std::find(std::begin(kSpaces), std::end(kSpaces), ch) != std::end(kSpaces);
 }
 
@@ -52,7 +52,8 @@ uint32_t decode_utf8(std::string_view ch) {
   unsigned char c0 = static_cast<unsigned char>(ch[0]);
   if (ch.size() == 1) return c0;
   uint32_t cp = c0 & (0x7f >> ch.size());
-  for (size_t i = 1; i < ch.size(); ++i) cp = (cp << 6) | (static_cast<unsigned char>(ch[i]) & 0x3f);
+  for (size_t i = 1; i < ch.size(); ++i)
+    cp = (cp << 6) | (static_cast<unsigned char>(ch[i]) & 0x3f);
   return cp;
 }
 
@@ -135,8 +136,9 @@ struct JsonWriter {
         return Status::ok();
       case Value::Kind::kFloat: {
         double d = v.as_double();
-        out += std::isnan(d) ? "NaN" : std::isinf(d) ? (d < 0 ? "-Infinity" : "Infinity")
-                                                       : python_float_repr(d);
+        out += std::isnan(d)   ? "NaN"
+               : std::isinf(d) ? (d < 0 ? "-Infinity" : "Infinity")
+                               : python_float_repr(d);
         return Status::ok();
       }
       case Value::Kind::kString:

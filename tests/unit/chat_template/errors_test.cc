@@ -14,7 +14,8 @@ std::string parse_error(const std::string& source) {
   return t.status().message();
 }
 
-std::string render_error(const std::string& source, nlohmann::json context = nlohmann::json::object()) {
+std::string render_error(const std::string& source,
+                         nlohmann::json context = nlohmann::json::object()) {
   Result<ChatTemplate> t = ChatTemplate::parse(source);
   EXPECT_TRUE(t.is_ok()) << source << ": " << t.status().to_string();
   if (!t.is_ok()) return "";
@@ -74,8 +75,9 @@ TEST(ChatTemplateRenderErrors, UnknownFilterAndTest) {
 }
 
 TEST(ChatTemplateRenderErrors, RaiseExceptionCarriesMessage) {
-  EXPECT_EQ(render_error("{% if true %}\n  {{ raise_exception('Roles must alternate') }}{% endif %}"),
-            "template error at 2:21: Roles must alternate");
+  EXPECT_EQ(
+      render_error("{% if true %}\n  {{ raise_exception('Roles must alternate') }}{% endif %}"),
+      "template error at 2:21: Roles must alternate");
 }
 
 TEST(ChatTemplateRenderErrors, UndefinedAccess) {

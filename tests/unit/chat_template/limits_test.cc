@@ -88,7 +88,8 @@ TEST(ChatTemplateThreads, ConcurrentRendersOfOneTemplateAgree) {
   ASSERT_TRUE(t.is_ok()) << t.status().to_string();
   nlohmann::json messages = nlohmann::json::array();
   for (int i = 0; i < 50; ++i) {
-    messages.push_back({{"role", i % 2 ? "assistant" : "user"}, {"content", " m" + std::to_string(i)}});
+    messages.push_back(
+        {{"role", i % 2 ? "assistant" : "user"}, {"content", " m" + std::to_string(i)}});
   }
   Result<std::string> reference = t->apply(messages, true, "<s>", "</s>");
   ASSERT_TRUE(reference.is_ok());
