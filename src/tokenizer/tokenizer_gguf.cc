@@ -48,6 +48,11 @@ std::vector<const char*> pre_splits(const std::string& pre) {
   return {kGpt2Split};
 }
 
+bool uses_llama3_merges(const std::string& pre) {
+  return pre == "llama3" || pre == "llama-v3" || pre == "llama-bpe" || pre == "falcon3" ||
+         pre == "smaug-bpe" || pre == "dbrx";
+}
+
 std::string byte_level_to_raw(const std::string& text) {
   std::string raw;
   for (size_t pos = 0; pos < text.size();) {
@@ -190,6 +195,14 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::from_gguf(const GgufFile& gguf) {
   options.byte_level = byte_level;
   options.byte_fallback = !byte_level;
   options.fuse_unk = !byte_level;
+  std::string pre = "default";
+  if (const GgufValue* v = gguf.find("tokenizer.ggml.pre"); v != nullptr && v->as_string()) {
+    pre = *v->as_string();
+  }
+  // Llama 3's own tokenizer.json has ignore_merges (a word in the vocabulary is one token), and
+  // llama.cpp applies it; transformers' GGUF conversion drops it. We follow the model's tokenizer:
+  // checked against llama.cpp's ggml-vocab-llama-bpe.gguf.inp/.out test strings.
+  options.ignore_merges = byte_level && uses_llama3_merges(pre);
   FS_ASSIGN_OR_RETURN(spec.model, BpeModel::create(std::move(pieces), merges, options));
 
   std::vector<bool> added(n, false);
@@ -214,10 +227,6 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::from_gguf(const GgufFile& gguf) {
     }
   }
   if (byte_level) {
-    std::string pre = "default";
-    if (const GgufValue* v = gguf.find("tokenizer.ggml.pre"); v != nullptr && v->as_string()) {
-      pre = *v->as_string();
-    }
     for (const char* pattern : pre_splits(pre)) {
       PreTokenizerStep step;
       FS_ASSIGN_OR_RETURN(std::unique_ptr<RegexSplitter> regex,
