@@ -53,9 +53,6 @@ struct Job {
   int32_t num_demotions = 0;
   int32_t num_promotions = 0;
 
-  bool needs_prefill() const {
-    return num_tokens - num_computed_tokens > 1 || num_computed_tokens == 0;
-  }
   int32_t remaining_oracle_tokens() const {
     return spec.oracle_output_tokens.value_or(spec.max_new_tokens) - num_generated_tokens;
   }

@@ -59,10 +59,7 @@ void Scheduler::sync_state(Job& job) const {
     job.state =
         pools_.location(id) == kv::Location::kDevice ? JobState::kPreempted : JobState::kOffloaded;
   } else {
-    job.state =
-        job.num_computed_tokens == 0 && job.num_generated_tokens == 0 && job.num_preemptions == 0
-            ? JobState::kWaiting
-            : JobState::kDropped;
+    job.state = job.started ? JobState::kDropped : JobState::kWaiting;
   }
 }
 

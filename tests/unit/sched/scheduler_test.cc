@@ -318,6 +318,26 @@ TEST(SchedulerTest, UpdateFinishesJobsTheEngineStopped) {
   EXPECT_EQ(s.pools().num_free_device_blocks(), 20);
 }
 
+TEST(SchedulerTest, StatsCountJobsByStateLevelAndPool) {
+  const CostModel cost = make_cost_model();
+  SchedulerConfig c = make_config(PolicyKind::kSkipJoinMlfq);
+  c.limits.max_seqs = 1;
+  Scheduler s(c, make_pools(50, 10), cost);
+  for (const JobSpec& j : make_jobs({{0, 10, 5}, {0, 10, 5}, {0, 10, 5}})) {
+    ASSERT_TRUE(s.add(j, 0).is_ok());
+  }
+  (void)s.schedule(0);
+  const SchedulerStats st = s.stats();
+  EXPECT_EQ(st.num_live_jobs, 3);
+  EXPECT_EQ(st.num_jobs_by_state[static_cast<int>(JobState::kRunning)], 1);
+  EXPECT_EQ(st.num_jobs_by_state[static_cast<int>(JobState::kWaiting)], 2);
+  ASSERT_EQ(st.queue_lengths.size(), 2u);  // 10-token prompts: 20 ms prefill joins Q2 (level 1)
+  EXPECT_EQ(st.queue_lengths[1], 3);
+  EXPECT_EQ(st.device_blocks_used, 1);
+  EXPECT_EQ(st.device_blocks_total, 50);
+  EXPECT_EQ(st.host_blocks_total, 10);
+}
+
 TEST(SchedulerTest, RejectsJobsItCanNeverRunOrAlreadyHas) {
   const CostModel cost = make_cost_model();
   Scheduler s(make_config(PolicyKind::kSkipJoinMlfq), make_pools(4, 0), cost);
