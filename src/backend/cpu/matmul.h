@@ -1,12 +1,14 @@
 // Weight matrix times activations on the CPU: the GEMV/GEMM of every linear layer.
 //
 // Weight types: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K in ggml's bit-exact block layouts (as
-// stored in GGUF). For quantized weights the activations are quantized per block (Q8_0 for
-// Q8_0/Q4_0, Q8_1 for Q4_1, Q8_K for Q4_K/Q6_K) and the dot products run in integers, as llama.cpp
-// does; see docs/KERNELS.md for the numeric tolerance this implies against exact f32 dot products.
+// stored in GGUF). For quantized weights and small batches (decode) the activations are quantized
+// per block (Q8_0 for Q8_0/Q4_0, Q8_1 for Q4_1, Q8_K for Q4_K/Q6_K) and the dot products run in
+// integers, as llama.cpp does; large batches (prefill) dequantize the weights per row block and use
+// OpenBLAS sgemm on unquantized activations. docs/KERNELS.md gives the error bound of each path
+// against exact dot products.
 //
 // Kernels: an AVX2+FMA+F16C path chosen at run time when the CPU has it, and a scalar reference
-// path (always available; forced with FASTSERVE_CPU_KERNELS=scalar, read once in cpu_features.cc).
+// path (always available; forced with FASTSERVE_CPU_KERNELS=scalar, read once in matmul_scalar.cc).
 #pragma once
 
 #include <cstdint>
