@@ -24,7 +24,7 @@ Result<ChatTemplate> ChatTemplate::parse(std::string source) {
 
 Result<std::string> ChatTemplate::render(const nlohmann::json& context) const {
   if (!context.is_object()) return invalid_argument("chat template context must be a JSON object");
-  jinja::Value globals = jinja::Value::from_json(context);
+  FS_ASSIGN_OR_RETURN(jinja::Value globals, jinja::Value::from_json(context));
   jinja::Evaluator evaluator(globals, options_);
   return evaluator.render(tree_->body);
 }

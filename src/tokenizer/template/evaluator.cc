@@ -12,6 +12,10 @@ Evaluator::Evaluator(const Value& globals, const RenderOptions& options) : optio
   }
 }
 
+Evaluator::~Evaluator() {
+  for (const Value& ns : namespaces_) ns.clear_namespace();
+}
+
 Result<std::string> Evaluator::render(const Body& body) {
   std::string out;
   FS_RETURN_IF_ERROR(exec_body(body, out));
@@ -226,7 +230,9 @@ Result<Value> Evaluator::eval(const Expr& e) {
         FS_ASSIGN_OR_RETURN(Value v, eval(*a));
         items.push_back(std::move(v));
       }
-      return Value::list(std::move(items), e.kind == Expr::Kind::kTuple);
+      Value v = Value::list(std::move(items), e.kind == Expr::Kind::kTuple);
+      if (v.depth() > kMaxValueDepth) return error(e.pos, "value nested too deeply");
+      return v;
     }
     case Expr::Kind::kDict: {
       ValueDict d;
@@ -238,7 +244,9 @@ Result<Value> Evaluator::eval(const Expr& e) {
         FS_ASSIGN_OR_RETURN(Value value, eval(*v));
         d.set(std::move(*encoded), std::move(value));
       }
-      return Value::dict(std::move(d));
+      Value v = Value::dict(std::move(d));
+      if (v.depth() > kMaxValueDepth) return error(e.pos, "value nested too deeply");
+      return v;
     }
     case Expr::Kind::kAttr: {
       FS_ASSIGN_OR_RETURN(Value obj, eval(*e.args[0]));
@@ -397,7 +405,10 @@ Result<Value> Evaluator::call_global(const std::string& name, const CallArgs& ar
       d = args.args[0].dict();
     }
     for (const auto& [k, v] : args.kwargs) d.set(k, v);
-    return name == "dict" ? Value::dict(std::move(d)) : Value::make_namespace(std::move(d));
+    Value v = name == "dict" ? Value::dict(std::move(d)) : Value::make_namespace(std::move(d));
+    if (v.depth() > kMaxValueDepth) return error(pos, "value nested too deeply");
+    if (v.is_namespace()) namespaces_.push_back(v);
+    return v;
   }
   if (name == "range") {
     int64_t start = 0, stop = 0, step = 1;

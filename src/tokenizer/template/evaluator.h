@@ -16,6 +16,9 @@ class Evaluator {
  public:
   // `globals` must be a dict: the template's variables (messages, bos_token, ...).
   Evaluator(const Value& globals, const RenderOptions& options);
+  ~Evaluator();
+  Evaluator(const Evaluator&) = delete;
+  Evaluator& operator=(const Evaluator&) = delete;
 
   // Renders `body`; errors name the template position ("template error at 3:14: ...").
   Result<std::string> render(const Body& body);
@@ -56,6 +59,7 @@ class Evaluator {
   size_t output_bytes_ = 0;
   Flow flow_ = Flow::kNormal;
   std::vector<const Stmt*> callers_;  // {% call %} bodies of the macros being called
+  std::vector<Value> namespaces_;     // created by this render; emptied by the destructor
 };
 
 }  // namespace fs::jinja

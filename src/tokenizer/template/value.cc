@@ -107,12 +107,16 @@ std::string html_escape(const std::string& s) {
 Value Value::list(std::vector<Value> items, bool is_tuple) {
   Value v;
   v.kind_ = Kind::kList;
+  for (const Value& item : items) v.depth_ = std::max(v.depth_, item.depth_ + 1);
+  if (v.depth_ == 0) v.depth_ = 1;
   v.list_ = std::make_shared<ValueList>(ValueList{std::move(items), is_tuple});
   return v;
 }
 Value Value::dict(ValueDict d) {
   Value v;
   v.kind_ = Kind::kDict;
+  v.depth_ = 1;
+  for (const auto& [_, item] : d.items) v.depth_ = std::max(v.depth_, item.depth_ + 1);
   v.dict_ = std::make_shared<ValueDict>(std::move(d));
   return v;
 }
@@ -128,41 +132,56 @@ Value Value::callable(Callable c) {
   return v;
 }
 
-Value Value::from_json(const nlohmann::json& j) {
+namespace {
+
+Result<Value> from_json_at(const nlohmann::json& j, int depth) {
+  if (depth > kMaxValueDepth) {
+    return invalid_argument("chat template context nested deeper than {}", kMaxValueDepth);
+  }
   switch (j.type()) {
     case nlohmann::json::value_t::null:
     case nlohmann::json::value_t::discarded:
-      return none();
+      return Value::none();
     case nlohmann::json::value_t::boolean:
-      return boolean(j.get<bool>());
+      return Value::boolean(j.get<bool>());
     case nlohmann::json::value_t::number_integer:
-      return integer(j.get<int64_t>());
+      return Value::integer(j.get<int64_t>());
     case nlohmann::json::value_t::number_unsigned: {
       uint64_t u = j.get<uint64_t>();
-      if (u > static_cast<uint64_t>(INT64_MAX)) return floating(static_cast<double>(u));
-      return integer(static_cast<int64_t>(u));
+      if (u > static_cast<uint64_t>(INT64_MAX)) return Value::floating(static_cast<double>(u));
+      return Value::integer(static_cast<int64_t>(u));
     }
     case nlohmann::json::value_t::number_float:
-      return floating(j.get<double>());
+      return Value::floating(j.get<double>());
     case nlohmann::json::value_t::string:
-      return string(j.get<std::string>());
+      return Value::string(j.get<std::string>());
     case nlohmann::json::value_t::binary:
-      return none();
+      return Value::none();
     case nlohmann::json::value_t::array: {
       std::vector<Value> items;
       items.reserve(j.size());
-      for (const auto& e : j) items.push_back(from_json(e));
-      return list(std::move(items));
+      for (const auto& e : j) {
+        FS_ASSIGN_OR_RETURN(Value item, from_json_at(e, depth + 1));
+        items.push_back(std::move(item));
+      }
+      return Value::list(std::move(items));
     }
     case nlohmann::json::value_t::object: {
       ValueDict d;
       d.items.reserve(j.size());
-      for (auto it = j.begin(); it != j.end(); ++it) d.items.emplace_back(it.key(), from_json(*it));
-      return dict(std::move(d));
+      for (auto it = j.begin(); it != j.end(); ++it) {
+        FS_ASSIGN_OR_RETURN(Value item, from_json_at(*it, depth + 1));
+        d.items.emplace_back(it.key(), std::move(item));
+      }
+      return Value::dict(std::move(d));
     }
   }
-  return none();
+  return Value::none();
 }
+
+}  // namespace
+
+Result<Value> Value::from_json(const nlohmann::json& j) { return from_json_at(j, 0); }
 
 double Value::as_double() const {
   if (is_float()) return d_;

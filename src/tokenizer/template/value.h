@@ -20,6 +20,10 @@ namespace fs::jinja {
 class Value;
 struct Stmt;
 
+// Containers nest at most this deep (JSON input and values built by a template), so recursive
+// printing, comparison and destruction stay within the stack.
+inline constexpr int kMaxValueDepth = 256;
+
 struct ValueList {
   std::vector<Value> items;
   bool is_tuple = false;  // prints as (a, b) instead of [a, b]
@@ -67,7 +71,8 @@ class Value {
   static Value dict(ValueDict d);
   static Value make_namespace(ValueDict d);
   static Value callable(Callable c);
-  static Value from_json(const nlohmann::json& j);
+  // Fails for JSON nested deeper than kMaxValueDepth.
+  static Result<Value> from_json(const nlohmann::json& j);
 
   Kind kind() const { return kind_; }
   bool is_undefined() const { return kind_ == Kind::kUndefined; }
@@ -93,6 +98,13 @@ class Value {
   const ValueDict& dict() const { return *dict_; }
   ValueDict& mutable_namespace() const { return *dict_; }
   const Callable& callable_value() const { return *fn_; }
+  // Container nesting: 0 for scalars, 1 + the deepest element for lists, dicts and namespaces
+  // (as created; later `set ns.x = ...` does not update it).
+  int depth() const { return depth_; }
+  // Empties a namespace, breaking reference cycles (`set ns.self = ns`) when a render ends.
+  void clear_namespace() const {
+    if (is_namespace()) dict_->items.clear();
+  }
 
   // Python truthiness.
   bool truthy() const;
@@ -112,6 +124,7 @@ class Value {
   std::shared_ptr<ValueList> list_;
   std::shared_ptr<ValueDict> dict_;
   std::shared_ptr<Callable> fn_;
+  int depth_ = 0;
 };
 
 // Dict keys are stored as strings; int keys (allowed in dict literals) are encoded with a \x01
