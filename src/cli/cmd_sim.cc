@@ -48,6 +48,7 @@ struct SimFlags {
   double starvation_multiple = 50;
   int32_t max_promotions = 1 << 30;
   int32_t headroom_blocks = -1;
+  int32_t fcfs_reserve_tokens = 0;
   double slo_s_per_token = 0.3;
   bool check_integrity = false;
 };
@@ -82,6 +83,7 @@ Result<nlohmann::json> run_one(const SimFlags& f, const sched::CostModel& cost,
   config.scheduler.mlfq.starvation_quantum_multiple = f.starvation_multiple;
   config.scheduler.mlfq.max_promotions_per_check = f.max_promotions;
   config.scheduler.kv_headroom_blocks = f.headroom_blocks;
+  config.scheduler.fcfs_reserve_tokens = f.fcfs_reserve_tokens;
   FS_RETURN_IF_ERROR(config.scheduler.validate());
   const double device_bytes =
       f.device_mem_gb > 0 ? f.device_mem_gb * 1e9 : cost.spec().device_kv_bytes;
@@ -153,6 +155,9 @@ int run_sim(int argc, char** argv) {
   app.add_flag("--no-starvation", f.no_starvation, "disable starvation prevention");
   app.add_option("--headroom-blocks", f.headroom_blocks,
                  "proactive free-block reserve (-1: max seqs)");
+  app.add_option(
+      "--fcfs-reserve-tokens", f.fcfs_reserve_tokens,
+      "fcfs: KV tokens reserved per job at least (Orca: max length; 0: prompt + output)");
   app.add_option("--slo", f.slo_s_per_token, "normalized-latency SLO (s/token) for request_goodput")
       ->capture_default_str();
   app.add_flag("--check-integrity", f.check_integrity, "check the KV pools after every iteration");

@@ -185,8 +185,13 @@ void Scheduler::select_batch(IterationPlan& plan) {
     const int32_t chunk = static_cast<int32_t>(std::min<int64_t>(remaining, tokens_left));
     int64_t kv_tokens = job.num_computed_tokens + chunk;
     if (policy_->run_to_completion()) {
-      kv_tokens = std::max<int64_t>(kv_tokens,
-                                    int64_t{job.spec.num_prompt_tokens} + job.spec.max_new_tokens);
+      // Orca reserves the whole sequence: prompt + max_new_tokens, or a fixed maximum length
+      // when the engine does not trust max_new_tokens (fcfs_reserve_tokens).
+      const int64_t whole = int64_t{job.spec.num_prompt_tokens} + job.spec.max_new_tokens;
+      kv_tokens = std::max<int64_t>(
+          {kv_tokens, whole,
+           std::min<int64_t>(config_.fcfs_reserve_tokens,
+                             pools_.num_device_blocks() * int64_t{pools_.block_size_tokens()})});
     }
     const int32_t target_blocks = pools_.blocks_for_tokens(kv_tokens);
     const bool on_host = pools_.has_job(id) && pools_.location(id) == kv::Location::kHost;

@@ -57,6 +57,9 @@ struct SchedulerConfig {
   // (official: 0.9), so the jobs holding KV never outgrow device + host memory. Ignored with
   // KvPolicy::kRecompute.
   double admit_max_host_usage = 0.9;
+  // fcfs only: KV tokens reserved per admitted job at least (0: prompt + max_new_tokens). Orca
+  // reserves the model's maximum length (e.g. 2048) when output lengths are unknown.
+  int32_t fcfs_reserve_tokens = 0;
   // Jobs examined per schedule() call before giving up on filling the batch (bounds the cost of an
   // iteration under overload, when thousands of jobs wait and none fits).
   int32_t max_scan_jobs = 512;

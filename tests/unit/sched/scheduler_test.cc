@@ -92,6 +92,19 @@ TEST(SchedulerTest, FcfsReservesWholeSequenceKvAtAdmission) {
   EXPECT_EQ(s.pools().num_blocks(0), 5);                   // (16 + 64) / 16
 }
 
+TEST(SchedulerTest, FcfsCanReserveAFixedMaximumLengthLikeOrca) {
+  const CostModel cost = make_cost_model();
+  SchedulerConfig c = make_config(PolicyKind::kFcfs);
+  c.fcfs_reserve_tokens = 160;  // 10 blocks per job
+  Scheduler s(c, make_pools(25, 0), cost);
+  for (const JobSpec& j : make_jobs({{0, 16, 16}, {0, 16, 16}, {0, 16, 16}})) {
+    ASSERT_TRUE(s.add(j, 0).is_ok());
+  }
+  const IterationPlan plan = s.schedule(0);
+  EXPECT_EQ(batch_ids(plan), (std::vector<JobId>{0, 1}));
+  EXPECT_EQ(s.pools().num_blocks(0), 10);
+}
+
 TEST(SchedulerTest, VllmStopsAtFirstJobThatDoesNotFit) {
   const CostModel cost = make_cost_model();
   Scheduler s(make_config(PolicyKind::kVllm, KvPolicy::kRecompute), make_pools(6, 0), cost);
