@@ -15,7 +15,7 @@ import subprocess
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-POLICIES = ["skip-join-mlfq", "mlfq", "fcfs", "vllm", "srpt"]
+POLICIES = ["skip-join-mlfq", "mlfq", "fcfs", "vllm", "srpt", "fcfs-orca"]
 SHAREGPT_RATES = [0.6, 0.9, 1.1, 1.3, 1.4, 1.5, 1.6, 1.7, 1.8, 2.0]
 ALPACA_RATES = [3, 5, 7, 8, 9, 10, 11, 12, 13, 14]
 
@@ -33,6 +33,9 @@ def sim(args, name, extra, rates):
 
 def vllm_policy_args(policy):
     # vLLM preempts by recompute (its default for single-sequence requests); the others swap.
+    # fcfs-orca: fcfs reserving the maximum length (2048 tokens) per job, as Orca does.
+    if policy == "fcfs-orca":
+        return ["--policy", "fcfs", "--fcfs-reserve-tokens", "2048"]
     return ["--policy", policy] + (["--kv-policy", "recompute"] if policy == "vllm" else [])
 
 
