@@ -1,0 +1,90 @@
+#!/usr/bin/env python3
+"""Reference logits and greedy tokens from transformers (the independent reference) for the forward-
+pass tests. Rerun whenever src/model/ or src/backend/cpu/ changes what the forward pass computes:
+
+    /tmp/refvenv/bin/python scripts/make_model_fixtures.py      # venv from requirements-reference.txt
+
+Writes tests/fixtures/logits/<name>.json (and <name>.<i>.f32 raw little-endian logits for big
+vocabularies). transformers computes in float32 here: bf16/f16 checkpoints are upcast, and the GGUF
+file is dequantized to f32 by transformers' GGUF loader, so the reference sees exactly the weight
+values our kernels read.
+"""
+import json
+import os
+import sys
+
+import numpy as np
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODELS = os.path.join(ROOT, "tests", "fixtures", "models")
+OUT = os.path.join(ROOT, "tests", "fixtures", "logits")
+DEFAULT_GGUF = os.path.join(ROOT, "models", "SmolLM2-135M-Instruct.Q4_1.gguf")
+
+TINY_PROMPTS = [[1, 17, 250, 3, 99, 42, 7, 30, 12], [1, 5], [1, 88, 88, 88, 88, 19, 200, 201, 202, 5,
+                                                             64, 64, 1, 2, 3, 4, 5, 6, 7, 8, 9]]
+SMOL_PROMPTS = [
+    "The capital of France is",
+    "<|im_start|>user\nWrite a haiku about the sea.<|im_end|>\n<|im_start|>assistant\n",
+    "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n",
+]
+
+
+def greedy(model, ids, n):
+    with torch.no_grad():
+        out = model.generate(torch.tensor([ids]), max_new_tokens=n, do_sample=False, min_new_tokens=n,
+                             pad_token_id=0)
+    return out[0, len(ids):].tolist()
+
+
+def all_logits(model, ids):
+    with torch.no_grad():
+        return model(torch.tensor([ids])).logits[0].float().numpy()
+
+
+def tiny(name, path, gguf_file=None):
+    kw = {"gguf_file": gguf_file} if gguf_file else {}
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, **kw).eval()
+    cases = []
+    for ids in TINY_PROMPTS:
+        logits = all_logits(model, ids)
+        cases.append({"prompt_ids": ids, "logits": np.round(logits, 6).tolist(),
+                      "greedy_16": greedy(model, ids, 16)})
+    with open(os.path.join(OUT, name + ".json"), "w") as f:
+        json.dump({"model": os.path.relpath(os.path.join(path, gguf_file or ""), ROOT).rstrip("/"),
+                   "reference": "transformers float32", "cases": cases}, f)
+    print(name, "ok")
+
+
+def smollm2():
+    d, f = os.path.split(DEFAULT_GGUF)
+    tok = AutoTokenizer.from_pretrained(d, gguf_file=f)
+    model = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, dtype=torch.float32).eval()
+    cases = []
+    for i, text in enumerate(SMOL_PROMPTS):
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        logits = all_logits(model, ids)[-1]
+        raw = os.path.join(OUT, f"smollm2-q4_1.{i}.f32")
+        logits.astype("<f4").tofile(raw)
+        cases.append({"text": text, "prompt_ids": ids, "last_logits_file": os.path.basename(raw),
+                      "greedy_64": greedy(model, ids, 64)})
+    with open(os.path.join(OUT, "smollm2-q4_1.json"), "w") as fp:
+        json.dump({"model": "models/SmolLM2-135M-Instruct.Q4_1.gguf",
+                   "reference": "transformers float32 (GGUF dequantized by transformers)",
+                   "cases": cases}, fp, indent=1)
+    print("smollm2 ok")
+
+
+if __name__ == "__main__":
+    os.makedirs(OUT, exist_ok=True)
+    torch.manual_seed(0)
+    which = sys.argv[1:] or ["tiny", "smollm2"]
+    if "tiny" in which:
+        tiny("tiny-llama", os.path.join(MODELS, "tiny-llama"))
+        tiny("tiny-llama-gguf", MODELS, "tiny-llama.gguf")
+        tiny("tiny-llama3-bf16-sharded", os.path.join(MODELS, "tiny-llama3-bf16-sharded"))
+        tiny("tiny-qwen2", os.path.join(MODELS, "tiny-qwen2"))
+        tiny("tiny-opt", os.path.join(MODELS, "tiny-opt"))
+    if "smollm2" in which:
+        smollm2()

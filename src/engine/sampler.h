@@ -1,0 +1,67 @@
+// Turns one row of logits into the next token: penalties, temperature, top-k, top-p, min-p, a seeded
+// draw; and log-probabilities of the chosen and top-n tokens. Order as in vLLM: penalties, then
+// temperature, then the truncations, then the draw. One Sampler per sequence (it owns the RNG state);
+// not thread-safe, distinct samplers may run concurrently.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <random>
+#include <span>
+#include <vector>
+
+#include "core/status.h"
+
+namespace fs {
+
+struct SamplingParams {
+  float temperature = 1.0f;  // 0: greedy (argmax after penalties)
+  int32_t top_k = 0;         // 0 or negative: off
+  float top_p = 1.0f;        // (0, 1]
+  float min_p = 0.0f;        // [0, 1]: drop tokens with p < min_p * p_max
+  float repetition_penalty = 1.0f;  // > 0; HF/vLLM rule over prompt and output tokens
+  float presence_penalty = 0.0f;    // [-2, 2]; OpenAI rule over output tokens
+  float frequency_penalty = 0.0f;   // [-2, 2]; OpenAI rule over output tokens
+  std::optional<uint64_t> seed;     // unset: seeded from std::random_device
+  int32_t num_top_logprobs = 0;     // top-n alternatives reported per token (0..20)
+
+  // Checks the ranges above; the message names the offending field.
+  Status validate() const;
+};
+
+struct TokenLogprob {
+  int32_t token = 0;
+  float logprob = 0.0f;
+};
+
+struct SampledToken {
+  int32_t token = 0;
+  float logprob = 0.0f;              // log-softmax of the raw logits (as vLLM reports by default)
+  std::vector<TokenLogprob> top;     // num_top_logprobs best raw log-probabilities, best first
+};
+
+class Sampler {
+ public:
+  explicit Sampler(const SamplingParams& params);
+
+  // logits: [vocab] raw model output; modified in place (scratch). prompt/output: token ids so far,
+  // for the penalties.
+  SampledToken sample(std::span<float> logits, std::span<const int32_t> prompt_tokens,
+                      std::span<const int32_t> output_tokens);
+
+  const SamplingParams& params() const { return params_; }
+
+ private:
+  void apply_penalties(std::span<float> logits, std::span<const int32_t> prompt_tokens,
+                       std::span<const int32_t> output_tokens);
+
+  SamplingParams params_;
+  std::mt19937_64 rng_;
+  std::vector<int32_t> counts_;                // [vocab] scratch: output-token counts
+  std::vector<uint8_t> seen_;                  // [vocab] scratch: in prompt or output
+  std::vector<std::pair<float, int32_t>> candidates_;  // scratch for the truncations
+  std::vector<double> probs_;                  // scratch: candidate probabilities
+  std::vector<float> raw_;                     // scratch: logits before penalties
+};
+
+}  // namespace fs

@@ -1,0 +1,92 @@
+// The decoder-only transformer forward pass, written once for the Llama family (Llama 2/3, SmolLM2,
+// Mistral, Qwen2) and OPT, over a ragged batch with a paged KV cache. Kernels come from backend/cpu.
+// The executor keeps no scheduling state: it runs exactly the tokens and block tables it is given.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "backend/cpu/attention.h"
+#include "backend/cpu/kv_cache.h"
+#include "backend/cpu/matmul.h"
+#include "backend/cpu/ops.h"
+#include "core/status.h"
+#include "core/thread_pool.h"
+#include "model/model_config.h"
+#include "model/model_weights.h"
+
+namespace fs {
+
+// One sequence of a forward call: `tokens` are new tokens at positions num_past .. num_past + n - 1;
+// its KV for earlier positions is already in the blocks of block_table, which must cover all
+// num_past + n positions (the caller allocates blocks; see kv/).
+struct ForwardSeq {
+  std::span<const int32_t> tokens;
+  int64_t num_past = 0;
+  std::span<const int32_t> block_table;
+  bool all_logits = false;  // logits for every new token (prompt logprobs, tests), else the last only
+};
+
+class CausalLm {
+ public:
+  // Loads a .gguf file or an HF folder (see model_weights.h). Errors name the file and the problem.
+  static Result<std::unique_ptr<CausalLm>> load(const std::string& path);
+
+  const ModelConfig& config() const { return model_.config; }
+  const LoadedModel& loaded() const { return model_; }
+
+  // The KV cache layout this model needs, for num_blocks blocks of block_size tokens.
+  cpu::KvCacheShape kv_shape(int64_t num_blocks, int64_t block_size) const;
+
+  // Runs the new tokens of every sequence through the model, writes their K/V into `cache` and
+  // returns logits [num_rows, vocab]: one row per sequence (its last new token), or one per new
+  // token for sequences with all_logits, in batch order. Errors (kInvalidArgument) for a token id
+  // outside the vocabulary, a position past the context length or a block table that is too short.
+  // Not thread-safe: one caller at a time (the engine thread). Allocates only when a batch is larger
+  // than any before.
+  Result<std::span<const float>> forward(std::span<const ForwardSeq> seqs, cpu::KvCache& cache);
+
+  // Number of floats of activations a batch of num_tokens needs (for memory planning and logs).
+  int64_t workspace_floats(int64_t num_tokens) const;
+
+ private:
+  explicit CausalLm(LoadedModel model);
+  void prepare();  // small tensors to f32, rope table
+  void embed(std::span<const ForwardSeq> seqs, int64_t num_tokens);
+  void layer(int64_t l, std::span<const cpu::AttentionSeq> attn_seqs, int64_t num_tokens,
+             cpu::KvCache& cache);
+  void norm(const float* x, const std::vector<float>& w, const std::vector<float>& b,
+            int64_t num_tokens, float* y) const;
+  void linear(const WeightTensor& w, const std::vector<float>& bias, const float* x,
+              int64_t num_tokens, float* y);
+
+  struct LayerF32 {  // small per-layer tensors converted to f32 at load; empty when absent
+    std::vector<float> attn_norm, attn_norm_bias, ffn_norm, ffn_norm_bias;
+    std::vector<float> bq, bk, bv, bo, b_up, b_down;
+  };
+
+  LoadedModel model_;
+  std::vector<LayerF32> layers_f32_;
+  std::vector<float> output_norm_, output_norm_bias_;
+  cpu::RopeTable rope_;
+  ThreadPool* pool_;
+
+  // Activations, grown on demand. Shapes for a batch of T tokens:
+  std::vector<float> x_;      // [T, hidden] residual stream
+  std::vector<float> h_;      // [T, hidden] normed input of a block
+  std::vector<float> q_;      // [T, heads * head_dim]
+  std::vector<float> k_, v_;  // [T, kv_heads * head_dim]
+  std::vector<float> attn_;   // [T, heads * head_dim]
+  std::vector<float> proj_;   // [T, hidden] attention or MLP output
+  std::vector<float> gate_;   // [T, intermediate]
+  std::vector<float> up_;     // [T, intermediate]
+  std::vector<int32_t> positions_;  // [T]
+  std::vector<float> last_;   // [rows, hidden] hidden states of the rows that need logits
+  std::vector<float> logits_;  // [rows, vocab]
+  std::vector<cpu::AttentionSeq> attn_seqs_;
+};
+
+}  // namespace fs
