@@ -125,7 +125,7 @@ TEST(SchedulerConfigTest, ParsesNamesAndValidates) {
   EXPECT_FALSE(parse_policy("lifo").is_ok());
   EXPECT_EQ(*parse_kv_policy("recompute"), KvPolicy::kRecompute);
   SchedulerConfig c;
-  EXPECT_TRUE(c.validate().is_ok());
+  EXPECT_TRUE(c.validate().is_ok()) << c.validate().to_string();
   c.limits.max_seqs = 0;
   EXPECT_FALSE(c.validate().is_ok());
   c = SchedulerConfig{};
