@@ -32,10 +32,18 @@ SMOL_PROMPTS = [
 
 
 def greedy(model, ids, n):
+    """Plain argmax decoding of n tokens, EOS included (generate()'s logits processors would
+    suppress EOS under min_new_tokens)."""
+    out, past = [], None
+    cur = torch.tensor([ids])
     with torch.no_grad():
-        out = model.generate(torch.tensor([ids]), max_new_tokens=n, do_sample=False, min_new_tokens=n,
-                             pad_token_id=0)
-    return out[0, len(ids):].tolist()
+        for _ in range(n):
+            res = model(cur, past_key_values=past, use_cache=True)
+            past = res.past_key_values
+            nxt = int(res.logits[0, -1].argmax())
+            out.append(nxt)
+            cur = torch.tensor([[nxt]])
+    return out
 
 
 def all_logits(model, ids):
