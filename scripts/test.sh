@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Sets up, builds, and runs every test: unit tests (ctest), the unit tests again under ASan+UBSan, and
-# the end-to-end tests (pytest). Exits non-zero on the first failure.
+# Sets up, builds, and runs every test: unit tests (ctest), the CPU kernels again on their scalar
+# path, the unit tests under ASan+UBSan, a short libFuzzer run of every fuzz target, and the
+# end-to-end tests (pytest). Exits non-zero on the first failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -8,11 +9,18 @@ bash scripts/setup.sh
 echo "== unit tests (Release)"
 ctest --test-dir build --output-on-failure -j"$(nproc)"
 
+echo "== CPU kernels on the scalar reference path"
+FASTSERVE_CPU_KERNELS=scalar ./build/tests/unit_backend_cpu --gtest_brief=1
+
 echo "== unit tests under ASan+UBSan"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DFASTSERVE_SANITIZE=ON -DFASTSERVE_UNIT_TESTS_ONLY=ON >/dev/null
 cmake --build build-asan -j"$(nproc)"
-ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
-  ctest --test-dir build-asan --output-on-failure -j"$(nproc)"
+# The tokenizer's 10k-string corpus runs in full in the Release pass; a 1,000-string subset here.
+FASTSERVE_TOKENIZER_CORPUS_LIMIT=1000 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+  UBSAN_OPTIONS=print_stacktrace=1 ctest --test-dir build-asan --output-on-failure -j"$(nproc)"
+
+echo "== fuzz targets (short run)"
+JOBS="$(nproc)" bash scripts/fuzz.sh "${FASTSERVE_FUZZ_SECONDS:-5}"
 
 echo "== end-to-end tests"
 .venv/bin/python -m pytest -q tests/e2e
