@@ -1,5 +1,7 @@
 #include "core/thread_pool.h"
 
+#include "core/check.h"
+
 #include <algorithm>
 #include <cstdlib>
 #include <memory>
@@ -35,8 +37,12 @@ ThreadPool::~ThreadPool() {
 }
 
 void ThreadPool::run(TaskRef fn) {
+  // One caller at a time: two threads sharing a pool would mix up their tasks.
+  FS_CHECK(!in_use_.exchange(true, std::memory_order_acquire),
+           "ThreadPool::run called concurrently from two threads");
   if (num_threads_ == 1) {
     fn(0, 1);
+    in_use_.store(false, std::memory_order_release);
     return;
   }
   task_ = &fn;
@@ -50,6 +56,7 @@ void ThreadPool::run(TaskRef fn) {
   fn(0, num_threads_);
   while (pending_.load(std::memory_order_acquire) != 0) FS_CPU_RELAX();
   task_ = nullptr;
+  in_use_.store(false, std::memory_order_release);
 }
 
 void ThreadPool::worker_loop(int index) {

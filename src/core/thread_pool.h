@@ -64,6 +64,7 @@ class ThreadPool {
   alignas(64) std::atomic<uint64_t> generation_{0};
   alignas(64) std::atomic<int> pending_{0};
   std::atomic<bool> stop_{false};
+  std::atomic<bool> in_use_{false};  // set during run(): catches concurrent callers
   std::mutex sleep_mu_;  // guards the sleep path only; generation_ is bumped under it
   std::condition_variable sleep_cv_;
   TaskRef* task_ = nullptr;

@@ -3,9 +3,10 @@
 //
 // How the engine carries out a plan, in this order:
 //  1. Free nothing itself: the KV bookkeeping already reflects the plan. Blocks listed as the src
-//  of
-//     a move may be reused as the dst of a later move or by newly_allocated, so copies run in
-//     order: all `offload` moves, then all `upload` moves (each list is a batched gather/scatter).
+//     of a move may be reused as the dst of another move of the same plan, in either list (a host
+//     block freed by an upload can receive an offload booked after it), or by newly_allocated. So
+//     read every source before writing any destination: gather all sources, then scatter (the
+//     engine stages through a buffer; see Engine::Impl::carry_out_swaps).
 //  2. The first num_blocking_offload / num_blocking_upload moves of each list must complete before
 //     the forward pass (they free room for, or bring back, jobs of this batch). The rest are
 //     proactive (for future iterations) and overlap with the forward on a copy stream; the engine

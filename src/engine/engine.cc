@@ -1,0 +1,465 @@
+#include "engine/engine.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <unordered_map>
+
+#include "backend/cpu/kv_cache.h"
+#include "core/log.h"
+#include "core/timer.h"
+#include "engine/stop_matcher.h"
+#include "sched/scheduler.h"
+#include "tokenizer/incremental_decoder.h"
+
+namespace fs {
+
+// ---------------------------------------------------------------------------------------------
+// RequestStream
+
+RequestStream::~RequestStream() { cancel(); }
+
+void RequestStream::cancel() {
+  std::lock_guard<std::mutex> lock(shared_->mu);
+  shared_->cancelled = true;
+}
+
+std::optional<GenerationEvent> RequestStream::next(std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> lock(shared_->mu);
+  if (finished_) return std::nullopt;
+  shared_->cv.wait_for(lock, timeout, [&] { return !shared_->events.empty(); });
+  if (shared_->events.empty()) return std::nullopt;
+  GenerationEvent e = std::move(shared_->events.front());
+  shared_->events.pop_front();
+  if (e.kind != GenerationEvent::Kind::kToken) finished_ = true;
+  return e;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Engine
+
+Status EngineConfig::validate() const {
+  if (kv_block_size <= 0) return invalid_argument("kv block size must be positive");
+  if (device_kv_blocks < 0 || host_kv_blocks < 0) return invalid_argument("KV block counts must be >= 0");
+  if (max_num_seqs <= 0) return invalid_argument("max_num_seqs must be positive");
+  if (max_num_batched_tokens <= 0) return invalid_argument("max_num_batched_tokens must be positive");
+  if (max_queued_requests <= 0) return invalid_argument("max_queued_requests must be positive");
+  FS_RETURN_IF_ERROR(sched::parse_policy(policy).status());
+  FS_RETURN_IF_ERROR(sched::parse_kv_policy(kv_policy).status());
+  return Status::ok();
+}
+
+namespace {
+
+// One live request, owned by the engine thread.
+struct LiveJob {
+  GenerationRequest request;
+  std::shared_ptr<RequestStream::Shared> shared;
+  std::vector<int32_t> tokens;  // prompt + generated
+  std::unique_ptr<Sampler> sampler;
+  std::unique_ptr<IncrementalDecoder> decoder;
+  StopMatcher stop_matcher;
+  double arrival_s = 0, first_token_s = -1;
+  int64_t num_output_tokens = 0;
+
+  std::span<const int32_t> prompt() const {
+    return std::span(tokens).first(request.prompt_tokens.size());
+  }
+  std::span<const int32_t> output() const {
+    return std::span(tokens).subspan(request.prompt_tokens.size());
+  }
+};
+
+// Pushes an event; false when the reader is gone (the job should be aborted).
+bool push_event(RequestStream::Shared& shared, GenerationEvent e) {
+  std::lock_guard<std::mutex> lock(shared.mu);
+  if (shared.cancelled) return false;
+  if (e.kind != GenerationEvent::Kind::kToken) shared.done = true;
+  shared.events.push_back(std::move(e));
+  shared.cv.notify_one();
+  return true;
+}
+
+bool is_cancelled(RequestStream::Shared& shared) {
+  std::lock_guard<std::mutex> lock(shared.mu);
+  return shared.cancelled;
+}
+
+// A rough CPU cost model from the model's size, used for skip-join placement when no profile
+// (`fastserve profile`) is given: decode reads every weight once (~20 GB/s), prefill does
+// 2 * params FLOPs per token (~50 GFLOP/s).
+sched::CostModelSpec estimated_cost_model(const CausalLm& lm, int64_t block_size) {
+  const double weight_bytes = static_cast<double>(lm.loaded().weight_bytes);
+  const ModelConfig& c = lm.config();
+  const double params = static_cast<double>(c.num_layers) *
+                            (4.0 * c.hidden_size * c.hidden_size + 3.0 * c.hidden_size * c.intermediate_size) +
+                        static_cast<double>(c.vocab_size) * c.hidden_size;
+  const double read_s = weight_bytes / 20e9;
+  sched::CostModelSpec spec;
+  spec.name = "estimate from the model size (no --cost-model given)";
+  spec.block_size_tokens = static_cast<int32_t>(block_size);
+  spec.kv_bytes_per_token = static_cast<double>(lm.kv_shape(1, 1).block_bytes());
+  for (double n : {1.0, 64.0, 512.0, 2048.0}) spec.prefill.push_back({n, read_s + 2.0 * params * n / 50e9});
+  spec.decode = {{1, 64, read_s}, {16, 1024, read_s * 1.3}, {16, 16384, read_s * 2.0}};
+  spec.swap_bandwidth_bytes_per_s = 10e9;
+  return spec;
+}
+
+}  // namespace
+
+struct Engine::Impl {
+  ModelRuntime runtime;
+  EngineConfig config;
+  std::unique_ptr<sched::Scheduler> scheduler;
+  std::unique_ptr<cpu::KvCache> device_cache, host_cache;
+  int64_t device_blocks = 0, host_blocks = 0;
+
+  // Submission side (any thread).
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::pair<sched::JobId, LiveJob>> incoming;
+  bool stopping = false;
+  std::atomic<int64_t> next_job_id{1};
+  std::atomic<int64_t> num_queued{0};  // submitted, not finished
+
+  // Engine thread only.
+  std::unordered_map<sched::JobId, LiveJob> jobs;
+  std::thread thread;
+  double start_s = monotonic_s();
+
+  mutable std::mutex metrics_mu;
+  EngineMetrics metrics;
+
+  double now() const { return monotonic_s() - start_s; }
+  void loop();
+  void admit();
+  bool run_iteration();
+  void carry_out_swaps(const sched::IterationPlan& plan);
+  std::vector<float> swap_staging;  // [moves, block_floats]
+  void finish(sched::JobId id, LiveJob& job, const std::string& reason);
+  void fail(LiveJob& job, Status status);
+  void publish_metrics(int64_t num_prompt, int64_t num_generated);
+};
+
+Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Engine::~Engine() { stop(); }
+
+Result<std::unique_ptr<Engine>> Engine::create(ModelRuntime runtime, const EngineConfig& config) {
+  FS_RETURN_IF_ERROR(config.validate());
+  auto impl = std::make_unique<Impl>();
+  impl->config = config;
+  const CausalLm& lm = *runtime.lm;
+  const int64_t bs = config.kv_block_size;
+  const int64_t block_bytes = lm.kv_shape(1, bs).block_bytes();
+  const int64_t ctx_blocks = (lm.config().max_position_embeddings + bs - 1) / bs;
+  impl->device_blocks = config.device_kv_blocks > 0
+                            ? config.device_kv_blocks
+                            : std::min<int64_t>((int64_t{1} << 30) / block_bytes, ctx_blocks * config.max_num_seqs);
+  impl->host_blocks = config.host_kv_blocks > 0 ? config.host_kv_blocks : impl->device_blocks;
+
+  sched::CostModelSpec spec = estimated_cost_model(lm, bs);
+  Result<sched::CostModel> cost = config.cost_model_path.empty()
+                                      ? sched::CostModel::from_spec(spec)
+                                      : sched::CostModel::load(config.cost_model_path);
+  FS_RETURN_IF_ERROR(cost.status());
+  sched::SchedulerConfig sc;
+  FS_ASSIGN_OR_RETURN(sc.policy, sched::parse_policy(config.policy));
+  FS_ASSIGN_OR_RETURN(sc.kv_policy, sched::parse_kv_policy(config.kv_policy));
+  sc.limits.max_seqs = config.max_num_seqs;
+  sc.limits.max_tokens = config.max_num_batched_tokens;
+  FS_RETURN_IF_ERROR(sc.validate());
+  sched::KvPoolConfig kv{static_cast<int32_t>(impl->device_blocks), static_cast<int32_t>(impl->host_blocks),
+                         static_cast<int32_t>(bs)};
+  impl->scheduler = std::make_unique<sched::Scheduler>(sc, kv, *cost);
+  impl->device_cache = std::make_unique<cpu::KvCache>(lm.kv_shape(impl->device_blocks, bs));
+  impl->host_cache = std::make_unique<cpu::KvCache>(lm.kv_shape(impl->host_blocks, bs));
+  log_info("engine: policy {}, kv policy {}, KV blocks of {} tokens: {} device ({:.0f} MiB), {} host",
+           config.policy, config.kv_policy, bs, impl->device_blocks,
+           impl->device_blocks * block_bytes / 1048576.0, impl->host_blocks);
+  impl->runtime = std::move(runtime);
+  return std::unique_ptr<Engine>(new Engine(std::move(impl)));
+}
+
+const ModelRuntime& Engine::runtime() const { return impl_->runtime; }
+const EngineConfig& Engine::config() const { return impl_->config; }
+
+EngineMetrics Engine::metrics() const {
+  std::lock_guard<std::mutex> lock(impl_->metrics_mu);
+  EngineMetrics m = impl_->metrics;
+  // Submitted requests the engine thread has not admitted yet count as waiting.
+  m.num_requests_waiting = std::max<int64_t>(0, impl_->num_queued.load() - m.num_requests_running);
+  return m;
+}
+
+void Engine::start() {
+  if (!impl_->thread.joinable()) impl_->thread = std::thread([this] { impl_->loop(); });
+}
+
+void Engine::stop() {
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    impl_->stopping = true;
+  }
+  impl_->cv.notify_all();
+  if (impl_->thread.joinable()) impl_->thread.join();
+  // Whatever is left (queued or live) ends with kUnavailable.
+  const Status gone = make_error(StatusCode::kUnavailable, "the server is shutting down");
+  for (auto& [id, job] : impl_->incoming) impl_->fail(job, gone);
+  impl_->incoming.clear();
+  for (auto& [id, job] : impl_->jobs) impl_->fail(job, gone);
+  impl_->jobs.clear();
+}
+
+Result<std::unique_ptr<RequestStream>> Engine::submit(GenerationRequest request) {
+  const CausalLm& lm = *impl_->runtime.lm;
+  const int64_t vocab = lm.config().vocab_size, ctx = lm.config().max_position_embeddings;
+  if (request.prompt_tokens.empty()) return invalid_argument("the prompt is empty");
+  for (int32_t t : request.prompt_tokens) {
+    if (t < 0 || t >= vocab) return invalid_argument("token id {} is outside the vocabulary [0, {})", t, vocab);
+  }
+  if (request.max_tokens <= 0) return invalid_argument("max_tokens must be at least 1, got {}", request.max_tokens);
+  FS_RETURN_IF_ERROR(request.sampling.validate());
+  const int64_t total = static_cast<int64_t>(request.prompt_tokens.size()) + request.max_tokens;
+  if (total > ctx) {
+    return make_error(StatusCode::kOutOfRange,
+                      "this model's maximum context length is {} tokens; the prompt has {} and "
+                      "max_tokens asks for {} more",
+                      ctx, request.prompt_tokens.size(), request.max_tokens);
+  }
+  const int64_t bs = impl_->config.kv_block_size;
+  if ((total + bs - 1) / bs > impl_->device_blocks) {
+    return make_error(StatusCode::kOutOfRange,
+                      "prompt + max_tokens ({} tokens) exceed the KV cache ({} tokens)", total,
+                      impl_->device_blocks * bs);
+  }
+  if (impl_->num_queued.load() >= impl_->config.max_queued_requests) {
+    return make_error(StatusCode::kResourceExhausted, "{} requests are queued; try again later",
+                      impl_->num_queued.load());
+  }
+  LiveJob job;
+  job.shared = std::make_shared<RequestStream::Shared>();
+  job.tokens = request.prompt_tokens;
+  job.sampler = std::make_unique<Sampler>(request.sampling);
+  if (impl_->runtime.tokenizer) {
+    job.decoder = std::make_unique<IncrementalDecoder>(*impl_->runtime.tokenizer, request.skip_special_tokens);
+  }
+  job.stop_matcher = StopMatcher(request.stop);
+  job.arrival_s = impl_->now();
+  std::string request_id = request.request_id;
+  job.request = std::move(request);
+  auto stream = std::unique_ptr<RequestStream>(new RequestStream(request_id, job.shared));
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    if (impl_->stopping) return make_error(StatusCode::kUnavailable, "the server is shutting down");
+    impl_->incoming.emplace_back(impl_->next_job_id++, std::move(job));
+    impl_->num_queued++;
+  }
+  impl_->cv.notify_all();
+  return stream;
+}
+
+void Engine::Impl::fail(LiveJob& job, Status status) {
+  GenerationEvent e;
+  e.kind = GenerationEvent::Kind::kError;
+  e.error = std::move(status);
+  e.num_prompt_tokens = static_cast<int64_t>(job.request.prompt_tokens.size());
+  e.num_output_tokens = job.num_output_tokens;
+  push_event(*job.shared, std::move(e));
+  num_queued--;
+}
+
+void Engine::Impl::finish(sched::JobId id, LiveJob& job, const std::string& reason) {
+  GenerationEvent e;
+  e.kind = GenerationEvent::Kind::kFinished;
+  e.finish_reason = reason;
+  e.num_prompt_tokens = static_cast<int64_t>(job.request.prompt_tokens.size());
+  e.num_output_tokens = job.num_output_tokens;
+  push_event(*job.shared, std::move(e));
+  const double t = now();
+  log_info("request {} (job {}): {} prompt + {} output tokens, ttft {:.3f} s, jct {:.3f} s, {}",
+           job.request.request_id, id, job.request.prompt_tokens.size(), job.num_output_tokens,
+           job.first_token_s - job.arrival_s, t - job.arrival_s, reason);
+  num_queued--;
+}
+
+void Engine::Impl::admit() {
+  std::vector<std::pair<sched::JobId, LiveJob>> batch;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    batch.swap(incoming);
+  }
+  for (auto& [id, job] : batch) {
+    sched::JobSpec spec;
+    spec.id = id;
+    spec.arrival_s = job.arrival_s;
+    spec.num_prompt_tokens = static_cast<int32_t>(job.request.prompt_tokens.size());
+    spec.max_new_tokens = static_cast<int32_t>(job.request.max_tokens);
+    if (Status s = scheduler->add(spec, now()); !s.is_ok()) {
+      fail(job, s);
+      continue;
+    }
+    jobs.emplace(id, std::move(job));
+  }
+  // Readers that went away: abort (blocks are freed at the next schedule()).
+  for (auto it = jobs.begin(); it != jobs.end();) {
+    if (is_cancelled(*it->second.shared)) {
+      scheduler->abort(it->first, now());
+      log_info("request {} (job {}): aborted by the client after {} tokens",
+               it->second.request.request_id, it->first, it->second.num_output_tokens);
+      num_queued--;
+      it = jobs.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void Engine::Impl::loop() {
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(mu);
+      cv.wait_for(lock, std::chrono::milliseconds(jobs.empty() ? 100 : 0),
+                  [&] { return stopping || !incoming.empty(); });
+      if (stopping) return;
+    }
+    admit();
+    if (jobs.empty()) {
+      publish_metrics(0, 0);
+      continue;
+    }
+    if (!run_iteration()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
+// Gathers every source block first, then scatters to every destination: correct whatever order the
+// scheduler booked the moves in (a host block freed by an upload may be an offload's destination in
+// the same plan, and a device block freed by an offload an upload's destination).
+void Engine::Impl::carry_out_swaps(const sched::IterationPlan& plan) {
+  const size_t n = plan.offload.size() + plan.upload.size();
+  if (n == 0) return;
+  const int64_t block_floats = device_cache->shape().block_floats();
+  const size_t block_bytes = block_floats * sizeof(float);
+  if (swap_staging.size() < n * block_floats) swap_staging.resize(n * block_floats);
+  size_t i = 0;
+  for (const kv::BlockMove& m : plan.offload) {
+    std::memcpy(swap_staging.data() + i++ * block_floats, device_cache->block(m.src), block_bytes);
+  }
+  for (const kv::BlockMove& m : plan.upload) {
+    std::memcpy(swap_staging.data() + i++ * block_floats, host_cache->block(m.src), block_bytes);
+  }
+  i = 0;
+  for (const kv::BlockMove& m : plan.offload) {
+    std::memcpy(host_cache->block(m.dst), swap_staging.data() + i++ * block_floats, block_bytes);
+  }
+  for (const kv::BlockMove& m : plan.upload) {
+    std::memcpy(device_cache->block(m.dst), swap_staging.data() + i++ * block_floats, block_bytes);
+  }
+}
+
+bool Engine::Impl::run_iteration() {
+  const double start = now();
+  sched::IterationPlan plan = scheduler->schedule(start);
+  carry_out_swaps(plan);
+  if (plan.batch.empty()) {
+    scheduler->update(plan, sched::IterationResult{start, now(), {}, {}});
+    return !plan.empty();
+  }
+  std::vector<ForwardSeq> seqs;
+  seqs.reserve(plan.batch.size());
+  for (const sched::ScheduledJob& s : plan.batch) {
+    const LiveJob& job = jobs.at(s.id);
+    seqs.push_back({std::span(job.tokens).subspan(s.num_computed_tokens, s.num_new_tokens),
+                    s.num_computed_tokens, s.block_table, false});
+  }
+  Result<std::span<const float>> logits = runtime.lm->forward(seqs, *device_cache);
+  sched::IterationResult result;
+  result.start_s = start;
+  int64_t num_prompt = 0, num_generated = 0;
+  const int64_t vocab = runtime.lm->config().vocab_size;
+  std::vector<float> row;
+  for (size_t i = 0; i < plan.batch.size(); ++i) {
+    const sched::ScheduledJob& s = plan.batch[i];
+    LiveJob& job = jobs.at(s.id);
+    if (s.num_computed_tokens < static_cast<int64_t>(job.request.prompt_tokens.size())) {
+      num_prompt += s.num_new_tokens;
+    }
+    if (!s.samples_token) continue;
+    if (!logits.is_ok()) {
+      result.outputs.push_back({s.id, -1, true});
+      continue;
+    }
+    row.assign(logits->begin() + i * vocab, logits->begin() + (i + 1) * vocab);
+    SampledToken tok = job.sampler->sample(row, job.prompt(), job.output());
+    result.outputs.push_back({s.id, tok.token, false});
+    job.tokens.push_back(tok.token);
+    ++job.num_output_tokens;
+    ++num_generated;
+    if (job.first_token_s < 0) job.first_token_s = now();
+
+    const auto& stops = job.request.stop_token_ids;
+    const bool stop_token = (!job.request.ignore_eos &&
+                             std::find(runtime.stop_token_ids.begin(), runtime.stop_token_ids.end(),
+                                       tok.token) != runtime.stop_token_ids.end()) ||
+                            std::find(stops.begin(), stops.end(), tok.token) != stops.end();
+    std::string piece = (job.decoder && !stop_token) ? job.decoder->feed(tok.token) : std::string();
+    const bool last = job.num_output_tokens >= job.request.max_tokens;
+    if (last && job.decoder && !stop_token) piece += job.decoder->finish();
+    StopMatcher::Step step = job.stop_matcher.feed(piece, /*flush=*/last || stop_token);
+    GenerationEvent e;
+    e.token = tok.token;
+    e.text = std::move(step.text);
+    e.logprob = tok.logprob;
+    e.top_logprobs = std::move(tok.top);
+    bool alive = push_event(*job.shared, std::move(e));
+    if (step.stopped || stop_token) {
+      result.finished.push_back(s.id);
+      finish(s.id, job, "stop");
+    } else if (last) {
+      finish(s.id, job, "length");
+    } else if (!alive) {
+      result.finished.push_back(s.id);  // the reader went away: end it here
+      num_queued--;
+    }
+  }
+  if (!logits.is_ok()) {
+    log_error("forward failed: {}", logits.status().to_string());
+    for (const sched::ScheduledJob& s : plan.batch) {
+      if (s.samples_token) fail(jobs.at(s.id), logits.status());
+    }
+  }
+  result.end_s = now();
+  scheduler->update(plan, result);
+  for (const sched::JobOutput& o : result.outputs) {
+    if (o.error || std::find(result.finished.begin(), result.finished.end(), o.id) != result.finished.end() ||
+        jobs.at(o.id).num_output_tokens >= jobs.at(o.id).request.max_tokens) {
+      jobs.erase(o.id);
+    }
+  }
+  publish_metrics(num_prompt, num_generated);
+  return true;
+}
+
+void Engine::Impl::publish_metrics(int64_t num_prompt, int64_t num_generated) {
+  const sched::SchedulerStats st = scheduler->stats();
+  const int64_t block_bytes = device_cache->shape().block_bytes();
+  std::lock_guard<std::mutex> lock(metrics_mu);
+  metrics.num_requests_running = st.num_jobs_by_state[static_cast<int>(sched::JobState::kRunning)];
+  metrics.num_requests_waiting = static_cast<int64_t>(jobs.size()) - metrics.num_requests_running;
+  metrics.num_requests_total = next_job_id.load() - 1;
+  metrics.num_preemptions_total = st.num_preemptions;
+  metrics.num_demotions_total = st.num_demotions;
+  metrics.num_promotions_total = st.num_promotions;
+  metrics.prompt_tokens_total += num_prompt;
+  metrics.generation_tokens_total += num_generated;
+  metrics.device_kv_blocks_used = st.device_blocks_used;
+  metrics.device_kv_blocks_total = st.device_blocks_total;
+  metrics.host_kv_blocks_used = st.host_blocks_used;
+  metrics.host_kv_blocks_total = st.host_blocks_total;
+  metrics.kv_bytes_swapped_out_total = st.num_offloaded_blocks * block_bytes;
+  metrics.kv_bytes_swapped_in_total = st.num_uploaded_blocks * block_bytes;
+  metrics.jobs_per_queue_level = st.queue_lengths;
+  metrics.num_iterations_total = st.num_iterations;
+}
+
+}  // namespace fs

@@ -1,0 +1,138 @@
+// The serving engine: one thread owns the scheduler, the KV pools and the model and runs the
+// iteration loop (admit -> plan -> swaps -> forward -> sample -> stream -> finish). Callers on any
+// thread submit requests and read their events through a RequestStream (STYLE.md habit 13: the server
+// is a thin layer around this queue).
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/status.h"
+#include "engine/model_runtime.h"
+#include "engine/sampler.h"
+
+namespace fs {
+
+struct EngineConfig {
+  std::string policy = "skip-join-mlfq";  // skip-join-mlfq | mlfq | fcfs | vllm
+  std::string kv_policy = "proactive";    // proactive | reactive | recompute
+  int64_t kv_block_size = 16;             // tokens per KV block
+  int64_t device_kv_blocks = 0;           // 0: 1 GiB worth of blocks, at most max_num_seqs contexts
+  int64_t host_kv_blocks = 0;             // 0: as many as device blocks
+  int32_t max_num_seqs = 16;              // batch limit (sequences per iteration)
+  int32_t max_num_batched_tokens = 2048;  // token budget per iteration (chunked prefill)
+  std::string cost_model_path;            // `fastserve profile` output; empty: built-in estimate
+  int64_t max_queued_requests = 4096;     // submit() fails with kResourceExhausted beyond this
+
+  Status validate() const;
+};
+
+struct GenerationRequest {
+  std::string request_id;                 // for logs
+  std::vector<int32_t> prompt_tokens;
+  int64_t max_tokens = 16;
+  SamplingParams sampling;
+  std::vector<std::string> stop;          // stop strings (not part of the output)
+  std::vector<int32_t> stop_token_ids;    // besides the model's EOS
+  bool ignore_eos = false;
+  bool skip_special_tokens = true;
+};
+
+struct GenerationEvent {
+  enum class Kind { kToken, kFinished, kError };
+  Kind kind = Kind::kToken;
+  // kToken: one sampled token and the text it completes (may be empty mid-character; text held back
+  // while it could still become a stop string).
+  int32_t token = -1;
+  std::string text;
+  float logprob = 0.0f;
+  std::vector<TokenLogprob> top_logprobs;
+  // kFinished: "stop" | "length" | "abort". kError: the status.
+  std::string finish_reason;
+  Status error;
+  int64_t num_prompt_tokens = 0;
+  int64_t num_output_tokens = 0;
+};
+
+class Engine;
+
+// The reader of one request's events. Thread-safe against the engine thread; one reader. Destroying
+// it (or cancel()) aborts the request: the engine frees its KV at the next iteration. It may outlive
+// the Engine (it then reads the final kError the engine queued when it stopped).
+class RequestStream {
+ public:
+  ~RequestStream();
+  // Blocks up to `timeout` for the next event; nullopt on timeout. After kFinished/kError, returns
+  // nullopt immediately.
+  std::optional<GenerationEvent> next(std::chrono::milliseconds timeout);
+  void cancel();
+  const std::string& request_id() const { return request_id_; }
+
+  // The state shared with the engine thread (engine-internal; callers use next() and cancel()).
+  struct Shared {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::deque<GenerationEvent> events;
+    bool done = false;       // a final event was queued
+    bool cancelled = false;  // the reader went away
+  };
+
+ private:
+  friend class Engine;
+  RequestStream(std::string request_id, std::shared_ptr<Shared> shared)
+      : request_id_(std::move(request_id)), shared_(std::move(shared)) {}
+  std::string request_id_;
+  std::shared_ptr<Shared> shared_;
+  bool finished_ = false;
+};
+
+struct EngineMetrics {
+  int64_t num_requests_running = 0;
+  int64_t num_requests_waiting = 0;
+  int64_t num_requests_total = 0;
+  int64_t num_preemptions_total = 0;
+  int64_t num_demotions_total = 0;
+  int64_t num_promotions_total = 0;
+  int64_t prompt_tokens_total = 0;
+  int64_t generation_tokens_total = 0;
+  int64_t device_kv_blocks_used = 0, device_kv_blocks_total = 0;
+  int64_t host_kv_blocks_used = 0, host_kv_blocks_total = 0;
+  int64_t kv_bytes_swapped_out_total = 0, kv_bytes_swapped_in_total = 0;
+  std::vector<int64_t> jobs_per_queue_level;
+  int64_t num_iterations_total = 0;
+};
+
+class Engine {
+ public:
+  // Takes the loaded runtime; starts no thread until start().
+  static Result<std::unique_ptr<Engine>> create(ModelRuntime runtime, const EngineConfig& config);
+  ~Engine();  // stops the loop; pending requests get a kError (kUnavailable)
+
+  void start();
+  // Stops accepting, aborts what is left, joins the loop thread. Idempotent.
+  void stop();
+
+  // Queues a request. Errors: kInvalidArgument (empty prompt, bad sampling, token id out of
+  // vocabulary), kOutOfRange (prompt + max_tokens past the context), kResourceExhausted (queue full),
+  // kUnavailable (stopping). Thread-safe.
+  Result<std::unique_ptr<RequestStream>> submit(GenerationRequest request);
+
+  const ModelRuntime& runtime() const;
+  const EngineConfig& config() const;
+  EngineMetrics metrics() const;  // a snapshot; thread-safe
+
+ private:
+  struct Impl;
+  explicit Engine(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace fs

@@ -1,0 +1,207 @@
+#include "engine/engine.h"
+
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "engine/generate.h"
+#include "engine/stop_matcher.h"
+
+namespace fs {
+namespace {
+
+const std::string kTinyLlama = std::string(FASTSERVE_SOURCE_DIR) + "/tests/fixtures/models/tiny-llama";
+
+struct Collected {
+  std::vector<int32_t> tokens;
+  std::string finish_reason;
+  Status error;
+};
+
+Collected collect(RequestStream& stream) {
+  Collected c;
+  for (;;) {
+    std::optional<GenerationEvent> e = stream.next(std::chrono::seconds(60));
+    if (!e) {
+      c.error = make_error(StatusCode::kInternal, "timed out");
+      return c;
+    }
+    if (e->kind == GenerationEvent::Kind::kToken) {
+      c.tokens.push_back(e->token);
+    } else {
+      c.finish_reason = e->finish_reason;
+      c.error = e->error;
+      return c;
+    }
+  }
+}
+
+std::vector<int32_t> reference_tokens(const std::vector<int32_t>& prompt, int64_t max_tokens) {
+  Result<std::unique_ptr<CausalLm>> lm = CausalLm::load(kTinyLlama);
+  EXPECT_TRUE(lm.is_ok());
+  GenerateOptions options;
+  options.max_tokens = max_tokens;
+  options.sampling.temperature = 0;
+  Result<GenerateResult> r = generate(**lm, prompt, options);
+  EXPECT_TRUE(r.is_ok());
+  return r->tokens;
+}
+
+std::unique_ptr<Engine> make_engine(EngineConfig config) {
+  Result<ModelRuntime> rt = load_model_runtime(kTinyLlama);
+  EXPECT_TRUE(rt.is_ok()) << rt.status().to_string();
+  Result<std::unique_ptr<Engine>> engine = Engine::create(std::move(*rt), config);
+  EXPECT_TRUE(engine.is_ok()) << engine.status().to_string();
+  (*engine)->start();
+  return std::move(*engine);
+}
+
+GenerationRequest greedy_request(std::vector<int32_t> prompt, int64_t max_tokens) {
+  GenerationRequest r;
+  r.prompt_tokens = std::move(prompt);
+  r.max_tokens = max_tokens;
+  r.sampling.temperature = 0;
+  r.ignore_eos = true;
+  return r;
+}
+
+std::vector<std::vector<int32_t>> prompts() {
+  std::vector<std::vector<int32_t>> out;
+  for (int i = 0; i < 12; ++i) {
+    std::vector<int32_t> p = {1};
+    for (int j = 0; j < 3 + 7 * (i % 4); ++j) p.push_back((17 * i + 5 * j) % 300 + 3);
+    out.push_back(p);
+  }
+  return out;
+}
+
+void expect_concurrent_requests_match_reference(EngineConfig config, bool expect_swaps) {
+  const auto ps = prompts();
+  // References first: the kernels' thread pool serves one caller at a time (the engine thread).
+  std::vector<std::vector<int32_t>> expected;
+  for (size_t i = 0; i < ps.size(); ++i) expected.push_back(reference_tokens(ps[i], 10 + 3 * (i % 5)));
+  std::unique_ptr<Engine> engine = make_engine(config);
+  std::vector<std::unique_ptr<RequestStream>> streams;
+  for (size_t i = 0; i < ps.size(); ++i) {
+    Result<std::unique_ptr<RequestStream>> s = engine->submit(greedy_request(ps[i], 10 + 3 * (i % 5)));
+    ASSERT_TRUE(s.is_ok()) << s.status().to_string();
+    streams.push_back(std::move(*s));
+  }
+  for (size_t i = 0; i < ps.size(); ++i) {
+    Collected c = collect(*streams[i]);
+    ASSERT_TRUE(c.error.is_ok()) << c.error.to_string();
+    EXPECT_EQ(c.finish_reason, "length");
+    EXPECT_EQ(c.tokens, expected[i]) << "request " << i;
+  }
+  // The engine thread publishes metrics after the iteration that finished the last job.
+  EngineMetrics m;
+  for (int i = 0; i < 200; ++i) {
+    m = engine->metrics();
+    if (m.device_kv_blocks_used == 0 && m.num_requests_running == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(m.device_kv_blocks_used, 0);
+  EXPECT_EQ(m.host_kv_blocks_used, 0);
+  if (expect_swaps) {
+    EXPECT_GT(m.kv_bytes_swapped_out_total + m.num_preemptions_total, 0);
+  }
+}
+
+TEST(EngineTest, ConcurrentGreedyRequestsGiveTheSingleSequenceTokens) {
+  for (const char* policy : {"skip-join-mlfq", "fcfs", "vllm", "mlfq"}) {
+    SCOPED_TRACE(policy);
+    EngineConfig config;
+    config.policy = policy;
+    config.max_num_seqs = 4;
+    config.kv_block_size = 4;
+    expect_concurrent_requests_match_reference(config, false);
+  }
+}
+
+TEST(EngineTest, SmallDevicePoolForcesOffloadingAndOutputsStayTheSame) {
+  for (const char* kv_policy : {"proactive", "reactive", "recompute"}) {
+    SCOPED_TRACE(kv_policy);
+    EngineConfig config;
+    config.kv_policy = kv_policy;
+    config.max_num_seqs = 4;
+    config.kv_block_size = 4;
+    config.device_kv_blocks = 24;  // a few sequences' worth: the rest must wait on the host
+    config.host_kv_blocks = 200;
+    expect_concurrent_requests_match_reference(config, true);
+  }
+}
+
+TEST(EngineTest, CancelledRequestsReleaseTheirBlocks) {
+  EngineConfig config;
+  config.kv_block_size = 4;
+  std::unique_ptr<Engine> engine = make_engine(config);
+  std::vector<std::unique_ptr<RequestStream>> streams;
+  for (int i = 0; i < 6; ++i) {
+    Result<std::unique_ptr<RequestStream>> s = engine->submit(greedy_request({1, 5, 9, 13}, 200));
+    ASSERT_TRUE(s.is_ok());
+    streams.push_back(std::move(*s));
+  }
+  for (int i = 0; i < 6; i += 2) ASSERT_TRUE(streams[i]->next(std::chrono::seconds(30)));
+  for (int i = 0; i < 6; i += 2) streams[i].reset();  // the client went away
+  for (int i = 1; i < 6; i += 2) {
+    Collected c = collect(*streams[i]);
+    EXPECT_EQ(c.tokens.size(), 200u);
+  }
+  EngineMetrics m;
+  for (int i = 0; i < 200; ++i) {
+    m = engine->metrics();
+    if (m.device_kv_blocks_used == 0 && m.num_requests_running == 0 && m.num_requests_waiting == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(m.device_kv_blocks_used, 0);
+  EXPECT_EQ(m.num_requests_waiting, 0);
+}
+
+TEST(EngineTest, RejectsBadRequestsWithClearErrors) {
+  std::unique_ptr<Engine> engine = make_engine(EngineConfig{});
+  EXPECT_EQ(engine->submit(greedy_request({}, 4)).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(engine->submit(greedy_request({1, 99999}, 4)).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(engine->submit(greedy_request({1, 2}, 100000)).status().code(), StatusCode::kOutOfRange);
+  GenerationRequest bad = greedy_request({1, 2}, 4);
+  bad.sampling.top_p = 2;
+  EXPECT_EQ(engine->submit(bad).status().code(), StatusCode::kInvalidArgument);
+  // The engine still serves.
+  Result<std::unique_ptr<RequestStream>> s = engine->submit(greedy_request({1, 2, 3}, 3));
+  ASSERT_TRUE(s.is_ok());
+  EXPECT_EQ(collect(**s).tokens.size(), 3u);
+}
+
+TEST(EngineTest, StopEndsPendingStreamsWithUnavailable) {
+  std::unique_ptr<Engine> engine = make_engine(EngineConfig{});
+  Result<std::unique_ptr<RequestStream>> s = engine->submit(greedy_request({1, 2, 3}, 250));
+  ASSERT_TRUE(s.is_ok());
+  engine->stop();
+  Collected c = collect(**s);
+  EXPECT_TRUE(c.finish_reason == "length" || c.error.code() == StatusCode::kUnavailable);
+  EXPECT_EQ(engine->submit(greedy_request({1, 2, 3}, 3)).status().code(), StatusCode::kUnavailable);
+}
+
+TEST(StopMatcherTest, HoldsBackPossibleStopPrefixesAndCutsAtTheStop) {
+  StopMatcher m({"</s>", "STOP"});
+  EXPECT_EQ(m.feed("Hello <", false).text, "Hello ");
+  StopMatcher::Step s = m.feed("/x", false);
+  EXPECT_EQ(s.text, "</x");
+  EXPECT_FALSE(s.stopped);
+  s = m.feed(" and ST", false);
+  EXPECT_EQ(s.text, " and ");
+  s = m.feed("OP more", false);
+  EXPECT_TRUE(s.stopped);
+  EXPECT_EQ(s.text, "");
+  EXPECT_TRUE(m.feed("x", true).stopped);
+}
+
+TEST(StopMatcherTest, FlushReleasesEverythingWithoutAStop) {
+  StopMatcher m({"abc"});
+  EXPECT_EQ(m.feed("xxab", false).text, "xx");
+  EXPECT_EQ(m.feed("", true).text, "ab");
+  StopMatcher none(std::vector<std::string>{});
+  EXPECT_EQ(none.feed("anything", false).text, "anything");
+}
+
+}  // namespace
+}  // namespace fs
