@@ -78,9 +78,10 @@ int run_profile(int argc, char** argv) {
   int repeat = 3;
   int64_t block_size = 16;
   app.add_option("--output,-o", out_path, "where to write the cost model JSON");
-  app.add_option("--prefill-lengths", prefill_lengths, "prompt lengths to time");
-  app.add_option("--batch-sizes", batch_sizes, "decode batch sizes to time");
-  app.add_option("--contexts", contexts, "per-sequence context lengths for the decode timings");
+  app.add_option("--prefill-lengths", prefill_lengths, "prompt lengths to time")->delimiter(',');
+  app.add_option("--batch-sizes", batch_sizes, "decode batch sizes to time")->delimiter(',');
+  app.add_option("--contexts", contexts, "per-sequence context lengths for the decode timings")
+      ->delimiter(',');
   app.add_option("--repeat", repeat, "timed runs per point (best is kept)")->check(CLI::PositiveNumber);
   app.add_option("--block-size", block_size, "KV block size in tokens")->check(CLI::PositiveNumber);
   CLI11_PARSE(app, argc, argv);
@@ -98,6 +99,9 @@ int run_profile(int argc, char** argv) {
   spec.source = "fastserve profile (best of " + std::to_string(repeat) + " runs per point)";
   spec.block_size_tokens = static_cast<int32_t>(block_size);
   spec.kv_bytes_per_token = static_cast<double>(lm.kv_shape(1, 1).block_bytes());
+  // The engine's default pools on the CPU (EngineConfig): 1 GiB each.
+  spec.device_kv_bytes = static_cast<double>(int64_t{1} << 30);
+  spec.host_kv_bytes = static_cast<double>(int64_t{1} << 30);
   for (int64_t n : prefill_lengths) {
     if (n >= c.max_position_embeddings) continue;
     const double s = p.time_forward(1, n, 0);
