@@ -38,6 +38,14 @@ std::optional<GenerationEvent> RequestStream::next(std::chrono::milliseconds tim
 // ---------------------------------------------------------------------------------------------
 // Engine
 
+void LatencyHistogram::observe(double seconds) {
+  size_t i = 0;
+  while (i < bounds_s.size() && seconds > bounds_s[i]) ++i;
+  ++counts[i];
+  sum_s += seconds;
+  ++count;
+}
+
 Status EngineConfig::validate() const {
   if (kv_block_size <= 0) return invalid_argument("kv block size must be positive");
   if (device_kv_blocks < 0 || host_kv_blocks < 0) return invalid_argument("KV block counts must be >= 0");
@@ -277,6 +285,16 @@ void Engine::Impl::finish(sched::JobId id, LiveJob& job, const std::string& reas
   e.num_output_tokens = job.num_output_tokens;
   push_event(*job.shared, std::move(e));
   const double t = now();
+  {
+    std::lock_guard<std::mutex> lock(metrics_mu);
+    if (job.first_token_s >= 0) {
+      metrics.time_to_first_token.observe(job.first_token_s - job.arrival_s);
+      if (job.num_output_tokens > 1) {
+        metrics.time_per_output_token.observe((t - job.first_token_s) / (job.num_output_tokens - 1));
+      }
+    }
+    metrics.e2e_request_latency.observe(t - job.arrival_s);
+  }
   log_info("request {} (job {}): {} prompt + {} output tokens, ttft {:.3f} s, jct {:.3f} s, {}",
            job.request.request_id, id, job.request.prompt_tokens.size(), job.num_output_tokens,
            job.first_token_s - job.arrival_s, t - job.arrival_s, reason);

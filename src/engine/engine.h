@@ -94,6 +94,16 @@ class RequestStream {
   bool finished_ = false;
 };
 
+// A Prometheus-style histogram: counts[i] = observations <= bounds[i] (not cumulative here; the
+// exporter accumulates), counts.back() = above the last bound.
+struct LatencyHistogram {
+  std::vector<double> bounds_s = {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120};
+  std::vector<int64_t> counts = std::vector<int64_t>(14, 0);
+  double sum_s = 0;
+  int64_t count = 0;
+  void observe(double seconds);
+};
+
 struct EngineMetrics {
   int64_t num_requests_running = 0;
   int64_t num_requests_waiting = 0;
@@ -108,6 +118,9 @@ struct EngineMetrics {
   int64_t kv_bytes_swapped_out_total = 0, kv_bytes_swapped_in_total = 0;
   std::vector<int64_t> jobs_per_queue_level;
   int64_t num_iterations_total = 0;
+  LatencyHistogram time_to_first_token;    // per finished request
+  LatencyHistogram e2e_request_latency;    // arrival to last token
+  LatencyHistogram time_per_output_token;  // (e2e - ttft) / (output tokens - 1)
 };
 
 class Engine {

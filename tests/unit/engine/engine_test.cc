@@ -205,3 +205,22 @@ TEST(StopMatcherTest, FlushReleasesEverythingWithoutAStop) {
 
 }  // namespace
 }  // namespace fs
+
+namespace fs {
+namespace {
+
+TEST(LatencyHistogramTest, CountsIntoTheFirstBucketThatHoldsTheValue) {
+  LatencyHistogram h;
+  h.observe(0.005);
+  h.observe(0.01);
+  h.observe(0.3);
+  h.observe(1000);
+  EXPECT_EQ(h.counts[0], 2);
+  EXPECT_EQ(h.counts[5], 1);  // 0.25 < 0.3 <= 0.5
+  EXPECT_EQ(h.counts.back(), 1);
+  EXPECT_EQ(h.count, 4);
+  EXPECT_NEAR(h.sum_s, 1000.315, 1e-9);
+}
+
+}  // namespace
+}  // namespace fs
