@@ -91,6 +91,38 @@ void matmul_blas(const MatmulKernels& k, const WeightView& w, const float* x, in
   });
 }
 
+// x rounded to the 8-bit activation blocks the integer tiles use (quantize, then dequantize), so the
+// sgemm path of a quantized weight computes what the tiles compute, up to f32 summation order: a
+// sequence's logits then do not depend on how many other tokens share its batch (which picks the
+// path). out: [n_tokens, cols].
+void round_activations(const MatmulKernels& k, const float* x, int64_t n_tokens, int64_t cols,
+                       float* out, ThreadPool& pool) {
+  const int64_t row_bytes = dtype_row_bytes(k.act_type, cols);
+  pool.parallel_for(n_tokens, 4, [&](int64_t b, int64_t e) {
+    thread_local std::vector<uint8_t> q;
+    if (q.size() < static_cast<size_t>(row_bytes)) q.resize(row_bytes);
+    for (int64_t t = b; t < e; ++t) {
+      k.quantize_row(x + t * cols, q.data(), cols);
+      float* o = out + t * cols;
+      if (k.act_type == DType::kQ8_0) {
+        dequantize_row_q8_0(reinterpret_cast<const BlockQ8_0*>(q.data()), o, cols);
+      } else if (k.act_type == DType::kQ8_1) {
+        const auto* blocks = reinterpret_cast<const BlockQ8_1*>(q.data());
+        for (int64_t i = 0; i < cols / kQK; ++i) {
+          const float d = fp16_to_fp32(blocks[i].d);
+          for (int j = 0; j < kQK; ++j) o[i * kQK + j] = d * blocks[i].qs[j];
+        }
+      } else {
+        FS_CHECK(k.act_type == DType::kQ8_K, "{} is not an activation type", dtype_name(k.act_type));
+        const auto* blocks = reinterpret_cast<const BlockQ8_K*>(q.data());
+        for (int64_t i = 0; i < cols / kQKK; ++i) {
+          for (int j = 0; j < kQKK; ++j) o[i * kQKK + j] = blocks[i].d * blocks[i].qs[j];
+        }
+      }
+    }
+  });
+}
+
 }  // namespace
 
 bool matmul_uses_sgemm(DType t, int64_t n_tokens) {
@@ -102,6 +134,12 @@ void matmul(const WeightView& w, const float* x, int64_t n_tokens, float* y, Thr
   if (n_tokens <= 0 || w.rows == 0) return;
   const MatmulKernels& k = kernels_for(w.dtype);
   if (matmul_uses_sgemm(w.dtype, n_tokens)) {
+    if (k.act_type != DType::kF32) {
+      thread_local std::vector<float> rounded;  // [n_tokens, cols], caller thread's, reused
+      if (rounded.size() < static_cast<size_t>(n_tokens * w.cols)) rounded.resize(n_tokens * w.cols);
+      round_activations(k, x, n_tokens, w.cols, rounded.data(), pool);
+      x = rounded.data();
+    }
     matmul_blas(k, w, x, n_tokens, y, pool);
     return;
   }

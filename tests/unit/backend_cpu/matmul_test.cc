@@ -134,12 +134,15 @@ void check_case(const Case& c, ThreadPool& pool, std::mt19937& rng) {
       max_frac = std::max(max_frac, std::fabs(fast - exact) / bound);
       ASSERT_LE(std::fabs(fast - exact), bound) << "fast t=" << t << " r=" << r;
       ASSERT_LE(std::fabs(ref - exact), bound) << "ref t=" << t << " r=" << r;
-      if (sgemm) {
-        // Dequantized f32 weights times unquantized activations: f32 accuracy.
+      if (sgemm && is_float(c.dtype)) {
+        // Float weights through sgemm: f32 accuracy.
         ASSERT_LE(std::fabs(fast - exact), 1e-5 * l1) << "sgemm t=" << t << " r=" << r;
       } else {
-        // Same integer math on activations equal up to rounding ties: much closer to each other.
-        ASSERT_LE(std::fabs(fast - ref), is_float(c.dtype) ? 1e-5 * l1 : 0.05 * bound)
+        // Same integer math on activations equal up to rounding ties (the sgemm path of quantized
+        // weights rounds the activations to the same 8-bit blocks): much closer to each other (so
+        // a sequence's result does not depend on the batch it runs in; for Q4_1 the tiles use the
+        // fp16-rounded block sum of Q8_1, hence the wider margin on that path).
+        ASSERT_LE(std::fabs(fast - ref), is_float(c.dtype) ? 1e-5 * l1 : (sgemm ? 0.25 : 0.05) * bound)
             << "t=" << t << " r=" << r;
       }
     }

@@ -191,3 +191,36 @@ TEST(DefaultModelTest, LastTokenLogitsMatchTransformersWithinActivationQuantizat
 
 }  // namespace
 }  // namespace fs
+
+namespace fs {
+namespace {
+
+// A short sequence alone runs the 8-bit integer tiles; batched with a long prefill the same
+// matmuls take the sgemm path. Its logits must not depend on that.
+TEST(DefaultModelTest, QuantizedLogitsDoNotDependOnTheBatch) {
+  std::unique_ptr<CausalLm> lm = load("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+  ASSERT_TRUE(lm);
+  const std::vector<int32_t> short_seq = {504, 3575, 282, 4649, 314};
+  std::vector<int32_t> long_seq(90);
+  for (size_t i = 0; i < long_seq.size(); ++i) long_seq[i] = static_cast<int32_t>(100 + 37 * i % 9000);
+  cpu::KvCache cache(lm->kv_shape(16, 16));
+  const std::vector<int32_t> t1 = {3}, t2 = {9, 4, 12, 7, 1, 0, 15, 14};
+  ForwardSeq alone{short_seq, 0, t1, false};
+  Result<std::span<const float>> a = lm->forward(std::span(&alone, 1), cache);
+  ASSERT_TRUE(a.is_ok());
+  const std::vector<float> alone_logits(a->begin(), a->end());
+  std::vector<ForwardSeq> batch = {{long_seq, 0, t2, false}, {short_seq, 0, t1, false}};
+  Result<std::span<const float>> b = lm->forward(batch, cache);
+  ASSERT_TRUE(b.is_ok());
+  const int64_t vocab = lm->config().vocab_size;
+  double max_diff = 0;
+  for (int64_t v = 0; v < vocab; ++v) {
+    max_diff = std::max<double>(max_diff, std::abs((*b)[vocab + v] - alone_logits[v]));
+  }
+  std::printf("[ smollm2 ] alone vs batched with a 90-token prefill: max |diff| %.5f\n", max_diff);
+  EXPECT_LT(max_diff, 1e-3);
+  EXPECT_EQ(argmax(std::span(*b).subspan(vocab, vocab)), argmax(alone_logits));
+}
+
+}  // namespace
+}  // namespace fs
