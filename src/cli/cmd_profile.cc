@@ -85,6 +85,11 @@ int run_profile(int argc, char** argv) {
   app.add_option("--repeat", repeat, "timed runs per point (best is kept)")->check(CLI::PositiveNumber);
   app.add_option("--block-size", block_size, "KV block size in tokens")->check(CLI::PositiveNumber);
   CLI11_PARSE(app, argc, argv);
+  if (batch_sizes.size() < 2 || contexts.size() < 2) {
+    // The decode cost is fitted as a plane over (batch size, context): it needs both to vary.
+    std::fprintf(stderr, "fastserve profile: give at least two --batch-sizes and two --contexts\n");
+    return 2;
+  }
 
   Result<ModelRuntime> runtime = load_runtime(model_args);
   if (!runtime.is_ok()) {

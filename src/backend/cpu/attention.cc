@@ -8,6 +8,12 @@
 #include "core/check.h"
 
 namespace fs::cpu {
+
+// AVX2+FMA versions (attention_avx2.cc), used when the CPU has them.
+float softmax_exp_avx2(float* scores, int64_t n, float max_score);
+float dot_avx2(const float* a, const float* b, int64_t n);
+void axpy_avx2(float w, const float* v, float* acc, int64_t n);
+
 namespace {
 
 // Finds the sequence holding batch row t (seqs are few: a linear scan is cheapest).
@@ -19,15 +25,28 @@ const AttentionSeq& seq_of_token(std::span<const AttentionSeq> seqs, int64_t t) 
   return seqs[0];
 }
 
+bool use_avx2() {
+  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return yes;
+}
+
 float dot(const float* a, const float* b, int64_t n) {
-  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    for (int j = 0; j < 8; ++j) acc[j] += a[i + j] * b[i + j];
-  }
+  if (use_avx2()) return dot_avx2(a, b, n);
   float sum = 0.0f;
-  for (; i < n; ++i) sum += a[i] * b[i];
-  for (int j = 0; j < 8; ++j) sum += acc[j];
+  for (int64_t i = 0; i < n; ++i) sum += a[i] * b[i];
+  return sum;
+}
+
+void axpy(float w, const float* v, float* acc, int64_t n) {
+  if (use_avx2()) return axpy_avx2(w, v, acc, n);
+  for (int64_t d = 0; d < n; ++d) acc[d] += w * v[d];
+}
+
+// scores[i] = exp(scores[i] - max_score); returns the sum.
+float softmax_exp(float* scores, int64_t n, float max_score) {
+  if (use_avx2()) return softmax_exp_avx2(scores, n, max_score);
+  float sum = 0.0f;
+  for (int64_t i = 0; i < n; ++i) sum += (scores[i] = std::exp(scores[i] - max_score));
   return sum;
 }
 
@@ -84,16 +103,11 @@ void paged_attention(const KvCache& cache, int64_t layer, std::span<const Attent
         scores[p] = dot(qh, kp, hd) * scale;
         max_score = std::max(max_score, scores[p]);
       }
-      float sum = 0.0f;
-      for (int64_t p = 0; p < n_ctx; ++p) {
-        scores[p] = std::exp(scores[p] - max_score);
-        sum += scores[p];
-      }
+      const float sum = softmax_exp(scores.data(), n_ctx, max_score);
       std::fill(acc.begin(), acc.end(), 0.0f);
       for (int64_t p = 0; p < n_ctx; ++p) {
         const float* vp = cache.row(s.block_table[p / bs], layer, 1, p % bs) + g * hd;
-        const float w = scores[p];
-        for (int64_t d = 0; d < hd; ++d) acc[d] += w * vp[d];
+        axpy(scores[p], vp, acc.data(), hd);
       }
       float* o = out + (t * num_heads + h) * hd;
       const float inv = 1.0f / sum;
