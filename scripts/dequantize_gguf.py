@@ -3,7 +3,11 @@
 reference dequantization), metadata unchanged. Used to check the forward pass without activation
 quantization and to give peers the same weights in a float type.
 
-    python scripts/dequantize_gguf.py IN.gguf OUT.gguf {f32,f16,bf16}
+q8_0 requantizes instead: every 2-D weight whose row length is a multiple of 32 becomes Q8_0
+(gguf-py's reference quantizer, as llama-quantize's Q8_0), other 2-D weights F16, 1-D tensors F32.
+Used to benchmark the same model in Q8_0 (bench/cpu_vs_llamacpp.sh).
+
+    python scripts/dequantize_gguf.py IN.gguf OUT.gguf {f32,f16,bf16,q8_0}
 """
 import sys
 
@@ -33,13 +37,21 @@ def main(src, dst, kind):
         else:
             writer.add_key_value(name, field.parts[field.data[0]][0].item(), vtype)
     out_type = {"f32": GGMLQuantizationType.F32, "f16": GGMLQuantizationType.F16,
-                "bf16": GGMLQuantizationType.BF16}[kind]
+                "bf16": GGMLQuantizationType.BF16, "q8_0": GGMLQuantizationType.Q8_0}[kind]
     for t in reader.tensors:
         data = quants.dequantize(t.data, t.tensor_type).astype(np.float32)
         shape = tuple(int(x) for x in reversed(t.shape))  # numpy order
         data = data.reshape(shape)
         if t.tensor_type == GGMLQuantizationType.F32 and len(shape) == 1:
             writer.add_tensor(t.name, data)  # norms stay F32 as llama.cpp keeps them
+        elif out_type == GGMLQuantizationType.Q8_0:
+            if len(shape) == 2 and shape[-1] % 32 == 0:
+                q = quants.quantize(data, GGMLQuantizationType.Q8_0)
+                writer.add_tensor(t.name, q, raw_shape=q.shape, raw_dtype=GGMLQuantizationType.Q8_0)
+            elif len(shape) == 1:
+                writer.add_tensor(t.name, data)
+            else:
+                writer.add_tensor(t.name, data.astype(np.float16))
         elif out_type == GGMLQuantizationType.F32:
             writer.add_tensor(t.name, data)
         elif out_type == GGMLQuantizationType.F16:
