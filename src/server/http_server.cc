@@ -275,10 +275,8 @@ void HttpServer::Impl::handle_generate(const httplib::Request& req, httplib::Res
 }
 
 void HttpServer::Impl::handle_tokenize(const httplib::Request& req, httplib::Response& res) {
-  json body = json::parse(req.body, nullptr, false);
-  if (body.is_discarded() || !body.is_object())
-    return send_error(res, ApiError{400, "the request body must be a JSON object",
-                                    "invalid_request_error", "", ""});
+  json body;
+  if (auto err = parse_json_object(req.body, &body)) return send_error(res, *err);
   const ModelRuntime& runtime = engine.runtime();
   if (!runtime.tokenizer)
     return send_error(
@@ -313,10 +311,8 @@ void HttpServer::Impl::handle_tokenize(const httplib::Request& req, httplib::Res
 }
 
 void HttpServer::Impl::handle_detokenize(const httplib::Request& req, httplib::Response& res) {
-  json body = json::parse(req.body, nullptr, false);
-  if (body.is_discarded() || !body.is_object())
-    return send_error(res, ApiError{400, "the request body must be a JSON object",
-                                    "invalid_request_error", "", ""});
+  json body;
+  if (auto err = parse_json_object(req.body, &body)) return send_error(res, *err);
   const ModelRuntime& runtime = engine.runtime();
   if (!runtime.tokenizer)
     return send_error(

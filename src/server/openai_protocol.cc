@@ -1,5 +1,6 @@
 #include "server/openai_protocol.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -208,15 +209,52 @@ void parse_stop(FieldReader& r, CompletionRequest* out) {
   }
 }
 
+// The deepest [ / { nesting outside strings; stops counting past `limit`.
+int json_nesting_depth(const std::string& text, int limit) {
+  int depth = 0, max_depth = 0;
+  bool in_string = false, escaped = false;
+  for (char c : text) {
+    if (in_string) {
+      if (escaped)
+        escaped = false;
+      else if (c == '\\')
+        escaped = true;
+      else if (c == '"')
+        in_string = false;
+      continue;
+    }
+    if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      max_depth = std::max(max_depth, ++depth);
+      if (max_depth > limit) return max_depth;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return max_depth;
+}
+
 }  // namespace
+
+std::optional<ApiError> parse_json_object(const std::string& body, json* out) {
+  if (json_nesting_depth(body, kMaxJsonDepth) > kMaxJsonDepth) {
+    return ApiError{
+        400, "the request body nests deeper than " + std::to_string(kMaxJsonDepth) + " levels",
+        "invalid_request_error", "", ""};
+  }
+  *out = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (out->is_discarded())
+    return ApiError{400, "the request body is not valid JSON", "invalid_request_error", "", ""};
+  if (!out->is_object())
+    return ApiError{400, "the request body must be a JSON object", "invalid_request_error", "", ""};
+  return std::nullopt;
+}
 
 std::optional<ApiError> parse_completion_request(const std::string& body, Endpoint endpoint,
                                                  CompletionRequest* out) {
-  json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded())
-    return ApiError{400, "the request body is not valid JSON", "invalid_request_error", "", ""};
-  if (!j.is_object())
-    return ApiError{400, "the request body must be a JSON object", "invalid_request_error", "", ""};
+  json j;
+  if (auto err = parse_json_object(body, &j)) return err;
   *out = CompletionRequest{};
   out->endpoint = endpoint;
   const bool chat = endpoint == Endpoint::kChatCompletions;

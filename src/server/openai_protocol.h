@@ -49,6 +49,11 @@ struct CompletionRequest {
   int32_t logprobs = -1;  // -1: none; else top-n alternatives per token (0: the chosen only)
 };
 
+// Parses a body into a JSON object. Errors (400): not JSON, not an object, nested deeper than
+// kMaxJsonDepth (deep values would overflow the stack of the recursive copies and template code).
+inline constexpr int kMaxJsonDepth = 64;
+std::optional<ApiError> parse_json_object(const std::string& body, nlohmann::json* out);
+
 // Parses and validates a request body for `endpoint`. Unknown fields are ignored; null counts as
 // absent. Returns the error (400 with `param` naming the field) on malformed JSON, wrong types,
 // out-of-range values and unsupported options (n > 1, echo, best_of > 1).

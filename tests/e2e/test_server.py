@@ -217,14 +217,21 @@ def test_bad_completion_requests_get_400(server, client, model_id, body, param):
 
 def test_error_statuses(server, client, model_id):
     url = server.url
-    assert_error(requests.post(url + "/v1/completions", data=b"{not json", timeout=30), 400)
+    assert_error(requests.post(url + "/v1/completions", data=b"{not json", timeout=30,
+                               headers={"Content-Type": "application/json"}), 400)
     assert_error(requests.post(url + "/v1/chat/completions", json={"messages": "hi"}, timeout=30), 400, "messages")
     assert_error(requests.post(url + "/v1/chat/completions", json={"messages": [{"role": "user", "content": 5}]},
                             timeout=30), 400, "messages")
     assert_error(requests.get(url + "/v1/nothing-here", timeout=10), 404)
     assert_error(requests.get(url + "/v1/completions", timeout=10), 405)
     assert_error(requests.post(url + "/health", timeout=10), 405)
-    assert_error(requests.post(url + "/v1/completions", data=b"x" * (2 << 20), timeout=30), 413)
+    json_type = {"Content-Type": "application/json"}
+    assert_error(requests.post(url + "/v1/completions", data=b"x" * (2 << 20), headers=json_type, timeout=30), 413)
+    # A body under the limit but nested deeper than the server takes: 400, not a crash.
+    deep = b'{"messages":[{"role":"user","content":"hi","x":' + b"[" * 200000 + b"]" * 200000 + b"}]}"
+    assert_error(requests.post(url + "/v1/chat/completions", data=deep, headers=json_type, timeout=30), 400)
+    big = json.dumps({"prompt": "Hi", "max_tokens": 1, "padding": "x" * 100000}).encode()
+    assert requests.post(url + "/v1/completions", data=big, headers=json_type, timeout=60).status_code == 200
     with pytest.raises(openai.NotFoundError) as e:
         client.completions.create(model="no-such-model", prompt="x", max_tokens=1)
     assert e.value.body["code"] == "model_not_found"

@@ -128,6 +128,18 @@ TEST(OpenAiProtocol, RejectsMalformedJsonAndNonObjects) {
   }
 }
 
+TEST(OpenAiProtocol, RejectsDeepNestingBeforeParsing) {
+  CompletionRequest r;
+  const std::string deep =
+      "{\"prompt\":\"x\",\"extra\":" + std::string(100000, '[') + std::string(100000, ']') + "}";
+  auto err = parse(deep, Endpoint::kCompletions, &r);
+  ASSERT_TRUE(err);
+  EXPECT_EQ(err->http_status, 400);
+  // Brackets inside strings do not count.
+  EXPECT_FALSE(
+      parse("{\"prompt\":\"" + std::string(1000, '[') + "\\\"\"}", Endpoint::kCompletions, &r));
+}
+
 TEST(OpenAiProtocol, ErrorJsonHasOpenAiShape) {
   nlohmann::json j =
       error_json(ApiError{404, "no", "invalid_request_error", "model", "model_not_found"});
