@@ -6,7 +6,8 @@
 #pragma once
 
 #include <cstdint>
-#include <vector>
+#include <cstdlib>
+#include <memory>
 
 namespace fs::cpu {
 
@@ -30,22 +31,27 @@ class KvCache {
 
   // [num_kv_heads, head_dim] of the K (kv = 0) or V (kv = 1) row of `slot` in `block` for `layer`.
   float* row(int64_t block, int64_t layer, int kv, int64_t slot) {
-    return data_.data() + block_offset(block, layer, kv) + slot * shape_.row_floats();
+    return data_.get() + block_offset(block, layer, kv) + slot * shape_.row_floats();
   }
   const float* row(int64_t block, int64_t layer, int kv, int64_t slot) const {
-    return data_.data() + block_offset(block, layer, kv) + slot * shape_.row_floats();
+    return data_.get() + block_offset(block, layer, kv) + slot * shape_.row_floats();
   }
   // Whole block (all layers): block_floats() floats. For swaps between pools.
-  float* block(int64_t b) { return data_.data() + b * shape_.block_floats(); }
-  const float* block(int64_t b) const { return data_.data() + b * shape_.block_floats(); }
+  float* block(int64_t b) { return data_.get() + b * shape_.block_floats(); }
+  const float* block(int64_t b) const { return data_.get() + b * shape_.block_floats(); }
 
  private:
   int64_t block_offset(int64_t block, int64_t layer, int kv) const {
     return ((block * shape_.num_layers + layer) * 2 + kv) * shape_.block_size * shape_.row_floats();
   }
 
+  struct FreeDeleter {
+    void operator()(float* p) const { std::free(p); }
+  };
   KvCacheShape shape_;
-  std::vector<float> data_;  // [num_blocks, block_floats()]
+  // [num_blocks, block_floats()], zeroed by calloc: large pools come from fresh zero pages that the
+  // kernel maps on first touch, so creating a big pool costs nothing until it is used.
+  std::unique_ptr<float, FreeDeleter> data_;
 };
 
 }  // namespace fs::cpu
