@@ -9,7 +9,7 @@
 #
 # What each number is:
 #   FastServe prefill   `fastserve profile --prefill-lengths 512` (best of --repeat 3 forwards per round)
-#   FastServe decode    `fastserve profile --batch-sizes 1,8,32 --contexts 128`: one decode step of B
+#   FastServe decode    `fastserve profile --batch-sizes 1,8,32 --contexts 128,160`: one decode step of B
 #                       sequences at context 128 (best of 3 per round), B / step time
 #   FastServe gen b1    `fastserve generate --json`: 512 prompt ids, 128 greedy tokens, decode tok/s
 #   llama.cpp prefill   `llama-bench -p 512` (pp512, mean of -r 3)
@@ -28,7 +28,7 @@ OUT_DIR=${OUT_DIR:-/tmp/cpu_vs_llamacpp}
 PY=${PY:-python3}
 mkdir -p "$OUT_DIR"
 RAW="$OUT_DIR/raw.jsonl"
-: > "$RAW"
+[[ -n "${SUMMARY_ONLY:-}" ]] || : > "$RAW"  # SUMMARY_ONLY=1: print the table of an earlier run
 PROMPT_IDS=$(seq -s, 100 611)  # 512 token ids
 
 record() {  # system model threads round metric value
@@ -38,17 +38,17 @@ record() {  # system model threads round metric value
 
 run_fastserve() {  # model threads round
   local m=$1 t=$2 r=$3 log="$OUT_DIR/fs_profile.log"
-  # The timings are read from the log: with one context the cost-model fit (and the JSON) fails
-  # ("decode points are degenerate"), which does not matter here.
+  # profile wants two contexts for its cost-model fit; only the context-128 timings are used,
+  # read from its log.
   "$FASTSERVE" profile --model "$m" --threads "$t" -o "$OUT_DIR/fs.json" --prefill-lengths 512 \
-    --batch-sizes 1,8,32 --contexts 128 --repeat 3 >"$log" 2>&1 || true
+    --batch-sizes 1,8,32 --contexts 128,160 --repeat 3 >"$log" 2>&1 || true
   cat "$log" >> "$OUT_DIR/fastserve.log"
   "$PY" - "$log" <<'PYEOF' | while read -r k v; do record fastserve "$m" "$t" "$r" "$k" "$v"; done
 import re, sys
 for line in open(sys.argv[1]):
     if m := re.search(r"prefill\s+(\d+) tokens:\s+([\d.]+) ms", line):
         print(f"prefill{m[1]}", int(m[1]) / (float(m[2]) / 1e3))
-    elif m := re.search(r"decode batch\s+(\d+) context\s+\d+:\s+([\d.]+) ms", line):
+    elif m := re.search(r"decode batch\s+(\d+) context\s+128:\s+([\d.]+) ms", line):
         print(f"decode_b{m[1]}", int(m[1]) / (float(m[2]) / 1e3))
 PYEOF
   "$FASTSERVE" generate --model "$m" --threads "$t" --prompt-ids "$PROMPT_IDS" --max-tokens 128 \
@@ -71,10 +71,11 @@ for e in json.load(sys.stdin):
 import json, sys
 for line in sys.stdin:
     e = json.loads(line)
-    print(f"batched_b{e[\"pl\"]}", e["speed_tg"])' |
+    print("batched_b%d" % e["pl"], e["speed_tg"])' |
     while read -r k v; do record llamacpp "$m" "$t" "$r" "$k" "$v"; done
 }
 
+[[ -n "${SUMMARY_ONLY:-}" ]] && ROUNDS=0
 echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores; $(date -u +%FT%TZ)"
 for r in $(seq 1 "$ROUNDS"); do
   for m in $MODELS; do
