@@ -99,7 +99,9 @@ int run_generate(int argc, char** argv) {
     nlohmann::json j;
     j["prompt_token_ids"] = ids;
     j["token_ids"] = r.tokens;
-    j["text"] = runtime->tokenizer ? runtime->tokenizer->decode(r.tokens) : std::string();
+    // As the server returns it: special tokens (the EOS that ended the run) are not text.
+    j["text"] = runtime->tokenizer ? runtime->tokenizer->decode(r.tokens, /*skip_special_tokens=*/true)
+                                   : std::string();
     j["finish_reason"] = r.finish_reason;
     nlohmann::json logprobs = nlohmann::json::array();
     for (const SampledToken& s : r.samples) logprobs.push_back(s.logprob);

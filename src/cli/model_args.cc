@@ -38,7 +38,9 @@ Result<std::vector<int32_t>> parse_id_list(const std::string& text) {
 
 StreamPrinter::StreamPrinter(const ModelRuntime& runtime, bool enabled)
     : runtime_(runtime), enabled_(enabled) {
-  if (runtime.tokenizer) decoder_ = std::make_unique<IncrementalDecoder>(*runtime.tokenizer);
+  if (runtime.tokenizer) {
+    decoder_ = std::make_unique<IncrementalDecoder>(*runtime.tokenizer, /*skip_special_tokens=*/true);
+  }
 }
 
 void StreamPrinter::on_token(int32_t id) {
