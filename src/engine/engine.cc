@@ -144,6 +144,8 @@ struct Engine::Impl {
   bool run_iteration();
   void carry_out_swaps(const sched::IterationPlan& plan);
   std::vector<float> swap_staging;  // [moves, block_floats]
+  std::vector<ForwardSeq> forward_seqs;  // the batch as the model takes it, reused
+  std::vector<float> logits_row;         // [vocab] one job's logits, scratch for its sampler
   void finish(sched::JobId id, LiveJob& job, const std::string& reason);
   void fail(LiveJob& job, Status status);
   void publish_metrics(int64_t num_prompt, int64_t num_generated);
@@ -383,8 +385,8 @@ bool Engine::Impl::run_iteration() {
     scheduler->update(plan, sched::IterationResult{start, now(), {}, {}});
     return !plan.empty();
   }
-  std::vector<ForwardSeq> seqs;
-  seqs.reserve(plan.batch.size());
+  std::vector<ForwardSeq>& seqs = forward_seqs;
+  seqs.clear();
   for (const sched::ScheduledJob& s : plan.batch) {
     const LiveJob& job = jobs.at(s.id);
     seqs.push_back({std::span(job.tokens).subspan(s.num_computed_tokens, s.num_new_tokens),
@@ -395,7 +397,7 @@ bool Engine::Impl::run_iteration() {
   result.start_s = start;
   int64_t num_prompt = 0, num_generated = 0;
   const int64_t vocab = runtime.lm->config().vocab_size;
-  std::vector<float> row;
+  std::vector<float>& row = logits_row;
   for (size_t i = 0; i < plan.batch.size(); ++i) {
     const sched::ScheduledJob& s = plan.batch[i];
     LiveJob& job = jobs.at(s.id);
