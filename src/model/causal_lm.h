@@ -15,20 +15,11 @@
 #include "backend/cpu/ops.h"
 #include "core/status.h"
 #include "core/thread_pool.h"
+#include "model/forward_seq.h"
 #include "model/model_config.h"
 #include "model/model_weights.h"
 
 namespace fs {
-
-// One sequence of a forward call: `tokens` are new tokens at positions num_past .. num_past + n - 1;
-// its KV for earlier positions is already in the blocks of block_table, which must cover all
-// num_past + n positions (the caller allocates blocks; see kv/).
-struct ForwardSeq {
-  std::span<const int32_t> tokens;
-  int64_t num_past = 0;
-  std::span<const int32_t> block_table;
-  bool all_logits = false;  // logits for every new token (prompt logprobs, tests), else the last only
-};
 
 class CausalLm {
  public:

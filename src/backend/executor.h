@@ -1,0 +1,54 @@
+// The executor interface the engine drives: one forward pass over a ragged batch, and the KV cache
+// bytes (a device pool and a host pool) that the forward reads and the swaps move. kv/ and sched/
+// decide which job owns which block; an executor only stores and copies blocks by id.
+// Implementations: CpuExecutor (engine/cpu_executor.h), CudaExecutor (backend/cuda/cuda_executor.h).
+// Not thread-safe: the engine thread is the only caller.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+
+#include "core/status.h"
+#include "model/forward_seq.h"
+#include "model/model_config.h"
+
+namespace fs {
+
+// One block copy between the pools, by block id: offloads go device -> host, uploads host -> device.
+struct BlockCopy {
+  int32_t src = 0;
+  int32_t dst = 0;
+};
+
+class Executor {
+ public:
+  virtual ~Executor() = default;
+
+  virtual const ModelConfig& config() const = 0;
+  // "cpu", "cuda:0 NVIDIA H200", ... for logs and /v1/models.
+  virtual std::string device_name() const = 0;
+  // Bytes of weights the forward reads per step (cost-model estimates, logs).
+  virtual int64_t weight_bytes() const = 0;
+  // Bytes of one KV block of block_size tokens (all layers, K and V).
+  virtual int64_t kv_block_bytes(int64_t block_size) const = 0;
+  // How many device blocks fit in the memory left for KV (after weights and activations for a batch
+  // of max_batched_tokens); 0 when the executor has no fixed limit (the CPU: the caller picks).
+  virtual int64_t max_device_blocks(int64_t block_size, int64_t max_batched_tokens) const = 0;
+
+  // Creates both pools; block ids of each pool are 0 .. n-1. Called once, before anything else below.
+  virtual Status allocate_kv(int64_t block_size, int64_t device_blocks, int64_t host_blocks) = 0;
+
+  // Starts this iteration's block moves. Every source is read before any destination is written
+  // (a block freed by one move may be another's destination in the same call). The next forward()
+  // sees all of them done; an executor may run them asynchronously until then (the CUDA one does,
+  // on a copy stream, and the forward waits on the GPU, not on the host).
+  virtual Status swap(std::span<const BlockCopy> offloads, std::span<const BlockCopy> uploads) = 0;
+
+  // Runs the new tokens of every sequence, writes their K/V into the device pool and returns logits
+  // [rows, vocab] f32 on the host: one row per sequence (its last new token) or one per new token
+  // for sequences with all_logits, in batch order. The span stays valid until the next call.
+  virtual Result<std::span<const float>> forward(std::span<const ForwardSeq> seqs) = 0;
+};
+
+}  // namespace fs
