@@ -22,6 +22,14 @@ RequestStream::~RequestStream() { cancel(); }
 void RequestStream::cancel() {
   std::lock_guard<std::mutex> lock(shared_->mu);
   shared_->cancelled = true;
+  shared_->notify = nullptr;
+}
+
+void RequestStream::set_notifier(std::function<void()> notify) {
+  std::lock_guard<std::mutex> lock(shared_->mu);
+  if (shared_->cancelled) return;
+  shared_->notify = std::move(notify);
+  if (shared_->notify && !shared_->events.empty()) shared_->notify();
 }
 
 std::optional<GenerationEvent> RequestStream::next(std::chrono::milliseconds timeout) {
@@ -83,8 +91,10 @@ bool push_event(RequestStream::Shared& shared, GenerationEvent e) {
   std::lock_guard<std::mutex> lock(shared.mu);
   if (shared.cancelled) return false;
   if (e.kind != GenerationEvent::Kind::kToken) shared.done = true;
+  const bool was_empty = shared.events.empty();
   shared.events.push_back(std::move(e));
   shared.cv.notify_one();
+  if (was_empty && shared.notify) shared.notify();
   return true;
 }
 

@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -73,6 +74,13 @@ class RequestStream {
   // Blocks up to `timeout` for the next event; nullopt on timeout. After kFinished/kError, returns
   // nullopt immediately.
   std::optional<GenerationEvent> next(std::chrono::milliseconds timeout);
+  // For event loops (push instead of pull): `notify` is called when an event is queued into an
+  // empty queue (edge-triggered: read with next(0ms) until it returns nullopt, then wait for the
+  // next call). It runs on the engine thread with the stream's lock held, so it must be quick and
+  // must not call into this stream (post to an executor instead). Called at once, on this thread,
+  // when events are already waiting. Never called after cancel() or the destructor has returned.
+  // Replaces an earlier notifier; an empty function removes it.
+  void set_notifier(std::function<void()> notify);
   void cancel();
   const std::string& request_id() const { return request_id_; }
 
@@ -83,6 +91,7 @@ class RequestStream {
     std::deque<GenerationEvent> events;
     bool done = false;       // a final event was queued
     bool cancelled = false;  // the reader went away
+    std::function<void()> notify;  // set_notifier()
   };
 
  private:

@@ -1,5 +1,8 @@
 #include "engine/engine.h"
 
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -155,6 +158,71 @@ TEST(EngineTest, CancelledRequestsReleaseTheirBlocks) {
   }
   EXPECT_EQ(m.device_kv_blocks_used, 0);
   EXPECT_EQ(m.num_requests_waiting, 0);
+}
+
+// An event-loop reader: wakes only on the notifier, drains with next(0), and gets every token.
+TEST(EngineTest, NotifierWakesAnEventLoopReaderForEveryEvent) {
+  const std::vector<int32_t> prompt = {1, 7, 11, 19};
+  const std::vector<int32_t> expected = reference_tokens(prompt, 24);
+  std::unique_ptr<Engine> engine = make_engine(EngineConfig{});
+  Result<std::unique_ptr<RequestStream>> s = engine->submit(greedy_request(prompt, 24));
+  ASSERT_TRUE(s.is_ok());
+  std::mutex mu;
+  std::condition_variable cv;
+  int num_wakeups = 0;
+  (*s)->set_notifier([&] {
+    std::lock_guard<std::mutex> lock(mu);
+    ++num_wakeups;
+    cv.notify_one();
+  });
+  std::vector<int32_t> tokens;
+  bool finished = false;
+  int num_seen = 0;
+  while (!finished) {
+    {
+      std::unique_lock<std::mutex> lock(mu);
+      ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(60), [&] { return num_wakeups > num_seen; }));
+      num_seen = num_wakeups;
+    }
+    while (std::optional<GenerationEvent> e = (*s)->next(std::chrono::milliseconds(0))) {
+      if (e->kind == GenerationEvent::Kind::kToken) {
+        tokens.push_back(e->token);
+      } else {
+        EXPECT_EQ(e->finish_reason, "length");
+        finished = true;
+      }
+    }
+  }
+  EXPECT_EQ(tokens, expected);
+  EXPECT_GE(num_seen, 1);
+}
+
+TEST(EngineTest, NotifierIsNotCalledAfterCancel) {
+  std::unique_ptr<Engine> engine = make_engine(EngineConfig{});
+  Result<std::unique_ptr<RequestStream>> s = engine->submit(greedy_request({1, 2, 3}, 200));
+  ASSERT_TRUE(s.is_ok());
+  std::atomic<int> num_calls{0};
+  std::atomic<bool> cancelled{false};
+  std::atomic<int> num_after_cancel{0};
+  (*s)->set_notifier([&] {
+    ++num_calls;
+    if (cancelled) ++num_after_cancel;
+  });
+  for (int i = 0; i < 2000 && num_calls == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  ASSERT_GT(num_calls.load(), 0);
+  (*s)->cancel();
+  cancelled = true;
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(num_after_cancel.load(), 0);
+  // Events already queued: setting a notifier calls it at once (on this thread).
+  Result<std::unique_ptr<RequestStream>> t = engine->submit(greedy_request({1, 2, 3}, 2));
+  ASSERT_TRUE(t.is_ok());
+  for (int i = 0; i < 2000 && engine->metrics().num_requests_waiting + engine->metrics().num_requests_running > 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  bool called = false;
+  (*t)->set_notifier([&] { called = true; });
+  EXPECT_TRUE(called);
 }
 
 TEST(EngineTest, RejectsBadRequestsWithClearErrors) {
