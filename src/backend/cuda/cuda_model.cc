@@ -1,0 +1,609 @@
+#include "backend/cuda/cuda_model.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numbers>
+
+#include "backend/cpu/matmul.h"
+#include "backend/cuda/cuda_status.h"
+#include "core/check.h"
+#include "core/dtype.h"
+
+namespace fs::cuda {
+namespace {
+
+// Sequences with at most this many new tokens run their tokens through the decode (split-K) kernel;
+// longer ones through the prefill tiles.
+constexpr int64_t kMaxDecodeNew = 4;
+constexpr size_t kCublasWorkspaceBytes = 32u << 20;
+
+const WeightTensor* get(const std::optional<WeightTensor>& w) { return w ? &*w : nullptr; }
+
+cpu::WeightView view_of(const WeightTensor& w) {
+  return cpu::WeightView{w.dtype, w.rows(), w.cols(), w.data};
+}
+
+// Inverse rotary frequencies as transformers computes them (the same formula as CausalLm's
+// rope_inv_freq in model/causal_lm.cc; keep the two in step).
+std::vector<float> rope_inv_freq(const ModelConfig& c) {
+  const int64_t d = c.head_dim;
+  std::vector<float> inv(d / 2);
+  for (int64_t i = 0; i < d / 2; ++i) {
+    inv[i] = static_cast<float>(1.0 / std::pow(c.rope_theta, static_cast<double>(2 * i) / d));
+  }
+  const RopeScaling& s = c.rope_scaling;
+  switch (s.type) {
+    case RopeScalingType::kNone:
+      break;
+    case RopeScalingType::kLinear:
+      for (float& f : inv) f = static_cast<float>(f / s.factor);
+      break;
+    case RopeScalingType::kLlama3: {
+      const double old_ctx = static_cast<double>(s.original_max_position_embeddings);
+      const double low_wavelen = old_ctx / s.low_freq_factor;
+      const double high_wavelen = old_ctx / s.high_freq_factor;
+      for (float& f : inv) {
+        const double wavelen = 2.0 * std::numbers::pi / f;
+        if (wavelen > low_wavelen) {
+          f = static_cast<float>(f / s.factor);
+        } else if (wavelen >= high_wavelen) {
+          const double smooth =
+              (old_ctx / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+          f = static_cast<float>((1.0 - smooth) * f / s.factor + smooth * f);
+        }
+      }
+      break;
+    }
+  }
+  return inv;
+}
+
+Status check_launch(const char* what) {
+  const cudaError_t err = cudaGetLastError();
+  if (err != cudaSuccess) return cuda_status(err, what);
+  return Status::ok();
+}
+
+size_t round_up(size_t n, size_t m) { return (n + m - 1) / m * m; }
+
+}  // namespace
+
+// ---- DeviceBuffer ----
+
+DeviceBuffer::~DeviceBuffer() {
+  if (ptr_) cudaFree(ptr_);
+}
+
+Status DeviceBuffer::ensure(size_t bytes, const char* what) {
+  if (bytes <= bytes_) return Status::ok();
+  if (ptr_) cudaFree(ptr_);  // synchronizes the device: only when a batch is larger than before
+  ptr_ = nullptr;
+  bytes_ = 0;
+  const size_t want = round_up(std::max<size_t>(bytes, 256), 256);
+  if (const cudaError_t err = cudaMalloc(&ptr_, want); err != cudaSuccess) {
+    ptr_ = nullptr;
+    return make_error(StatusCode::kResourceExhausted, "cuda: cannot allocate {} bytes for {}: {}",
+                      want, what, cudaGetErrorString(err));
+  }
+  bytes_ = want;
+  return Status::ok();
+}
+
+// ---- construction ----
+
+CudaModel::CudaModel(const ModelConfig& config) : config_(config) {}
+
+CudaModel::~CudaModel() {
+  if (stream_) cudaStreamSynchronize(stream_);
+  for (void* p : allocations_) cudaFree(p);
+  if (meta_pinned_) cudaFreeHost(meta_pinned_);
+  if (logits_pinned_) cudaFreeHost(logits_pinned_);
+  if (tokens_pinned_) cudaFreeHost(tokens_pinned_);
+  if (meta_copied_) cudaEventDestroy(meta_copied_);
+  if (cublas_) cublasDestroy(cublas_);
+  if (stream_) cudaStreamDestroy(stream_);
+}
+
+Status CudaModel::init() {
+  FS_RETURN_IF_ERROR(config_.validate());
+  int device = 0;
+  FS_CUDA_OK(cudaGetDevice(&device));
+  FS_CUDA_OK(cudaDeviceGetAttribute(&num_sms_, cudaDevAttrMultiProcessorCount, device));
+  FS_CUDA_OK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  FS_CUDA_OK(cudaEventCreateWithFlags(&meta_copied_, cudaEventDisableTiming));
+  FS_CUBLAS_OK(cublasCreate(&cublas_));
+  FS_CUBLAS_OK(cublasSetStream(cublas_, stream_));
+  FS_RETURN_IF_ERROR(cublas_workspace_.ensure(kCublasWorkspaceBytes, "the cuBLAS workspace"));
+  FS_CUBLAS_OK(cublasSetWorkspace(cublas_, cublas_workspace_.as<void>(), kCublasWorkspaceBytes));
+  return Status::ok();
+}
+
+Result<void*> CudaModel::alloc(size_t bytes, const char* what) {
+  void* p = nullptr;
+  if (const cudaError_t err = cudaMalloc(&p, std::max<size_t>(bytes, 16)); err != cudaSuccess) {
+    return make_error(StatusCode::kResourceExhausted, "cuda: cannot allocate {} bytes for {}: {}",
+                      bytes, what, cudaGetErrorString(err));
+  }
+  allocations_.push_back(p);
+  return p;
+}
+
+Status CudaModel::alloc_layers() {
+  const ModelConfig& c = config_;
+  const int64_t hidden = c.hidden_size, ffn = c.intermediate_size;
+  const int64_t qkv_rows = (c.num_heads + 2 * c.num_kv_heads) * c.head_dim;
+  const int64_t qd = c.num_heads * c.head_dim;
+  const int64_t up_rows = c.activation == Activation::kSiluGated ? 2 * ffn : ffn;
+  auto mat = [&](int64_t rows, int64_t cols, const char* what) -> Result<bf16*> {
+    FS_ASSIGN_OR_RETURN(void* p, alloc(sizeof(bf16) * rows * cols, what));
+    weight_bytes_ += static_cast<int64_t>(sizeof(bf16)) * rows * cols;
+    return static_cast<bf16*>(p);
+  };
+  layers_.resize(c.num_layers);
+  for (Layer& l : layers_) {
+    FS_ASSIGN_OR_RETURN(l.w_qkv, mat(qkv_rows, hidden, "Wqkv"));
+    FS_ASSIGN_OR_RETURN(l.wo, mat(hidden, qd, "Wo"));
+    FS_ASSIGN_OR_RETURN(l.w_up, mat(up_rows, hidden, "W_gate_up"));
+    FS_ASSIGN_OR_RETURN(l.w_down, mat(hidden, ffn, "W_down"));
+  }
+  const int64_t embd_rows = c.vocab_size;
+  FS_ASSIGN_OR_RETURN(tok_embd_, mat(embd_rows, hidden, "token embedding"));
+  if (c.position == PositionKind::kLearned) {
+    FS_ASSIGN_OR_RETURN(pos_embd_,
+                        mat(c.max_position_embeddings + c.learned_pos_offset, hidden, "positions"));
+  }
+  if (c.tie_word_embeddings) {
+    output_ = tok_embd_;
+  } else {
+    FS_ASSIGN_OR_RETURN(output_, mat(c.vocab_size, hidden, "LM head"));
+  }
+  return Status::ok();
+}
+
+Status CudaModel::upload_matrix(const WeightTensor& w, bf16* dst) {
+  const cpu::WeightView v = view_of(w);
+  const int64_t n = v.rows * v.cols;
+  if (w.dtype == DType::kBF16) {
+    FS_CUDA_OK(cudaMemcpy(dst, w.data, sizeof(bf16) * n, cudaMemcpyHostToDevice));
+    return Status::ok();
+  }
+  // Dequantize (or widen) on the host in row chunks of ~4M values, round to bf16, copy.
+  const int64_t chunk_rows = std::max<int64_t>(1, (int64_t{4} << 20) / v.cols);
+  std::vector<float> f32(std::min(v.rows, chunk_rows) * v.cols);
+  std::vector<uint16_t> b16(f32.size());
+  for (int64_t r = 0; r < v.rows; r += chunk_rows) {
+    const int64_t nr = std::min(chunk_rows, v.rows - r);
+    cpu::dequantize_rows(v, r, nr, f32.data());
+    for (int64_t i = 0; i < nr * v.cols; ++i) b16[i] = fp32_to_bf16(f32[i]);
+    FS_CUDA_OK(cudaMemcpy(dst + r * v.cols, b16.data(), sizeof(uint16_t) * nr * v.cols,
+                          cudaMemcpyHostToDevice));
+  }
+  return Status::ok();
+}
+
+Result<float*> CudaModel::upload_small(const WeightTensor* w, const char* what) {
+  if (w == nullptr) return static_cast<float*>(nullptr);
+  const cpu::WeightView v = view_of(*w);
+  std::vector<float> f32(v.rows * v.cols);
+  cpu::dequantize_rows(v, 0, v.rows, f32.data());
+  FS_ASSIGN_OR_RETURN(void* p, alloc(sizeof(float) * f32.size(), what));
+  FS_CUDA_OK(cudaMemcpy(p, f32.data(), sizeof(float) * f32.size(), cudaMemcpyHostToDevice));
+  return static_cast<float*>(p);
+}
+
+Result<float*> CudaModel::small_constant(int64_t n, float value, const char* what) {
+  FS_ASSIGN_OR_RETURN(void* p, alloc(sizeof(float) * n, what));
+  launch_fill_f32(static_cast<float*>(p), n, value, stream_);
+  FS_RETURN_IF_ERROR(check_launch("fill"));
+  return static_cast<float*>(p);
+}
+
+Status CudaModel::set_rope(const std::vector<float>& inv_freq) {
+  FS_ASSIGN_OR_RETURN(void* p, alloc(sizeof(float) * inv_freq.size(), "rope frequencies"));
+  FS_CUDA_OK(cudaMemcpy(p, inv_freq.data(), sizeof(float) * inv_freq.size(),
+                        cudaMemcpyHostToDevice));
+  inv_freq_ = static_cast<float*>(p);
+  return Status::ok();
+}
+
+Result<std::unique_ptr<CudaModel>> CudaModel::upload(const LoadedModel& model) {
+  std::unique_ptr<CudaModel> m(new CudaModel(model.config));
+  FS_RETURN_IF_ERROR(m->init());
+  FS_RETURN_IF_ERROR(m->alloc_layers());
+  const ModelConfig& c = m->config_;
+  const ModelWeights& w = model.weights;
+  const int64_t hidden = c.hidden_size, hd = c.head_dim;
+  for (int64_t i = 0; i < c.num_layers; ++i) {
+    const LayerWeights& lw = w.layers[i];
+    Layer& l = m->layers_[i];
+    FS_RETURN_IF_ERROR(m->upload_matrix(lw.wq, l.w_qkv));
+    FS_RETURN_IF_ERROR(m->upload_matrix(lw.wk, l.w_qkv + c.num_heads * hd * hidden));
+    FS_RETURN_IF_ERROR(
+        m->upload_matrix(lw.wv, l.w_qkv + (c.num_heads + c.num_kv_heads) * hd * hidden));
+    FS_RETURN_IF_ERROR(m->upload_matrix(lw.wo, l.wo));
+    if (c.activation == Activation::kSiluGated) {
+      FS_RETURN_IF_ERROR(m->upload_matrix(*lw.w_gate, l.w_up));
+      FS_RETURN_IF_ERROR(m->upload_matrix(lw.w_up, l.w_up + c.intermediate_size * hidden));
+    } else {
+      FS_RETURN_IF_ERROR(m->upload_matrix(lw.w_up, l.w_up));
+    }
+    FS_RETURN_IF_ERROR(m->upload_matrix(lw.w_down, l.w_down));
+    FS_ASSIGN_OR_RETURN(l.attn_norm, m->upload_small(&lw.attn_norm, "attn_norm"));
+    FS_ASSIGN_OR_RETURN(l.attn_norm_b, m->upload_small(get(lw.attn_norm_b), "attn_norm bias"));
+    FS_ASSIGN_OR_RETURN(l.ffn_norm, m->upload_small(&lw.ffn_norm, "ffn_norm"));
+    FS_ASSIGN_OR_RETURN(l.ffn_norm_b, m->upload_small(get(lw.ffn_norm_b), "ffn_norm bias"));
+    FS_ASSIGN_OR_RETURN(l.bq, m->upload_small(get(lw.bq), "q bias"));
+    FS_ASSIGN_OR_RETURN(l.bk, m->upload_small(get(lw.bk), "k bias"));
+    FS_ASSIGN_OR_RETURN(l.bv, m->upload_small(get(lw.bv), "v bias"));
+    FS_ASSIGN_OR_RETURN(l.bo, m->upload_small(get(lw.bo), "o bias"));
+    FS_ASSIGN_OR_RETURN(l.b_up, m->upload_small(get(lw.b_up), "up bias"));
+    FS_ASSIGN_OR_RETURN(l.b_down, m->upload_small(get(lw.b_down), "down bias"));
+  }
+  FS_RETURN_IF_ERROR(m->upload_matrix(w.tok_embd, m->tok_embd_));
+  if (m->pos_embd_) FS_RETURN_IF_ERROR(m->upload_matrix(*w.pos_embd, m->pos_embd_));
+  if (m->output_ != m->tok_embd_) FS_RETURN_IF_ERROR(m->upload_matrix(w.output, m->output_));
+  FS_ASSIGN_OR_RETURN(m->output_norm_, m->upload_small(&w.output_norm, "output_norm"));
+  FS_ASSIGN_OR_RETURN(m->output_norm_b_, m->upload_small(get(w.output_norm_b), "output_norm bias"));
+  if (c.position == PositionKind::kRope) {
+    std::vector<float> inv;
+    if (const WeightTensor* freqs = get(w.rope_freqs)) {
+      // GGUF llama3: the converter baked the scaling into per-pair divisors (llama.cpp rope_freqs).
+      ModelConfig unscaled = c;
+      unscaled.rope_scaling = RopeScaling{};
+      inv = rope_inv_freq(unscaled);
+      std::vector<float> divisors(inv.size());
+      FS_CHECK(freqs->rows() * freqs->cols() == static_cast<int64_t>(inv.size()),
+               "rope_freqs has the wrong length");
+      cpu::dequantize_rows(view_of(*freqs), 0, freqs->rows(), divisors.data());
+      for (size_t i = 0; i < inv.size(); ++i) inv[i] /= divisors[i];
+    } else {
+      inv = rope_inv_freq(c);
+    }
+    FS_RETURN_IF_ERROR(m->set_rope(inv));
+  }
+  FS_CUDA_OK(cudaDeviceSynchronize());
+  return m;
+}
+
+Result<std::unique_ptr<CudaModel>> CudaModel::dummy(const ModelConfig& config, uint64_t seed) {
+  std::unique_ptr<CudaModel> m(new CudaModel(config));
+  FS_RETURN_IF_ERROR(m->init());
+  FS_RETURN_IF_ERROR(m->alloc_layers());
+  const ModelConfig& c = m->config_;
+  const int64_t hidden = c.hidden_size, ffn = c.intermediate_size;
+  const int64_t qkv_rows = (c.num_heads + 2 * c.num_kv_heads) * c.head_dim;
+  const int64_t qd = c.num_heads * c.head_dim;
+  const int64_t up_rows = c.activation == Activation::kSiluGated ? 2 * ffn : ffn;
+  uint64_t tensor = seed * 1000003u;
+  auto fill = [&](bf16* w, int64_t rows, int64_t cols, float scale) {
+    launch_fill_uniform(w, rows * cols, ++tensor, scale, m->stream_);
+  };
+  auto fan_in = [](int64_t in) { return 1.0f / std::sqrt(static_cast<float>(in)); };
+  const bool ln = c.norm == NormKind::kLayerNorm;
+  for (Layer& l : m->layers_) {
+    fill(l.w_qkv, qkv_rows, hidden, fan_in(hidden));
+    fill(l.wo, hidden, qd, fan_in(qd));
+    fill(l.w_up, up_rows, hidden, fan_in(hidden));
+    fill(l.w_down, hidden, ffn, fan_in(ffn));
+    FS_ASSIGN_OR_RETURN(l.attn_norm, m->small_constant(hidden, 1.0f, "attn_norm"));
+    FS_ASSIGN_OR_RETURN(l.ffn_norm, m->small_constant(hidden, 1.0f, "ffn_norm"));
+    if (ln) {
+      FS_ASSIGN_OR_RETURN(l.attn_norm_b, m->small_constant(hidden, 0.0f, "attn_norm bias"));
+      FS_ASSIGN_OR_RETURN(l.ffn_norm_b, m->small_constant(hidden, 0.0f, "ffn_norm bias"));
+    }
+    if (c.qkv_bias) {
+      FS_ASSIGN_OR_RETURN(l.bq, m->small_constant(qd, 0.0f, "q bias"));
+      FS_ASSIGN_OR_RETURN(l.bk, m->small_constant(c.num_kv_heads * c.head_dim, 0.0f, "k bias"));
+      FS_ASSIGN_OR_RETURN(l.bv, m->small_constant(c.num_kv_heads * c.head_dim, 0.0f, "v bias"));
+    }
+    if (c.attn_out_bias) {
+      FS_ASSIGN_OR_RETURN(l.bo, m->small_constant(hidden, 0.0f, "o bias"));
+    }
+    if (c.mlp_bias) {
+      FS_ASSIGN_OR_RETURN(l.b_up, m->small_constant(ffn, 0.0f, "up bias"));
+      FS_ASSIGN_OR_RETURN(l.b_down, m->small_constant(hidden, 0.0f, "down bias"));
+    }
+  }
+  fill(m->tok_embd_, c.vocab_size, hidden, 1.0f);
+  if (m->pos_embd_) {
+    fill(m->pos_embd_, c.max_position_embeddings + c.learned_pos_offset, hidden, 0.1f);
+  }
+  if (m->output_ != m->tok_embd_) fill(m->output_, c.vocab_size, hidden, fan_in(hidden));
+  FS_ASSIGN_OR_RETURN(m->output_norm_, m->small_constant(hidden, 1.0f, "output_norm"));
+  if (ln) {
+    FS_ASSIGN_OR_RETURN(m->output_norm_b_, m->small_constant(hidden, 0.0f, "output_norm bias"));
+  }
+  if (c.position == PositionKind::kRope) FS_RETURN_IF_ERROR(m->set_rope(rope_inv_freq(c)));
+  FS_RETURN_IF_ERROR(check_launch("dummy weight init"));
+  FS_CUDA_OK(cudaStreamSynchronize(m->stream_));
+  return m;
+}
+
+KvLayout CudaModel::kv_layout(int64_t block_size) const {
+  return KvLayout{.num_layers = static_cast<int32_t>(config_.num_layers),
+                  .block_size = static_cast<int32_t>(block_size),
+                  .num_kv_heads = static_cast<int32_t>(config_.num_kv_heads),
+                  .head_dim = static_cast<int32_t>(config_.head_dim)};
+}
+
+int64_t CudaModel::workspace_bytes(int64_t num_tokens) const {
+  const ModelConfig& c = config_;
+  const int64_t t = num_tokens;
+  const int64_t qd = c.num_heads * c.head_dim, kvd = c.num_kv_heads * c.head_dim;
+  const int64_t up = c.activation == Activation::kSiluGated ? 2 * c.intermediate_size
+                                                            : c.intermediate_size;
+  return t * (4 * c.hidden_size + 2 * c.hidden_size + 4 * (qd + 2 * kvd) + 2 * qd + 2 * qd +
+              2 * up + 2 * c.intermediate_size + 4 * c.vocab_size) +
+         static_cast<int64_t>(kCublasWorkspaceBytes);
+}
+
+Status CudaModel::reserve(int64_t num_tokens) {
+  const ModelConfig& c = config_;
+  const int64_t t = std::max<int64_t>(num_tokens, 1);
+  const int64_t qd = c.num_heads * c.head_dim, kvd = c.num_kv_heads * c.head_dim;
+  const int64_t up = c.activation == Activation::kSiluGated ? 2 * c.intermediate_size
+                                                            : c.intermediate_size;
+  FS_RETURN_IF_ERROR(x_.ensure(sizeof(float) * t * c.hidden_size, "the residual stream"));
+  FS_RETURN_IF_ERROR(h_.ensure(sizeof(bf16) * t * c.hidden_size, "normed activations"));
+  FS_RETURN_IF_ERROR(qkv_.ensure(sizeof(float) * t * (qd + 2 * kvd), "q/k/v"));
+  FS_RETURN_IF_ERROR(q_.ensure(sizeof(bf16) * t * qd, "rotated q"));
+  FS_RETURN_IF_ERROR(attn_.ensure(sizeof(bf16) * t * qd, "attention output"));
+  FS_RETURN_IF_ERROR(up_.ensure(sizeof(bf16) * t * up, "MLP up projection"));
+  FS_RETURN_IF_ERROR(act_.ensure(sizeof(bf16) * t * c.intermediate_size, "MLP activation"));
+  return Status::ok();
+}
+
+// ---- forward ----
+
+Status CudaModel::check_batch(std::span<const ForwardSeq> seqs, const KvPoolView& kv) const {
+  const ModelConfig& c = config_;
+  if (seqs.empty()) return invalid_argument("the batch is empty");
+  if (kv.layout.num_layers != c.num_layers || kv.layout.num_kv_heads != c.num_kv_heads ||
+      kv.layout.head_dim != c.head_dim || kv.layout.block_size <= 0) {
+    return invalid_argument("the KV pool's layout does not fit the model");
+  }
+  const int64_t bs = kv.layout.block_size;
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    const ForwardSeq& s = seqs[i];
+    const int64_t n = static_cast<int64_t>(s.tokens.size());
+    if (n == 0) return invalid_argument("sequence {} of the batch has no new tokens", i);
+    for (int32_t t : s.tokens) {
+      if (t < 0 || t >= c.vocab_size) {
+        return invalid_argument("token id {} is outside the vocabulary [0, {})", t, c.vocab_size);
+      }
+    }
+    if (s.num_past + n > c.max_position_embeddings) {
+      return make_error(StatusCode::kOutOfRange, "{} tokens exceed the context length {}",
+                        s.num_past + n, c.max_position_embeddings);
+    }
+    const int64_t needed = (s.num_past + n + bs - 1) / bs;
+    if (static_cast<int64_t>(s.block_table.size()) < needed) {
+      return invalid_argument("block table of sequence {} covers {} positions, needs {}", i,
+                              s.block_table.size() * bs, s.num_past + n);
+    }
+    for (int64_t b = 0; b < needed; ++b) {
+      if (s.block_table[b] < 0 || s.block_table[b] >= kv.num_blocks) {
+        return invalid_argument("block id {} outside the cache's {} blocks", s.block_table[b],
+                                kv.num_blocks);
+      }
+    }
+  }
+  return Status::ok();
+}
+
+Status CudaModel::build_metadata(std::span<const ForwardSeq> seqs, const KvPoolView& kv) {
+  const int64_t bs = kv.layout.block_size;
+  const bool prefill_ok = prefill_head_dim_supported(static_cast<int32_t>(config_.head_dim));
+  int64_t t_count = 0, rows = 0, table_len = 0, tiles = 0, decode = 0, max_ctx = 0;
+  for (const ForwardSeq& s : seqs) {
+    const int64_t n = static_cast<int64_t>(s.tokens.size());
+    t_count += n;
+    rows += s.all_logits ? n : 1;
+    table_len += (s.num_past + n + bs - 1) / bs;
+    if (prefill_ok && n > kMaxDecodeNew) {
+      tiles += (n + kPrefillTileRows - 1) / kPrefillTileRows;
+    } else {
+      decode += n;
+      max_ctx = std::max(max_ctx, s.num_past + n);
+    }
+  }
+  num_tokens_ = t_count;
+  num_rows_ = rows;
+  num_tiles_ = tiles;
+  num_decode_ = decode;
+  // Split-K: enough blocks to fill the GPU about twice, splits of >= 128 positions (4 warps x 32).
+  if (decode > 0) {
+    const int64_t blocks_per_split = decode * config_.num_kv_heads;
+    const int64_t want_splits = std::max<int64_t>(1, (2 * num_sms_ + blocks_per_split - 1) /
+                                                         blocks_per_split);
+    const int64_t len = (max_ctx + want_splits - 1) / want_splits;
+    split_len_ = static_cast<int32_t>(std::max<int64_t>(128, round_up(len, 32)));
+    max_splits_ = static_cast<int32_t>((max_ctx + split_len_ - 1) / split_len_);
+  } else {
+    split_len_ = 128;
+    max_splits_ = 1;
+  }
+
+  // The pinned buffer is reused: wait until the previous forward's copy of it has run.
+  FS_CUDA_OK(cudaEventSynchronize(meta_copied_));
+  off_tokens_ = 0;
+  off_positions_ = off_tokens_ + t_count;
+  off_slots_ = off_positions_ + t_count;
+  off_rows_ = off_slots_ + t_count;
+  off_seqs_ = off_rows_ + rows;
+  off_tables_ = off_seqs_ + 4 * seqs.size();
+  off_tiles_ = off_tables_ + table_len;
+  off_decode_ = off_tiles_ + 2 * tiles;
+  const size_t total = off_decode_ + 4 * decode;
+  if (total > meta_pinned_capacity_) {
+    if (meta_pinned_) cudaFreeHost(meta_pinned_);
+    meta_pinned_ = nullptr;
+    const size_t cap = std::max<size_t>(total * 2, 4096);
+    FS_CUDA_OK(cudaMallocHost(&meta_pinned_, sizeof(int32_t) * cap));
+    meta_pinned_capacity_ = cap;
+    FS_RETURN_IF_ERROR(meta_dev_.ensure(sizeof(int32_t) * cap, "batch metadata"));
+  }
+  int32_t* m = meta_pinned_;
+  int64_t t = 0, row = 0, table_pos = 0, tile = 0, dec = 0;
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    const ForwardSeq& s = seqs[i];
+    const int64_t n = static_cast<int64_t>(s.tokens.size());
+    const int64_t nblocks = (s.num_past + n + bs - 1) / bs;
+    const int32_t table_offset = static_cast<int32_t>(table_pos);
+    for (int64_t b = 0; b < nblocks; ++b) m[off_tables_ + table_pos++] = s.block_table[b];
+    int32_t* desc = m + off_seqs_ + 4 * i;
+    desc[0] = static_cast<int32_t>(t);
+    desc[1] = static_cast<int32_t>(n);
+    desc[2] = static_cast<int32_t>(s.num_past);
+    desc[3] = table_offset;
+    const bool as_decode = !(prefill_ok && n > kMaxDecodeNew);
+    if (!as_decode) {
+      for (int64_t q0 = 0; q0 < n; q0 += kPrefillTileRows, ++tile) {
+        m[off_tiles_ + 2 * tile] = static_cast<int32_t>(i);
+        m[off_tiles_ + 2 * tile + 1] = static_cast<int32_t>(q0);
+      }
+    }
+    for (int64_t j = 0; j < n; ++j, ++t) {
+      const int64_t pos = s.num_past + j;
+      m[off_tokens_ + t] = s.tokens[j];
+      m[off_positions_ + t] = static_cast<int32_t>(pos);
+      m[off_slots_ + t] = static_cast<int32_t>(s.block_table[pos / bs] * bs + pos % bs);
+      if (as_decode) {
+        int32_t* d = m + off_decode_ + 4 * dec++;
+        d[0] = static_cast<int32_t>(t);
+        d[1] = static_cast<int32_t>(pos);
+        d[2] = table_offset;
+        d[3] = static_cast<int32_t>((pos + split_len_) / split_len_);  // ceil((pos + 1) / len)
+      }
+    }
+    const int64_t first = s.all_logits ? t - n : t - 1;
+    for (int64_t r = first; r < t; ++r) m[off_rows_ + row++] = static_cast<int32_t>(r);
+  }
+  FS_CUDA_OK(cudaMemcpyAsync(meta_dev_.as<int32_t>(), meta_pinned_, sizeof(int32_t) * total,
+                             cudaMemcpyHostToDevice, stream_));
+  FS_CUDA_OK(cudaEventRecord(meta_copied_, stream_));
+  return Status::ok();
+}
+
+Status CudaModel::gemm(const bf16* w, int64_t out, int64_t in, const bf16* x, int64_t num_tokens,
+                       void* y, cudaDataType_t y_type, float beta) {
+  // Row-major y[T, out] = x[T, in] W[out, in]^T is column-major y^T = W^T(op T) x^T.
+  const float alpha = 1.0f;
+  FS_CUBLAS_OK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(out),
+                            static_cast<int>(num_tokens), static_cast<int>(in), &alpha, w,
+                            CUDA_R_16BF, static_cast<int>(in), x, CUDA_R_16BF,
+                            static_cast<int>(in), &beta, y, y_type, static_cast<int>(out),
+                            CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  return Status::ok();
+}
+
+Status CudaModel::run_layers(const KvPoolView& kv) {
+  const ModelConfig& c = config_;
+  const int64_t T = num_tokens_, hidden = c.hidden_size, ffn = c.intermediate_size;
+  const int64_t qd = c.num_heads * c.head_dim, kvd = c.num_kv_heads * c.head_dim;
+  const int32_t* meta = meta_dev_.as<int32_t>();
+  const int32_t* tokens = meta + off_tokens_;
+  const int32_t* positions = meta + off_positions_;
+  const int32_t* slots = meta + off_slots_;
+  const auto* seq_descs = reinterpret_cast<const AttnSeqDesc*>(meta + off_seqs_);
+  const int32_t* tables = meta + off_tables_;
+  const auto* tiles = reinterpret_cast<const PrefillTile*>(meta + off_tiles_);
+  const auto* decode = reinterpret_cast<const DecodeDesc*>(meta + off_decode_);
+  const NormType norm = c.norm == NormKind::kRms ? NormType::kRms : NormType::kLayerNorm;
+  const float eps = static_cast<float>(c.norm_eps);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+  const int32_t heads = static_cast<int32_t>(c.num_heads);
+  float* x = x_.as<float>();
+  bf16* h = h_.as<bf16>();
+
+  launch_embed(tokens, positions, tok_embd_, pos_embd_, static_cast<int32_t>(c.learned_pos_offset),
+               T, hidden, x, stream_);
+  const float* pending_bias = nullptr;  // the last projection's bias, added by the next norm
+  for (int64_t li = 0; li < c.num_layers; ++li) {
+    const Layer& l = layers_[li];
+    // Attention block: h = norm(x); x += Wo attention(rope(Wq h), rope(Wk h), Wv h).
+    launch_norm(x, pending_bias, nullptr, l.attn_norm, l.attn_norm_b, norm, eps, T, hidden, h,
+                stream_);
+    FS_RETURN_IF_ERROR(gemm(l.w_qkv, qd + 2 * kvd, hidden, h, T, qkv_.as<void>(), CUDA_R_32F, 0.0f));
+    launch_qkv_rope_store(qkv_.as<float>(), l.bq, l.bk, l.bv, positions, slots, inv_freq_,
+                          c.rope_style == RopeStyle::kNeox, T, heads, kv.layout,
+                          static_cast<int32_t>(li), q_.as<bf16>(), kv.data, stream_);
+    launch_attention_prefill(q_.as<bf16>(), kv.data, kv.layout, static_cast<int32_t>(li),
+                             seq_descs, tables, tiles, static_cast<int32_t>(num_tiles_), heads,
+                             scale, attn_.as<bf16>(), stream_);
+    launch_attention_decode(q_.as<bf16>(), kv.data, kv.layout, static_cast<int32_t>(li), decode,
+                            tables, static_cast<int32_t>(num_decode_), max_splits_, split_len_,
+                            heads, scale, partials_.as<float>(), attn_.as<bf16>(), stream_);
+    FS_RETURN_IF_ERROR(gemm(l.wo, hidden, qd, attn_.as<bf16>(), T, x, CUDA_R_32F, 1.0f));
+
+    // MLP block: h = norm(x + bo); x += W_down act(W_gate h, W_up h).
+    launch_norm(x, l.bo, nullptr, l.ffn_norm, l.ffn_norm_b, norm, eps, T, hidden, h, stream_);
+    switch (c.activation) {
+      case Activation::kSiluGated:
+        FS_RETURN_IF_ERROR(gemm(l.w_up, 2 * ffn, hidden, h, T, up_.as<void>(), CUDA_R_16BF, 0.0f));
+        launch_silu_mul(up_.as<bf16>(), T, ffn, act_.as<bf16>(), stream_);
+        break;
+      case Activation::kRelu:
+        FS_RETURN_IF_ERROR(gemm(l.w_up, ffn, hidden, h, T, act_.as<void>(), CUDA_R_16BF, 0.0f));
+        launch_bias_relu(act_.as<bf16>(), l.b_up, T, ffn, stream_);
+        break;
+    }
+    FS_RETURN_IF_ERROR(gemm(l.w_down, hidden, ffn, act_.as<bf16>(), T, x, CUDA_R_32F, 1.0f));
+    pending_bias = l.b_down;
+  }
+  // Final norm (with the last pending bias) and LM head, only for the rows that need logits.
+  launch_norm(x, pending_bias, meta + off_rows_, output_norm_, output_norm_b_, norm, eps, num_rows_,
+              hidden, h, stream_);
+  FS_RETURN_IF_ERROR(gemm(output_, c.vocab_size, hidden, h, num_rows_, logits_.as<void>(),
+                          CUDA_R_32F, 0.0f));
+  return check_launch("forward kernels");
+}
+
+Result<int64_t> CudaModel::enqueue_forward(std::span<const ForwardSeq> seqs, const KvPoolView& kv) {
+  FS_RETURN_IF_ERROR(check_batch(seqs, kv));
+  FS_RETURN_IF_ERROR(build_metadata(seqs, kv));
+  FS_RETURN_IF_ERROR(reserve(num_tokens_));
+  const ModelConfig& c = config_;
+  FS_RETURN_IF_ERROR(partials_.ensure(sizeof(float) * std::max<int64_t>(1, num_decode_) *
+                                          c.num_heads * max_splits_ * (c.head_dim + 2),
+                                      "attention partials"));
+  FS_RETURN_IF_ERROR(logits_.ensure(sizeof(float) * num_rows_ * c.vocab_size, "logits"));
+  FS_RETURN_IF_ERROR(tokens_out_.ensure(sizeof(int32_t) * num_rows_, "sampled tokens"));
+  FS_RETURN_IF_ERROR(run_layers(kv));
+  return num_rows_;
+}
+
+Result<std::span<const float>> CudaModel::forward(std::span<const ForwardSeq> seqs,
+                                                  const KvPoolView& kv) {
+  FS_ASSIGN_OR_RETURN(const int64_t rows, enqueue_forward(seqs, kv));
+  const size_t n = static_cast<size_t>(rows * config_.vocab_size);
+  if (n > logits_pinned_capacity_) {
+    if (logits_pinned_) cudaFreeHost(logits_pinned_);
+    logits_pinned_ = nullptr;
+    FS_CUDA_OK(cudaMallocHost(&logits_pinned_, sizeof(float) * n));
+    logits_pinned_capacity_ = n;
+  }
+  FS_CUDA_OK(cudaMemcpyAsync(logits_pinned_, logits_.as<float>(), sizeof(float) * n,
+                             cudaMemcpyDeviceToHost, stream_));
+  FS_CUDA_OK(cudaStreamSynchronize(stream_));
+  return std::span<const float>(logits_pinned_, n);
+}
+
+Result<std::span<const int32_t>> CudaModel::forward_greedy(std::span<const ForwardSeq> seqs,
+                                                           const KvPoolView& kv) {
+  FS_ASSIGN_OR_RETURN(const int64_t rows, enqueue_forward(seqs, kv));
+  if (static_cast<size_t>(rows) > tokens_pinned_capacity_) {
+    if (tokens_pinned_) cudaFreeHost(tokens_pinned_);
+    tokens_pinned_ = nullptr;
+    FS_CUDA_OK(cudaMallocHost(&tokens_pinned_, sizeof(int32_t) * rows));
+    tokens_pinned_capacity_ = static_cast<size_t>(rows);
+  }
+  launch_argmax(logits_.as<float>(), rows, config_.vocab_size, tokens_out_.as<int32_t>(), stream_);
+  FS_RETURN_IF_ERROR(check_launch("argmax"));
+  FS_CUDA_OK(cudaMemcpyAsync(tokens_pinned_, tokens_out_.as<int32_t>(), sizeof(int32_t) * rows,
+                             cudaMemcpyDeviceToHost, stream_));
+  FS_CUDA_OK(cudaStreamSynchronize(stream_));
+  return std::span<const int32_t>(tokens_pinned_, static_cast<size_t>(rows));
+}
+
+}  // namespace fs::cuda

@@ -1,0 +1,174 @@
+// The decoder-only transformer forward pass on one GPU (mirror of model/causal_lm.h): Llama family
+// (GQA, RoPE incl. llama3 scaling, tied embeddings; SmolLM2, Mistral), Qwen2 (q/k/v biases) and OPT
+// (LayerNorm, learned positions at offset 2, ReLU, biases). Weights live on the device in bf16;
+// GEMMs run on cuBLAS (bf16 in, f32 accumulate); the residual stream is f32; attention reads a paged
+// KV cache (kernels.h KvLayout) through block tables, over a ragged batch of prefills and decodes.
+//
+// Not thread-safe: one caller (the engine thread), which must have the model's device current.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include "backend/cuda/kernels.h"
+#include "core/status.h"
+#include "model/forward_seq.h"
+#include "model/model_config.h"
+#include "model/model_weights.h"
+
+namespace fs::cuda {
+
+// A device KV pool the forward writes and reads: [num_blocks][layout.block_elems()] bf16. Owned by
+// the caller (the executor's KvArena, or a test's cudaMalloc).
+struct KvPoolView {
+  bf16* data = nullptr;
+  int64_t num_blocks = 0;
+  KvLayout layout;
+};
+
+// A device allocation that frees itself.
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  ~DeviceBuffer();
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  // Makes the buffer hold at least `bytes` (contents are lost when it grows). kResourceExhausted
+  // naming `what` when cudaMalloc fails.
+  Status ensure(size_t bytes, const char* what);
+  template <typename T>
+  T* as() const {
+    return static_cast<T*>(ptr_);
+  }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  void* ptr_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+class CudaModel {
+ public:
+  // Uploads a loaded model's weights (any dtype the CPU backend reads: F32, F16, BF16 and the GGUF
+  // quantized types, dequantized on the host) to the current device in bf16. kResourceExhausted
+  // when the device is out of memory, kInternal for other CUDA errors.
+  static Result<std::unique_ptr<CudaModel>> upload(const LoadedModel& model);
+  // Random weights made on the device (no host copy): matrices uniform in +-1/sqrt(fan_in), norm
+  // weights 1, biases 0. For benchmarks at real shapes without weight files (--load-format dummy).
+  static Result<std::unique_ptr<CudaModel>> dummy(const ModelConfig& config, uint64_t seed = 1);
+  ~CudaModel();
+  CudaModel(const CudaModel&) = delete;
+  CudaModel& operator=(const CudaModel&) = delete;
+
+  const ModelConfig& config() const { return config_; }
+  // Bytes of device weights (what one forward reads).
+  int64_t weight_bytes() const { return weight_bytes_; }
+  KvLayout kv_layout(int64_t block_size) const;
+  // The stream every forward runs on (created by the model).
+  cudaStream_t stream() const { return stream_; }
+  // Device bytes of activations and scratch for a batch of num_tokens tokens (and as many rows of
+  // logits), for memory planning.
+  int64_t workspace_bytes(int64_t num_tokens) const;
+  // Grows the activation buffers now for batches up to num_tokens (otherwise they grow on demand).
+  Status reserve(int64_t num_tokens);
+
+  // Runs the new tokens of every sequence (ForwardSeq: tokens after num_past cached ones, the block
+  // table), writes their K/V into `kv` and returns logits [rows, vocab] f32 on the host: one row per
+  // sequence (its last new token) or one per new token with all_logits, in batch order. Valid until
+  // the next call. Waits for the GPU. kInvalidArgument for a token outside the vocabulary, a block
+  // table that is too short or names a block outside the pool; kOutOfRange past the context length;
+  // kInternal for a CUDA error.
+  Result<std::span<const float>> forward(std::span<const ForwardSeq> seqs, const KvPoolView& kv);
+  // The same forward with greedy sampling on the GPU: the argmax token of each logits row (lowest id
+  // among ties). Copies only the token ids to the host.
+  Result<std::span<const int32_t>> forward_greedy(std::span<const ForwardSeq> seqs,
+                                                  const KvPoolView& kv);
+  // Enqueues the forward on stream() without waiting; logits [rows, vocab] f32 stay on the device
+  // (device_logits()). Returns the number of rows. For benchmarks and on-GPU sampling.
+  Result<int64_t> enqueue_forward(std::span<const ForwardSeq> seqs, const KvPoolView& kv);
+  const float* device_logits() const { return logits_.as<float>(); }
+
+ private:
+  struct Layer {
+    bf16* w_qkv = nullptr;     // [(heads + 2 kv_heads) * head_dim, hidden]: Wq, Wk, Wv stacked
+    bf16* wo = nullptr;        // [hidden, heads * head_dim]
+    bf16* w_up = nullptr;      // [2 ffn, hidden] (gate rows, then up rows) or [ffn, hidden] (OPT fc1)
+    bf16* w_down = nullptr;    // [hidden, ffn]
+    float* attn_norm = nullptr;  // [hidden] f32, as the small tensors below
+    float* attn_norm_b = nullptr;
+    float* ffn_norm = nullptr;
+    float* ffn_norm_b = nullptr;
+    float* bq = nullptr;
+    float* bk = nullptr;
+    float* bv = nullptr;
+    float* bo = nullptr;
+    float* b_up = nullptr;
+    float* b_down = nullptr;
+  };
+
+  CudaModel(const ModelConfig& config);
+  Status init();  // stream, cuBLAS handle
+  Result<void*> alloc(size_t bytes, const char* what);
+  Status upload_matrix(const WeightTensor& w, bf16* dst);
+  Result<float*> upload_small(const WeightTensor* w, const char* what);
+  Result<float*> small_constant(int64_t n, float value, const char* what);
+  Status alloc_layers();  // Layer pointers for every weight of the config
+  Status set_rope(const std::vector<float>& inv_freq);
+  Status gemm(const bf16* w, int64_t out, int64_t in, const bf16* x, int64_t num_tokens, void* y,
+              cudaDataType_t y_type, float beta);
+  Status check_batch(std::span<const ForwardSeq> seqs, const KvPoolView& kv) const;
+  Status build_metadata(std::span<const ForwardSeq> seqs, const KvPoolView& kv);
+  Status run_layers(const KvPoolView& kv);
+
+  ModelConfig config_;
+  int64_t weight_bytes_ = 0;
+  std::vector<void*> allocations_;  // every weight allocation, freed by the destructor
+  bf16* tok_embd_ = nullptr;        // [vocab, hidden]
+  bf16* pos_embd_ = nullptr;        // [max_pos + offset, hidden] (OPT)
+  bf16* output_ = nullptr;          // [vocab, hidden] (tok_embd_ when tied)
+  float* output_norm_ = nullptr;
+  float* output_norm_b_ = nullptr;
+  float* inv_freq_ = nullptr;  // [head_dim / 2]; null without rope
+  std::vector<Layer> layers_;
+  cudaStream_t stream_ = nullptr;
+  cublasHandle_t cublas_ = nullptr;
+  int num_sms_ = 0;
+
+  // Per-forward sizes (set by build_metadata).
+  int64_t num_tokens_ = 0, num_rows_ = 0, num_tiles_ = 0, num_decode_ = 0;
+  int32_t max_splits_ = 1, split_len_ = 0;
+  // Metadata: one pinned host buffer and its device copy, int32 sections (offsets in elements):
+  // tokens [T], positions [T], slots [T], logit rows [R], seqs [S] AttnSeqDesc, block tables,
+  // prefill tiles [P] PrefillTile, decode tokens [D] DecodeDesc.
+  std::vector<int32_t> meta_;
+  int32_t* meta_pinned_ = nullptr;
+  cudaEvent_t meta_copied_ = nullptr;  // recorded after the copy of meta_pinned_
+  size_t meta_pinned_capacity_ = 0;
+  DeviceBuffer meta_dev_;
+  size_t off_tokens_ = 0, off_positions_ = 0, off_slots_ = 0, off_rows_ = 0, off_seqs_ = 0,
+         off_tables_ = 0, off_tiles_ = 0, off_decode_ = 0;
+
+  // Activations (grown on demand). For a batch of T tokens and R logits rows:
+  DeviceBuffer x_;        // [T, hidden] f32 residual stream
+  DeviceBuffer h_;        // [T, hidden] bf16 normed input of a block; [R, hidden] for the head
+  DeviceBuffer qkv_;      // [T, (heads + 2 kv_heads) * head_dim] f32
+  DeviceBuffer q_;        // [T, heads * head_dim] bf16, after rope
+  DeviceBuffer attn_;     // [T, heads * head_dim] bf16
+  DeviceBuffer up_;       // [T, 2 ffn] bf16 (gate, up) or [T, ffn] (OPT fc1)
+  DeviceBuffer act_;      // [T, ffn] bf16
+  DeviceBuffer partials_; // decode split partials, [D, heads, max_splits, head_dim + 2] f32
+  DeviceBuffer logits_;   // [R, vocab] f32
+  DeviceBuffer tokens_out_;  // [R] int32 (greedy)
+  DeviceBuffer cublas_workspace_;
+  float* logits_pinned_ = nullptr;  // [R, vocab] host copy of the logits
+  size_t logits_pinned_capacity_ = 0;
+  int32_t* tokens_pinned_ = nullptr;
+  size_t tokens_pinned_capacity_ = 0;
+};
+
+}  // namespace fs::cuda

@@ -1,0 +1,276 @@
+// Element-wise, normalisation, rope/KV-store, argmax and init kernels (kernels.h).
+#include <cfloat>
+
+#include "backend/cuda/kernels.h"
+
+namespace fs::cuda {
+namespace {
+
+constexpr int kNormThreads = 256;
+
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// Sum over the block (blockDim.x a multiple of 32, <= 1024); every thread gets the result.
+__device__ float block_sum(float v, float* scratch) {
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nw = blockDim.x / 32;
+  v = warp_sum(v);
+  __syncthreads();  // scratch may still be read by a previous call
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  float t = lane < nw ? scratch[lane] : 0.0f;
+  return warp_sum(t);
+}
+
+__global__ void embed_kernel(const int32_t* tokens, const int32_t* positions, const bf16* tok_embd,
+                             const bf16* pos_embd, int32_t pos_offset, int64_t hidden, float* x) {
+  const int64_t t = blockIdx.x;
+  const bf16* row = tok_embd + static_cast<int64_t>(tokens[t]) * hidden;
+  const bf16* prow =
+      pos_embd ? pos_embd + static_cast<int64_t>(positions[t] + pos_offset) * hidden : nullptr;
+  for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) {
+    float v = __bfloat162float(row[i]);
+    if (prow) v += __bfloat162float(prow[i]);
+    x[t * hidden + i] = v;
+  }
+}
+
+__global__ void norm_kernel(float* x, const float* add_bias, const int32_t* row_index,
+                            const float* weight, const float* bias, NormType type, float eps,
+                            int64_t hidden, bf16* y) {
+  __shared__ float scratch[32];
+  const int64_t r = blockIdx.x;
+  const int64_t t = row_index ? row_index[r] : r;
+  float* xr = x + t * hidden;
+  float sum = 0.0f, sum_sq = 0.0f;
+  for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) {
+    float v = xr[i];
+    if (add_bias) xr[i] = v = v + add_bias[i];
+    sum += v;
+    sum_sq += v * v;
+  }
+  float mean = 0.0f, inv;
+  if (type == NormType::kRms) {
+    sum_sq = block_sum(sum_sq, scratch);
+    inv = rsqrtf(sum_sq / static_cast<float>(hidden) + eps);
+  } else {
+    mean = block_sum(sum, scratch) / static_cast<float>(hidden);
+    // Two-pass variance (the row is in L1): no cancellation for large means.
+    float var = 0.0f;
+    for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) {
+      const float d = xr[i] - mean;
+      var += d * d;
+    }
+    var = block_sum(var, scratch) / static_cast<float>(hidden);
+    inv = rsqrtf(var + eps);
+  }
+  bf16* yr = y + r * hidden;
+  for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) {
+    float v = (xr[i] - mean) * inv * weight[i];
+    if (bias) v += bias[i];
+    yr[i] = __float2bfloat16(v);
+  }
+}
+
+// One block per token; threads over (head, pair) of q and k, then over v.
+__global__ void qkv_rope_store_kernel(const float* qkv, const float* bq, const float* bk,
+                                      const float* bv, const int32_t* positions,
+                                      const int32_t* slots, const float* inv_freq, bool neox,
+                                      int32_t num_heads, KvLayout kv, int32_t layer, bf16* q_out,
+                                      bf16* cache) {
+  const int64_t t = blockIdx.x;
+  const int32_t hd = kv.head_dim, half = hd / 2, kvh = kv.num_kv_heads;
+  const int64_t qd = static_cast<int64_t>(num_heads) * hd, kvd = static_cast<int64_t>(kvh) * hd;
+  const float* row = qkv + t * (qd + 2 * kvd);
+  const int32_t slot = slots[t];
+  const int64_t block = slot / kv.block_size, offset = slot % kv.block_size;
+  const int64_t layer_base =
+      (block * kv.num_layers + layer) * 2 * kv.block_size * kvd + offset * kvd;
+  bf16* k_dst = cache + layer_base;
+  bf16* v_dst = cache + layer_base + kv.block_size * kvd;
+  const float pos = static_cast<float>(positions[t]);
+  // Rotated pairs of q heads then k heads.
+  const int32_t num_pairs = (num_heads + kvh) * half;
+  for (int32_t p = threadIdx.x; p < num_pairs; p += blockDim.x) {
+    const int32_t head = p / half, i = p % half;
+    const bool is_q = head < num_heads;
+    const int32_t h = is_q ? head : head - num_heads;
+    const float* src = row + (is_q ? 0 : qd) + static_cast<int64_t>(h) * hd;
+    const float* b = is_q ? bq : bk;
+    const int32_t a_idx = neox ? i : 2 * i, b_idx = neox ? i + half : 2 * i + 1;
+    float x0 = src[a_idx], x1 = src[b_idx];
+    if (b) {
+      x0 += b[h * hd + a_idx];
+      x1 += b[h * hd + b_idx];
+    }
+    if (inv_freq) {
+      // The angle is a float product, as transformers computes it; sin/cos precise (no fast math).
+      float s, c;
+      sincosf(pos * inv_freq[i], &s, &c);
+      const float r0 = x0 * c - x1 * s, r1 = x0 * s + x1 * c;
+      x0 = r0;
+      x1 = r1;
+    }
+    bf16* dst = is_q ? q_out + t * qd + static_cast<int64_t>(h) * hd
+                     : k_dst + static_cast<int64_t>(h) * hd;
+    dst[a_idx] = __float2bfloat16(x0);
+    dst[b_idx] = __float2bfloat16(x1);
+  }
+  const float* vsrc = row + qd + kvd;
+  for (int64_t i = threadIdx.x; i < kvd; i += blockDim.x) {
+    float v = vsrc[i];
+    if (bv) v += bv[i];
+    v_dst[i] = __float2bfloat16(v);
+  }
+}
+
+__global__ void silu_mul_kernel(const bf16* gate_up, int64_t ffn, int64_t n, bf16* out) {
+  for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < n;
+       idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t t = idx / ffn, i = idx % ffn;
+    const float g = __bfloat162float(gate_up[t * 2 * ffn + i]);
+    const float u = __bfloat162float(gate_up[t * 2 * ffn + ffn + i]);
+    out[idx] = __float2bfloat16(g / (1.0f + __expf(-g)) * u);
+  }
+}
+
+__global__ void bias_relu_kernel(bf16* x, const float* bias, int64_t width, int64_t n) {
+  for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < n;
+       idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    float v = __bfloat162float(x[idx]);
+    if (bias) v += bias[idx % width];
+    x[idx] = __float2bfloat16(fmaxf(v, 0.0f));
+  }
+}
+
+__global__ void argmax_kernel(const float* logits, int64_t vocab, int32_t* out) {
+  __shared__ float best_v[32];
+  __shared__ int32_t best_i[32];
+  const float* row = logits + blockIdx.x * vocab;
+  float bv = -FLT_MAX;
+  int32_t bi = 0x7fffffff;
+  for (int64_t i = threadIdx.x; i < vocab; i += blockDim.x) {
+    const float v = row[i];
+    if (v > bv) {  // strided scan: the first hit per thread has the lowest index
+      bv = v;
+      bi = static_cast<int32_t>(i);
+    }
+  }
+  for (int o = 16; o > 0; o >>= 1) {
+    const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
+    const int32_t oi = __shfl_xor_sync(0xffffffffu, bi, o);
+    if (ov > bv || (ov == bv && oi < bi)) {
+      bv = ov;
+      bi = oi;
+    }
+  }
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  if (lane == 0) {
+    best_v[warp] = bv;
+    best_i[warp] = bi;
+  }
+  __syncthreads();
+  if (warp == 0) {
+    const int nw = blockDim.x / 32;
+    bv = lane < nw ? best_v[lane] : -FLT_MAX;
+    bi = lane < nw ? best_i[lane] : 0x7fffffff;
+    for (int o = 16; o > 0; o >>= 1) {
+      const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
+      const int32_t oi = __shfl_xor_sync(0xffffffffu, bi, o);
+      if (ov > bv || (ov == bv && oi < bi)) {
+        bv = ov;
+        bi = oi;
+      }
+    }
+    if (lane == 0) out[blockIdx.x] = bi == 0x7fffffff ? 0 : bi;
+  }
+}
+
+__device__ __forceinline__ uint64_t splitmix64(uint64_t z) {
+  z += 0x9e3779b97f4a7c15ull;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+__global__ void fill_uniform_kernel(bf16* w, int64_t n, uint64_t seed, float scale) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const uint64_t h = splitmix64(seed * 0x2545f4914f6cdd1dull + static_cast<uint64_t>(i));
+    const float u = static_cast<float>(h >> 40) * (1.0f / 16777216.0f);  // [0, 1)
+    w[i] = __float2bfloat16((2.0f * u - 1.0f) * scale);
+  }
+}
+
+__global__ void fill_f32_kernel(float* x, int64_t n, float value) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    x[i] = value;
+  }
+}
+
+unsigned grid_for(int64_t n, int threads) {
+  const int64_t blocks = (n + threads - 1) / threads;
+  return static_cast<unsigned>(blocks < 65536 ? (blocks > 0 ? blocks : 1) : 65536);
+}
+
+}  // namespace
+
+void launch_embed(const int32_t* tokens, const int32_t* positions, const bf16* tok_embd,
+                  const bf16* pos_embd, int32_t pos_offset, int64_t num_tokens, int64_t hidden,
+                  float* x, cudaStream_t stream) {
+  if (num_tokens == 0) return;
+  embed_kernel<<<static_cast<unsigned>(num_tokens), 256, 0, stream>>>(
+      tokens, positions, tok_embd, pos_embd, pos_offset, hidden, x);
+}
+
+void launch_norm(float* x, const float* add_bias, const int32_t* row_index, const float* weight,
+                 const float* bias, NormType type, float eps, int64_t rows, int64_t hidden,
+                 bf16* y, cudaStream_t stream) {
+  if (rows == 0) return;
+  norm_kernel<<<static_cast<unsigned>(rows), kNormThreads, 0, stream>>>(
+      x, add_bias, row_index, weight, bias, type, eps, hidden, y);
+}
+
+void launch_qkv_rope_store(const float* qkv, const float* bq, const float* bk, const float* bv,
+                           const int32_t* positions, const int32_t* slots, const float* inv_freq,
+                           bool neox, int64_t num_tokens, int32_t num_heads, KvLayout kv,
+                           int32_t layer, bf16* q_out, bf16* kv_cache, cudaStream_t stream) {
+  if (num_tokens == 0) return;
+  qkv_rope_store_kernel<<<static_cast<unsigned>(num_tokens), 256, 0, stream>>>(
+      qkv, bq, bk, bv, positions, slots, inv_freq, neox, num_heads, kv, layer, q_out, kv_cache);
+}
+
+void launch_silu_mul(const bf16* gate_up, int64_t num_tokens, int64_t ffn, bf16* out,
+                     cudaStream_t stream) {
+  const int64_t n = num_tokens * ffn;
+  if (n == 0) return;
+  silu_mul_kernel<<<grid_for(n, 256), 256, 0, stream>>>(gate_up, ffn, n, out);
+}
+
+void launch_bias_relu(bf16* x, const float* bias, int64_t num_tokens, int64_t n,
+                      cudaStream_t stream) {
+  const int64_t total = num_tokens * n;
+  if (total == 0) return;
+  bias_relu_kernel<<<grid_for(total, 256), 256, 0, stream>>>(x, bias, n, total);
+}
+
+void launch_argmax(const float* logits, int64_t rows, int64_t vocab, int32_t* out,
+                   cudaStream_t stream) {
+  if (rows == 0) return;
+  argmax_kernel<<<static_cast<unsigned>(rows), 1024, 0, stream>>>(logits, vocab, out);
+}
+
+void launch_fill_uniform(bf16* w, int64_t n, uint64_t seed, float scale, cudaStream_t stream) {
+  if (n == 0) return;
+  fill_uniform_kernel<<<grid_for(n, 256), 256, 0, stream>>>(w, n, seed, scale);
+}
+
+void launch_fill_f32(float* x, int64_t n, float value, cudaStream_t stream) {
+  if (n == 0) return;
+  fill_f32_kernel<<<grid_for(n, 256), 256, 0, stream>>>(x, n, value);
+}
+
+}  // namespace fs::cuda

@@ -1,0 +1,116 @@
+// CUDA kernels of the forward pass, behind plain launch functions (typed device pointers, sizes, a
+// stream) so host code compiled by g++ calls them without seeing device code. Every launcher only
+// enqueues work on `stream`; errors surface at the next CUDA call the caller checks.
+// No fmt / core/log.h here: this header is included by .cu files (nvcc cannot compile fmt).
+#pragma once
+
+#include <cstdint>
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+namespace fs::cuda {
+
+using bf16 = __nv_bfloat16;
+
+// The paged KV cache on the device, agreed with the swap engine (kv_swap.h):
+//   block b: [num_layers][2 (K, V)][block_size][num_kv_heads][head_dim] bf16, contiguous,
+// so one block holds a token range of every layer and moves as one span.
+struct KvLayout {
+  int32_t num_layers = 0;
+  int32_t block_size = 0;
+  int32_t num_kv_heads = 0;
+  int32_t head_dim = 0;
+  int64_t block_elems() const {
+    return static_cast<int64_t>(num_layers) * 2 * block_size * num_kv_heads * head_dim;
+  }
+};
+
+// One sequence of a ragged batch as the attention kernels read it. Its new tokens are batch rows
+// [token_begin, token_begin + num_new) at positions num_past ...; its block table is
+// block_tables[table_offset ...].
+struct AttnSeqDesc {
+  int32_t token_begin;
+  int32_t num_new;
+  int32_t num_past;
+  int32_t table_offset;
+};
+
+// A tile of up to kPrefillTileRows new tokens of one sequence (the prefill kernel's unit of work).
+struct PrefillTile {
+  int32_t seq;      // index into the AttnSeqDesc array
+  int32_t q_begin;  // first new token of the tile, relative to the sequence's first new token
+};
+inline constexpr int kPrefillTileRows = 64;
+
+// One query token handled by the decode (split-K) kernel: batch row, its position, its table.
+struct DecodeDesc {
+  int32_t row;
+  int32_t pos;
+  int32_t table_offset;
+  int32_t num_splits;  // ceil((pos + 1) / split_len)
+};
+
+enum class NormType : int32_t { kRms = 0, kLayerNorm = 1 };
+
+// x[t, :] = tok_embd[tokens[t], :] (+ pos_embd[positions[t] + pos_offset, :] when pos_embd).
+// x: [num_tokens, hidden] f32; embeddings bf16 [rows, hidden].
+void launch_embed(const int32_t* tokens, const int32_t* positions, const bf16* tok_embd,
+                  const bf16* pos_embd, int32_t pos_offset, int64_t num_tokens, int64_t hidden,
+                  float* x, cudaStream_t stream);
+
+// For r < rows, with t = row_index ? row_index[r] : r:
+//   x[t, :] += add_bias (when not null; the pending bias of the last projection), then
+//   y[r, :] = norm(x[t, :]) * weight (+ bias for LayerNorm).
+// x: [*, hidden] f32 (updated in place); y: [rows, hidden] bf16; weight, bias, add_bias: [hidden].
+void launch_norm(float* x, const float* add_bias, const int32_t* row_index, const float* weight,
+                 const float* bias, NormType type, float eps, int64_t rows, int64_t hidden,
+                 bf16* y, cudaStream_t stream);
+
+// The attention input of one layer: qkv [T, (heads + 2 kv_heads) * head_dim] f32 (one GEMM of the
+// concatenated Wq, Wk, Wv); adds the biases (each may be null), rotates q and k by
+// positions[t] * inv_freq (inv_freq null: no rope; neox: pairs (i, i + d/2), else (2i, 2i+1)),
+// writes q to q_out [T, heads, head_dim] bf16 and K, V into the cache slot slots[t] (block *
+// block_size + offset) of `layer`.
+void launch_qkv_rope_store(const float* qkv, const float* bq, const float* bk, const float* bv,
+                           const int32_t* positions, const int32_t* slots, const float* inv_freq,
+                           bool neox, int64_t num_tokens, int32_t num_heads, KvLayout kv,
+                           int32_t layer, bf16* q_out, bf16* kv_cache, cudaStream_t stream);
+
+// out[t, i] = silu(gate_up[t, i]) * gate_up[t, ffn + i]. gate_up: [T, 2 ffn]; out: [T, ffn].
+void launch_silu_mul(const bf16* gate_up, int64_t num_tokens, int64_t ffn, bf16* out,
+                     cudaStream_t stream);
+// x[t, i] = max(x[t, i] + bias[i], 0). x: [T, n]; bias [n] or null.
+void launch_bias_relu(bf16* x, const float* bias, int64_t num_tokens, int64_t n,
+                      cudaStream_t stream);
+
+// out[r] = argmax_v logits[r, v] (lowest index among ties). logits: [rows, vocab] f32.
+void launch_argmax(const float* logits, int64_t rows, int64_t vocab, int32_t* out,
+                   cudaStream_t stream);
+
+// w[i] = uniform(-scale, scale) from a hash of (seed, i): dummy weights made on the device.
+void launch_fill_uniform(bf16* w, int64_t n, uint64_t seed, float scale, cudaStream_t stream);
+void launch_fill_f32(float* x, int64_t n, float value, cudaStream_t stream);
+
+// Paged causal attention, prefill tiles: for each tile and query head, the tile's new tokens
+// against positions [0, own position] of their sequence. q: [T, heads, head_dim] bf16; out: [T,
+// heads * head_dim] bf16. Tensor cores (WMMA bf16), FlashAttention-style online softmax over 64-key
+// tiles. Supports head_dim 16, 32, 64, 128 (prefill_head_dim_supported); others use the decode path.
+bool prefill_head_dim_supported(int32_t head_dim);
+void launch_attention_prefill(const bf16* q, const bf16* kv_cache, KvLayout kv, int32_t layer,
+                              const AttnSeqDesc* seqs, const int32_t* block_tables,
+                              const PrefillTile* tiles, int32_t num_tiles, int32_t num_heads,
+                              float scale, bf16* out, cudaStream_t stream);
+
+// Paged attention of single query tokens (decode, or any token), split-K: the context of each token
+// is cut into splits of split_len positions (a multiple of 32) processed by separate blocks, each
+// giving a partial (max, sum, unnormalized output) per query head; a second kernel merges them.
+// GQA aware: one block serves all query heads of a KV head. Any head_dim <= 256.
+// partials: [num_tokens, num_heads, max_splits, head_dim + 2] f32 scratch.
+void launch_attention_decode(const bf16* q, const bf16* kv_cache, KvLayout kv, int32_t layer,
+                             const DecodeDesc* descs, const int32_t* block_tables,
+                             int32_t num_tokens, int32_t max_splits, int32_t split_len,
+                             int32_t num_heads, float scale, float* partials, bf16* out,
+                             cudaStream_t stream);
+
+}  // namespace fs::cuda
