@@ -30,6 +30,14 @@ class Executor {
   virtual std::string device_name() const = 0;
   // Bytes of weights the forward reads per step (cost-model estimates, logs).
   virtual int64_t weight_bytes() const = 0;
+  // Nominal speeds for the scheduler's built-in cost estimate when no measured profile is given:
+  // weight-streaming bandwidth (bytes/s), dense matmul throughput (FLOP/s), swap bandwidth (bytes/s).
+  struct NominalSpeed {
+    double memory_bytes_per_s = 20e9;
+    double flops = 50e9;
+    double swap_bytes_per_s = 10e9;
+  };
+  virtual NominalSpeed nominal_speed() const = 0;
   // Bytes of one KV block of block_size tokens (all layers, K and V).
   virtual int64_t kv_block_bytes(int64_t block_size) const = 0;
   // How many device blocks fit in the memory left for KV (after weights and activations for a batch

@@ -5,7 +5,7 @@
 #include <cstring>
 #include <unordered_map>
 
-#include "backend/cpu/kv_cache.h"
+#include "engine/cpu_executor.h"
 #include "core/log.h"
 #include "core/timer.h"
 #include "engine/stop_matcher.h"
@@ -103,23 +103,24 @@ bool is_cancelled(RequestStream::Shared& shared) {
   return shared.cancelled;
 }
 
-// A rough CPU cost model from the model's size, used for skip-join placement when no profile
-// (`fastserve profile`) is given: decode reads every weight once (~20 GB/s), prefill does
-// 2 * params FLOPs per token (~50 GFLOP/s).
-sched::CostModelSpec estimated_cost_model(const CausalLm& lm, int64_t block_size) {
-  const double weight_bytes = static_cast<double>(lm.loaded().weight_bytes);
-  const ModelConfig& c = lm.config();
+// A rough cost model from the model's size and the executor's nominal speeds, used for skip-join
+// placement when no profile (`fastserve profile`) is given: decode reads every weight once, prefill
+// does 2 * params FLOPs per token.
+sched::CostModelSpec estimated_cost_model(const Executor& ex, int64_t block_size) {
+  const Executor::NominalSpeed speed = ex.nominal_speed();
+  const double weight_bytes = static_cast<double>(ex.weight_bytes());
+  const ModelConfig& c = ex.config();
   const double params = static_cast<double>(c.num_layers) *
                             (4.0 * c.hidden_size * c.hidden_size + 3.0 * c.hidden_size * c.intermediate_size) +
                         static_cast<double>(c.vocab_size) * c.hidden_size;
-  const double read_s = weight_bytes / 20e9;
+  const double read_s = weight_bytes / speed.memory_bytes_per_s;
   sched::CostModelSpec spec;
   spec.name = "estimate from the model size (no --cost-model given)";
   spec.block_size_tokens = static_cast<int32_t>(block_size);
-  spec.kv_bytes_per_token = static_cast<double>(lm.kv_shape(1, 1).block_bytes());
-  for (double n : {1.0, 64.0, 512.0, 2048.0}) spec.prefill.push_back({n, read_s + 2.0 * params * n / 50e9});
+  spec.kv_bytes_per_token = static_cast<double>(ex.kv_block_bytes(1));
+  for (double n : {1.0, 64.0, 512.0, 2048.0}) spec.prefill.push_back({n, read_s + 2.0 * params * n / speed.flops});
   spec.decode = {{1, 64, read_s}, {16, 1024, read_s * 1.3}, {16, 16384, read_s * 2.0}};
-  spec.swap_bandwidth_bytes_per_s = 10e9;
+  spec.swap_bandwidth_bytes_per_s = speed.swap_bytes_per_s;
   return spec;
 }
 
@@ -129,7 +130,7 @@ struct Engine::Impl {
   ModelRuntime runtime;
   EngineConfig config;
   std::unique_ptr<sched::Scheduler> scheduler;
-  std::unique_ptr<cpu::KvCache> device_cache, host_cache;
+  std::unique_ptr<Executor> executor;
   int64_t device_blocks = 0, host_blocks = 0;
 
   // Submission side (any thread).
@@ -152,8 +153,8 @@ struct Engine::Impl {
   void loop();
   void admit();
   bool run_iteration();
-  void carry_out_swaps(const sched::IterationPlan& plan);
-  std::vector<float> swap_staging;  // [moves, block_floats]
+  Status carry_out_swaps(const sched::IterationPlan& plan);
+  std::vector<BlockCopy> offloads, uploads;  // the plan's moves as the executor takes them, reused
   std::vector<ForwardSeq> forward_seqs;  // the batch as the model takes it, reused
   std::vector<float> logits_row;         // [vocab] one job's logits, scratch for its sampler
   void finish(sched::JobId id, LiveJob& job, const std::string& reason);
@@ -165,20 +166,37 @@ Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 Engine::~Engine() { stop(); }
 
-Result<std::unique_ptr<Engine>> Engine::create(ModelRuntime runtime, const EngineConfig& config) {
+Result<std::unique_ptr<Engine>> Engine::create(ModelRuntime runtime, const EngineConfig& config,
+                                               std::unique_ptr<Executor> executor) {
   FS_RETURN_IF_ERROR(config.validate());
+  if (!executor) {
+    if (!runtime.lm) return invalid_argument("the engine needs a model: no executor and no CPU model given");
+    executor = std::make_unique<CpuExecutor>(*runtime.lm);
+  }
   auto impl = std::make_unique<Impl>();
   impl->config = config;
-  const CausalLm& lm = *runtime.lm;
+  const Executor& ex = *executor;
   const int64_t bs = config.kv_block_size;
-  const int64_t block_bytes = lm.kv_shape(1, bs).block_bytes();
-  const int64_t ctx_blocks = (lm.config().max_position_embeddings + bs - 1) / bs;
-  impl->device_blocks = config.device_kv_blocks > 0
-                            ? config.device_kv_blocks
-                            : std::min<int64_t>((int64_t{1} << 30) / block_bytes, ctx_blocks * config.max_num_seqs);
-  impl->host_blocks = config.host_kv_blocks > 0 ? config.host_kv_blocks : impl->device_blocks;
+  const int64_t block_bytes = ex.kv_block_bytes(bs);
+  const int64_t ctx_blocks = (ex.config().max_position_embeddings + bs - 1) / bs;
+  const int64_t fit = ex.max_device_blocks(bs, config.max_num_batched_tokens);
+  if (config.device_kv_blocks > 0) {
+    impl->device_blocks = config.device_kv_blocks;
+  } else if (fit > 0) {  // a device with its own memory: all that is left after weights and activations
+    impl->device_blocks = fit;
+  } else {
+    impl->device_blocks = std::min<int64_t>((int64_t{1} << 30) / block_bytes, ctx_blocks * config.max_num_seqs);
+  }
+  if (fit > 0 && impl->device_blocks > fit) {
+    return make_error(StatusCode::kResourceExhausted, "{} device KV blocks asked for, only {} fit on {}",
+                      impl->device_blocks, fit, ex.device_name());
+  }
+  // Host pool: as many blocks as the device pool, at most 16 GiB unless asked for.
+  impl->host_blocks = config.host_kv_blocks > 0
+                          ? config.host_kv_blocks
+                          : std::min<int64_t>(impl->device_blocks, (int64_t{16} << 30) / block_bytes);
 
-  sched::CostModelSpec spec = estimated_cost_model(lm, bs);
+  sched::CostModelSpec spec = estimated_cost_model(ex, bs);
   Result<sched::CostModel> cost = config.cost_model_path.empty()
                                       ? sched::CostModel::from_spec(spec)
                                       : sched::CostModel::load(config.cost_model_path);
@@ -192,16 +210,18 @@ Result<std::unique_ptr<Engine>> Engine::create(ModelRuntime runtime, const Engin
   sched::KvPoolConfig kv{static_cast<int32_t>(impl->device_blocks), static_cast<int32_t>(impl->host_blocks),
                          static_cast<int32_t>(bs)};
   impl->scheduler = std::make_unique<sched::Scheduler>(sc, kv, *cost);
-  impl->device_cache = std::make_unique<cpu::KvCache>(lm.kv_shape(impl->device_blocks, bs));
-  impl->host_cache = std::make_unique<cpu::KvCache>(lm.kv_shape(impl->host_blocks, bs));
-  log_info("engine: policy {}, kv policy {}, KV blocks of {} tokens: {} device ({:.0f} MiB), {} host",
-           config.policy, config.kv_policy, bs, impl->device_blocks,
+  FS_RETURN_IF_ERROR(executor->allocate_kv(bs, impl->device_blocks, impl->host_blocks));
+  log_info("engine: {} policy {}, kv policy {}, KV blocks of {} tokens: {} device ({:.0f} MiB), {} host",
+           ex.device_name(), config.policy, config.kv_policy, bs, impl->device_blocks,
            impl->device_blocks * block_bytes / 1048576.0, impl->host_blocks);
+  impl->executor = std::move(executor);
   impl->runtime = std::move(runtime);
   return std::unique_ptr<Engine>(new Engine(std::move(impl)));
 }
 
 const ModelRuntime& Engine::runtime() const { return impl_->runtime; }
+const ModelConfig& Engine::model_config() const { return impl_->executor->config(); }
+const Executor& Engine::executor() const { return *impl_->executor; }
 const EngineConfig& Engine::config() const { return impl_->config; }
 
 EngineMetrics Engine::metrics() const {
@@ -232,8 +252,8 @@ void Engine::stop() {
 }
 
 Result<std::unique_ptr<RequestStream>> Engine::submit(GenerationRequest request) {
-  const CausalLm& lm = *impl_->runtime.lm;
-  const int64_t vocab = lm.config().vocab_size, ctx = lm.config().max_position_embeddings;
+  const ModelConfig& mc = impl_->executor->config();
+  const int64_t vocab = mc.vocab_size, ctx = mc.max_position_embeddings;
   if (request.prompt_tokens.empty()) return invalid_argument("the prompt is empty");
   for (int32_t t : request.prompt_tokens) {
     if (t < 0 || t >= vocab) return invalid_argument("token id {} is outside the vocabulary [0, {})", t, vocab);
@@ -362,35 +382,20 @@ void Engine::Impl::loop() {
   }
 }
 
-// Gathers every source block first, then scatters to every destination: correct whatever order the
-// scheduler booked the moves in (a host block freed by an upload may be an offload's destination in
-// the same plan, and a device block freed by an offload an upload's destination).
-void Engine::Impl::carry_out_swaps(const sched::IterationPlan& plan) {
-  const size_t n = plan.offload.size() + plan.upload.size();
-  if (n == 0) return;
-  const int64_t block_floats = device_cache->shape().block_floats();
-  const size_t block_bytes = block_floats * sizeof(float);
-  if (swap_staging.size() < n * block_floats) swap_staging.resize(n * block_floats);
-  size_t i = 0;
-  for (const kv::BlockMove& m : plan.offload) {
-    std::memcpy(swap_staging.data() + i++ * block_floats, device_cache->block(m.src), block_bytes);
-  }
-  for (const kv::BlockMove& m : plan.upload) {
-    std::memcpy(swap_staging.data() + i++ * block_floats, host_cache->block(m.src), block_bytes);
-  }
-  i = 0;
-  for (const kv::BlockMove& m : plan.offload) {
-    std::memcpy(host_cache->block(m.dst), swap_staging.data() + i++ * block_floats, block_bytes);
-  }
-  for (const kv::BlockMove& m : plan.upload) {
-    std::memcpy(device_cache->block(m.dst), swap_staging.data() + i++ * block_floats, block_bytes);
-  }
+// Hands the plan's block moves to the executor (which orders every read before every write).
+Status Engine::Impl::carry_out_swaps(const sched::IterationPlan& plan) {
+  if (plan.offload.empty() && plan.upload.empty()) return Status::ok();
+  offloads.clear();
+  uploads.clear();
+  for (const kv::BlockMove& m : plan.offload) offloads.push_back({m.src, m.dst});
+  for (const kv::BlockMove& m : plan.upload) uploads.push_back({m.src, m.dst});
+  return executor->swap(offloads, uploads);
 }
 
 bool Engine::Impl::run_iteration() {
   const double start = now();
   sched::IterationPlan plan = scheduler->schedule(start);
-  carry_out_swaps(plan);
+  const Status swapped = carry_out_swaps(plan);
   if (plan.batch.empty()) {
     scheduler->update(plan, sched::IterationResult{start, now(), {}, {}});
     return !plan.empty();
@@ -402,11 +407,12 @@ bool Engine::Impl::run_iteration() {
     seqs.push_back({std::span(job.tokens).subspan(s.num_computed_tokens, s.num_new_tokens),
                     s.num_computed_tokens, s.block_table, false});
   }
-  Result<std::span<const float>> logits = runtime.lm->forward(seqs, *device_cache);
+  Result<std::span<const float>> logits =
+      swapped.is_ok() ? executor->forward(seqs) : Result<std::span<const float>>(swapped);
   sched::IterationResult result;
   result.start_s = start;
   int64_t num_prompt = 0, num_generated = 0;
-  const int64_t vocab = runtime.lm->config().vocab_size;
+  const int64_t vocab = executor->config().vocab_size;
   std::vector<float>& row = logits_row;
   for (size_t i = 0; i < plan.batch.size(); ++i) {
     const sched::ScheduledJob& s = plan.batch[i];
@@ -420,7 +426,21 @@ bool Engine::Impl::run_iteration() {
       continue;
     }
     row.assign(logits->begin() + i * vocab, logits->begin() + (i + 1) * vocab);
-    SampledToken tok = job.sampler->sample(row, job.prompt(), job.output());
+    Status fault = config.test_fault_hook
+                       ? config.test_fault_hook(job.request.request_id, job.num_output_tokens, row)
+                       : Status::ok();
+    Result<SampledToken> sampled = fault.is_ok() ? job.sampler->sample(row, job.prompt(), job.output())
+                                                 : Result<SampledToken>(std::move(fault));
+    if (!sampled.is_ok()) {
+      // A fault in this request's logits or sampling fails it alone: the error output makes the
+      // scheduler free its blocks, the rest of the batch goes on.
+      log_error("request {} (job {}): failed after {} tokens: {}", job.request.request_id, s.id,
+                job.num_output_tokens, sampled.status().to_string());
+      result.outputs.push_back({s.id, -1, true});
+      fail(job, sampled.status());
+      continue;
+    }
+    SampledToken& tok = *sampled;
     result.outputs.push_back({s.id, tok.token, false});
     job.tokens.push_back(tok.token);
     ++job.num_output_tokens;
@@ -472,7 +492,7 @@ bool Engine::Impl::run_iteration() {
 
 void Engine::Impl::publish_metrics(int64_t num_prompt, int64_t num_generated) {
   const sched::SchedulerStats st = scheduler->stats();
-  const int64_t block_bytes = device_cache->shape().block_bytes();
+  const int64_t block_bytes = executor->kv_block_bytes(config.kv_block_size);
   std::lock_guard<std::mutex> lock(metrics_mu);
   metrics.num_requests_running = st.num_jobs_by_state[static_cast<int>(sched::JobState::kRunning)];
   metrics.num_requests_waiting = static_cast<int64_t>(jobs.size()) - metrics.num_requests_running;

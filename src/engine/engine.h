@@ -12,11 +12,13 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "core/status.h"
+#include "backend/executor.h"
 #include "engine/model_runtime.h"
 #include "engine/sampler.h"
 
@@ -32,6 +34,13 @@ struct EngineConfig {
   int32_t max_num_batched_tokens = 2048;  // token budget per iteration (chunked prefill)
   std::string cost_model_path;            // `fastserve profile` output; empty: built-in estimate
   int64_t max_queued_requests = 4096;     // submit() fails with kResourceExhausted beyond this
+
+  // Tests only (fault injection; never set outside tests): called on the engine thread with each
+  // job's logits row before it is sampled. It may corrupt the row (NaN, inf) or return an error,
+  // which fails that request the way a sampler or detokenizer fault would.
+  using FaultHook = std::function<Status(const std::string& request_id, int64_t num_output_tokens,
+                                         std::span<float> logits)>;
+  FaultHook test_fault_hook;
 
   Status validate() const;
 };
@@ -134,8 +143,10 @@ struct EngineMetrics {
 
 class Engine {
  public:
-  // Takes the loaded runtime; starts no thread until start().
-  static Result<std::unique_ptr<Engine>> create(ModelRuntime runtime, const EngineConfig& config);
+  // Takes the loaded runtime and the executor that runs its forward passes (null: a CpuExecutor over
+  // runtime.lm); allocates the KV pools; starts no thread until start().
+  static Result<std::unique_ptr<Engine>> create(ModelRuntime runtime, const EngineConfig& config,
+                                                std::unique_ptr<Executor> executor = nullptr);
   ~Engine();  // stops the loop; pending requests get a kError (kUnavailable)
 
   void start();
@@ -148,6 +159,8 @@ class Engine {
   Result<std::unique_ptr<RequestStream>> submit(GenerationRequest request);
 
   const ModelRuntime& runtime() const;
+  const ModelConfig& model_config() const;  // the executor's model
+  const Executor& executor() const;
   const EngineConfig& config() const;
   EngineMetrics metrics() const;  // a snapshot; thread-safe
 
