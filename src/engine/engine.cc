@@ -305,8 +305,8 @@ void Engine::Impl::fail(LiveJob& job, Status status) {
   e.error = std::move(status);
   e.num_prompt_tokens = static_cast<int64_t>(job.request.prompt_tokens.size());
   e.num_output_tokens = job.num_output_tokens;
+  num_queued--;  // before the event: a reader may submit again as soon as it sees it
   push_event(*job.shared, std::move(e));
-  num_queued--;
 }
 
 void Engine::Impl::finish(sched::JobId id, LiveJob& job, const std::string& reason) {
@@ -315,6 +315,7 @@ void Engine::Impl::finish(sched::JobId id, LiveJob& job, const std::string& reas
   e.finish_reason = reason;
   e.num_prompt_tokens = static_cast<int64_t>(job.request.prompt_tokens.size());
   e.num_output_tokens = job.num_output_tokens;
+  num_queued--;  // before the event: a reader may submit again as soon as it sees it
   push_event(*job.shared, std::move(e));
   const double t = now();
   {
@@ -330,7 +331,6 @@ void Engine::Impl::finish(sched::JobId id, LiveJob& job, const std::string& reas
   log_info("request {} (job {}): {} prompt + {} output tokens, ttft {:.3f} s, jct {:.3f} s, {}",
            job.request.request_id, id, job.request.prompt_tokens.size(), job.num_output_tokens,
            job.first_token_s - job.arrival_s, t - job.arrival_s, reason);
-  num_queued--;
 }
 
 void Engine::Impl::admit() {
