@@ -36,9 +36,27 @@ int run_serve(int argc, char** argv) {
                  "require Authorization: Bearer KEY on /v1/* (or FASTSERVE_API_KEY)");
   app.add_option("--served-model-name", server_config.served_model_name,
                  "model id in the API (default: the file name)");
-  app.add_option("--max-body-bytes", server_config.max_body_bytes, "larger request bodies get 413");
   app.add_option("--http-threads", server_config.num_http_threads,
-                 "connection workers (open streams at once)");
+                 "I/O threads of the event loop (default 1)");
+  app.add_option("--max-body-bytes", server_config.max_body_bytes, "larger request bodies get 413");
+  app.add_option("--max-header-bytes", server_config.max_header_bytes,
+                 "larger request headers get 431");
+  app.add_option("--max-prompt-tokens", server_config.max_prompt_tokens,
+                 "longer prompts get 400 (0: the context)");
+  app.add_option("--max-output-tokens", server_config.max_output_tokens,
+                 "larger max_tokens get 400 (0: the context)");
+  app.add_option("--max-connections", server_config.max_connections,
+                 "open connections beyond this get 503 + Retry-After");
+  app.add_option("--header-timeout-s", server_config.header_timeout_s,
+                 "a request's headers must arrive within this");
+  app.add_option("--body-timeout-s", server_config.body_timeout_s,
+                 "a request's body must arrive within this after its headers");
+  app.add_option("--keep-alive-timeout-s", server_config.keep_alive_timeout_s,
+                 "idle keep-alive connections are closed after this");
+  app.add_option("--write-timeout-s", server_config.write_timeout_s,
+                 "a client that reads nothing for this long is dropped");
+  app.add_option("--request-timeout-s", server_config.request_timeout_s,
+                 "generations running longer end with 504 / an error event (0: no limit)");
   app.add_option("--policy", engine_config.policy, "skip-join-mlfq | mlfq | fcfs | vllm");
   app.add_option("--kv-policy", engine_config.kv_policy, "proactive | reactive | recompute");
   app.add_option("--kv-block-size", engine_config.kv_block_size, "tokens per KV block");
@@ -50,7 +68,7 @@ int run_serve(int argc, char** argv) {
   app.add_option("--max-num-batched-tokens", engine_config.max_num_batched_tokens,
                  "token budget per iteration");
   app.add_option("--max-queued-requests", engine_config.max_queued_requests,
-                 "beyond this, requests get 429");
+                 "requests in the engine (running + waiting) beyond this get 429");
   app.add_option("--cost-model", engine_config.cost_model_path, "`fastserve profile` output");
   CLI11_PARSE(app, argc, argv);
   if (Status s = server_config.validate(); !s.is_ok()) {

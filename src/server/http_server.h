@@ -1,30 +1,18 @@
-// The OpenAI-compatible HTTP server: routes, auth, body limits and streaming over one Engine.
-// Handlers parse and validate into a GenerationRequest, submit it and read the RequestStream; HTTP
-// threads never touch the model (STYLE.md habit 13). Built on cpp-httplib (a thread pool of
-// connection workers; one worker per open stream).
+// The OpenAI-compatible HTTP server: an event-driven HTTP/1.1 transport (Boost.Asio + Beast's
+// request parser) around ApiHandler. A few I/O threads (--http-threads, default 1) run one
+// io_context; every connection is a small state machine with async reads and writes, so open
+// streams cost memory, not threads (issue 6: >= 1000 concurrent streams on 2 cores). Engine events
+// reach a connection through RequestStream::set_notifier, which posts to the connection's strand.
+// Limits and timeouts: ServerConfig (docs/SERVER.md).
 #pragma once
 
-#include <cstddef>
 #include <memory>
-#include <string>
-#include <vector>
 
 #include "core/status.h"
 #include "engine/engine.h"
+#include "server/server_config.h"
 
 namespace fs::server {
-
-struct ServerConfig {
-  std::string host = "127.0.0.1";
-  int port = 8000;                         // 0: any free port
-  std::string api_key;                     // empty: no auth; else Bearer on /v1/*
-  std::string served_model_name;           // the id /v1/models reports
-  std::vector<std::string> model_aliases;  // other names accepted in "model"
-  size_t max_body_bytes = 8u << 20;        // larger bodies get 413
-  int num_http_threads = 64;               // connection workers (open streams at once)
-
-  Status validate() const;
-};
 
 class HttpServer {
  public:
@@ -32,12 +20,14 @@ class HttpServer {
   HttpServer(Engine& engine, ServerConfig config);
   ~HttpServer();
 
-  // Binds host:port. Errors: kUnavailable naming the address.
+  // Binds host:port and listens. Errors: kUnavailable naming the address.
   Status bind();
   int port() const;  // the bound port (after bind())
-  // Serves until stop(). Blocks.
+  // Runs the event loop on this thread (and num_http_threads - 1 more) until stop(). Blocks.
   void serve();
-  // Stops accepting and ends open streams; serve() returns. Thread-safe, idempotent.
+  // Stops accepting; open streams get a last chunk (finish_reason "abort") and [DONE], waiting
+  // non-streaming requests a 503; waits up to 2 s for those to be written, then serve() returns.
+  // Thread-safe, idempotent.
   void stop();
 
  private:
