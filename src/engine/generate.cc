@@ -41,7 +41,7 @@ Result<GenerateResult> generate(CausalLm& lm, std::span<const int32_t> prompt,
   if (options.keep_prompt_logits) result.prompt_logits = logits;
   int64_t pos = static_cast<int64_t>(prompt.size());
   for (int64_t i = 0; i < options.max_tokens; ++i) {
-    SampledToken tok = sampler.sample(logits, prompt, result.tokens);
+    FS_ASSIGN_OR_RETURN(SampledToken tok, sampler.sample(logits, prompt, result.tokens));
     if (i == 0) result.prefill_s = watch.elapsed_s();
     result.tokens.push_back(tok.token);
     const bool stop = std::find(options.stop_token_ids.begin(), options.stop_token_ids.end(),

@@ -58,14 +58,26 @@ void Sampler::apply_penalties(std::span<float> logits, std::span<const int32_t> 
   }
 }
 
-SampledToken Sampler::sample(std::span<float> logits, std::span<const int32_t> prompt_tokens,
-                             std::span<const int32_t> output_tokens) {
+Result<SampledToken> Sampler::sample(std::span<float> logits, std::span<const int32_t> prompt_tokens,
+                                     std::span<const int32_t> output_tokens) {
+  constexpr float kInf = std::numeric_limits<float>::infinity();
   const int64_t vocab = static_cast<int64_t>(logits.size());
   SampledToken result;
 
-  // Raw log-softmax for the reported log-probabilities (before any processing).
-  float max_raw = -std::numeric_limits<float>::infinity();
-  for (float x : logits) max_raw = std::max(max_raw, x);
+  // Raw log-softmax for the reported log-probabilities (before any processing). A NaN or +inf
+  // logit is a fault in the forward pass (overflow, bad weights): it fails this request only.
+  float max_raw = -kInf;
+  for (int64_t t = 0; t < vocab; ++t) {
+    const float x = logits[t];
+    if (std::isnan(x) || x == kInf) {
+      return make_error(StatusCode::kInternal, "the model produced {} logits (token {})",
+                        std::isnan(x) ? "NaN" : "infinite", t);
+    }
+    max_raw = std::max(max_raw, x);
+  }
+  if (max_raw == -kInf) {
+    return make_error(StatusCode::kInternal, "the model produced no finite logits ({} tokens)", vocab);
+  }
   double sum_raw = 0.0;
   for (float x : logits) sum_raw += std::exp(static_cast<double>(x) - max_raw);
   const float log_z = max_raw + static_cast<float>(std::log(sum_raw));
@@ -84,16 +96,24 @@ SampledToken Sampler::sample(std::span<float> logits, std::span<const int32_t> p
   // Penalties change logits; remember the raw value of whichever token is chosen afterwards.
   if (need_raw) raw_.assign(logits.begin(), logits.end());
   apply_penalties(logits, prompt_tokens, output_tokens);
+  // A penalty can push a huge finite logit to -inf; the draw below needs one finite logit.
+  const float max_logit = need_raw ? *std::max_element(logits.begin(), logits.end()) : max_raw;
+  if (max_logit == -kInf) {
+    return make_error(StatusCode::kInternal, "no finite logits are left after the penalties");
+  }
 
   if (params_.temperature == 0.0f) {
     int32_t best = 0;
     for (int64_t t = 1; t < vocab; ++t) if (logits[t] > logits[best]) best = static_cast<int32_t>(t);
     result.token = best;
   } else {
-    // Candidates sorted by logit descending, then truncated by top-k, top-p and min-p.
+    // Candidates sorted by logit descending, then truncated by top-k, top-p and min-p. The max is
+    // subtracted before dividing by the temperature: a tiny temperature then sends the others to
+    // -inf (greedy in the limit) instead of overflowing the max to +inf (and every probability to
+    // NaN).
     candidates_.resize(vocab);
     for (int64_t t = 0; t < vocab; ++t) {
-      candidates_[t] = {logits[t] / params_.temperature, static_cast<int32_t>(t)};
+      candidates_[t] = {(logits[t] - max_logit) / params_.temperature, static_cast<int32_t>(t)};
     }
     int64_t n = vocab;
     auto by_logit = [](const auto& a, const auto& b) {

@@ -45,9 +45,11 @@ class Sampler {
   explicit Sampler(const SamplingParams& params);
 
   // logits: [vocab] raw model output; modified in place (scratch). prompt/output: token ids so far,
-  // for the penalties.
-  SampledToken sample(std::span<float> logits, std::span<const int32_t> prompt_tokens,
-                      std::span<const int32_t> output_tokens);
+  // for the penalties. Errors (kInternal, naming the token): a NaN or +inf logit, or no finite
+  // logit at all -- a fault in the model's output that fails this one request. -inf is a masked
+  // token and is never chosen.
+  Result<SampledToken> sample(std::span<float> logits, std::span<const int32_t> prompt_tokens,
+                              std::span<const int32_t> output_tokens);
 
   const SamplingParams& params() const { return params_; }
 

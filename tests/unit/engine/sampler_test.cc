@@ -1,6 +1,7 @@
 #include "engine/sampler.h"
 
 #include <cmath>
+#include <limits>
 #include <map>
 #include <vector>
 
@@ -21,7 +22,9 @@ TEST(SamplerTest, GreedyPicksArgmaxAndReportsLogprobs) {
   params.num_top_logprobs = 2;
   Sampler sampler(params);
   std::vector<float> logits = logits_of({0.1f, 0.6f, 0.3f});
-  const SampledToken t = sampler.sample(logits, {}, {});
+  const Result<SampledToken> r = sampler.sample(logits, {}, {});
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  const SampledToken& t = *r;
   EXPECT_EQ(t.token, 1);
   EXPECT_NEAR(t.logprob, std::log(0.6f), 1e-5);
   ASSERT_EQ(t.top.size(), 2u);
@@ -38,7 +41,7 @@ TEST(SamplerTest, SameSeedSameTokensDifferentSeedDiffers) {
     std::vector<int32_t> out;
     for (int i = 0; i < 64; ++i) {
       std::vector<float> logits(50, 0.0f);
-      out.push_back(sampler.sample(logits, {}, {}).token);
+      out.push_back(sampler.sample(logits, {}, {})->token);
     }
     return out;
   };
@@ -54,7 +57,7 @@ TEST(SamplerTest, FrequenciesFollowTheDistribution) {
   const int n = 20000;
   for (int i = 0; i < n; ++i) {
     std::vector<float> logits = logits_of({0.5f, 0.25f, 0.25f});
-    ++counts[sampler.sample(logits, {}, {}).token];
+    ++counts[sampler.sample(logits, {}, {})->token];
   }
   EXPECT_NEAR(counts[0] / double(n), 0.5, 0.02);
   EXPECT_NEAR(counts[1] / double(n), 0.25, 0.02);
@@ -70,7 +73,7 @@ TEST(SamplerTest, TopKTopPMinPTruncate) {
     Sampler sampler(params);
     for (int i = 0; i < 2000; ++i) {
       std::vector<float> logits = logits_of({0.5f, 0.3f, 0.1f, 0.1f});
-      const int32_t t = sampler.sample(logits, {}, {}).token;
+      const int32_t t = sampler.sample(logits, {}, {})->token;
       EXPECT_TRUE(t == 0 || t == 1) << "mode " << mode << " token " << t;
     }
   }
@@ -83,7 +86,7 @@ TEST(SamplerTest, PenaltiesFollowVllmRules) {
   Sampler sampler(params);
   // Token 0 (logit 2, in the prompt) is divided to 1; token 1 (logit 1.5) wins.
   std::vector<float> logits = {2.0f, 1.5f, -1.0f};
-  EXPECT_EQ(sampler.sample(logits, std::vector<int32_t>{0}, {}).token, 1);
+  EXPECT_EQ(sampler.sample(logits, std::vector<int32_t>{0}, {})->token, 1);
 
   SamplingParams p2;
   p2.temperature = 0;
@@ -92,7 +95,7 @@ TEST(SamplerTest, PenaltiesFollowVllmRules) {
   Sampler s2(p2);
   // Token 0 appeared twice in the output: 2.0 - 0.8 - 0.3 = 0.9 < 1.0.
   std::vector<float> l2 = {2.0f, 1.0f};
-  EXPECT_EQ(s2.sample(l2, {}, std::vector<int32_t>{0, 0}).token, 1);
+  EXPECT_EQ(s2.sample(l2, {}, std::vector<int32_t>{0, 0})->token, 1);
 }
 
 TEST(SamplerTest, ValidateNamesTheField) {
@@ -103,6 +106,50 @@ TEST(SamplerTest, ValidateNamesTheField) {
   params.temperature = -1;
   EXPECT_NE(params.validate().message().find("temperature"), std::string::npos);
   EXPECT_TRUE(SamplingParams{}.validate().is_ok());
+}
+
+// A fault in the model's output (NaN, +inf, nothing finite) fails the one request with kInternal,
+// greedy or not, with or without penalties and logprobs; -inf alone is a masked token and is fine.
+TEST(SamplerTest, NanOrInfiniteLogitsAreAnInternalError) {
+  constexpr float kNan = std::numeric_limits<float>::quiet_NaN();
+  constexpr float kInf = std::numeric_limits<float>::infinity();
+  const std::vector<std::vector<float>> bad = {
+      {0.5f, kNan, 0.1f}, {kNan, kNan, kNan}, {0.5f, kInf, 0.1f}, {-kInf, -kInf, -kInf}};
+  for (int mode = 0; mode < 4; ++mode) {
+    SamplingParams params;
+    params.seed = 1;
+    if (mode == 0) params.temperature = 0;
+    if (mode == 1) params.top_p = 0.5f;
+    if (mode == 2) params.repetition_penalty = 1.2f;
+    if (mode == 3) params.num_top_logprobs = 2;
+    Sampler sampler(params);
+    for (const auto& row : bad) {
+      std::vector<float> logits = row;
+      Result<SampledToken> r = sampler.sample(logits, std::vector<int32_t>{0}, {});
+      ASSERT_FALSE(r.is_ok()) << "mode " << mode;
+      EXPECT_EQ(r.status().code(), StatusCode::kInternal);
+      EXPECT_NE(r.status().message().find("logits"), std::string::npos) << r.status().message();
+    }
+    std::vector<float> masked = {-kInf, 0.0f, -kInf};
+    Result<SampledToken> ok = sampler.sample(masked, {}, {});
+    ASSERT_TRUE(ok.is_ok()) << ok.status().to_string();
+    EXPECT_EQ(ok->token, 1);
+    EXPECT_TRUE(std::isfinite(ok->logprob));
+  }
+}
+
+// logits / temperature used to overflow to +inf for a tiny temperature (every probability NaN).
+TEST(SamplerTest, TinyTemperatureIsGreedy) {
+  SamplingParams params;
+  params.seed = 7;
+  params.temperature = 1e-30f;
+  Sampler sampler(params);
+  for (int i = 0; i < 100; ++i) {
+    std::vector<float> logits = {3.0e4f, -2.0f, 3.1e4f, 0.0f};
+    Result<SampledToken> r = sampler.sample(logits, {}, {});
+    ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+    EXPECT_EQ(r->token, 2);
+  }
 }
 
 }  // namespace

@@ -1,0 +1,169 @@
+// Crash safety: a fault in one request (NaN or inf logits, a sampler or detokenizer error) fails
+// that request with an error event and frees its KV blocks; the engine goes on serving the others
+// with unchanged output. Faults are injected through EngineConfig::test_fault_hook.
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <map>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "engine/engine.h"
+#include "engine/generate.h"
+
+namespace fs {
+namespace {
+
+const std::string kTinyLlama =
+    std::string(FASTSERVE_SOURCE_DIR) + "/tests/fixtures/models/tiny-llama";
+
+struct Outcome {
+  std::vector<int32_t> tokens;
+  std::string finish_reason;
+  Status error;
+};
+
+Outcome collect(RequestStream& stream) {
+  Outcome c;
+  for (;;) {
+    std::optional<GenerationEvent> e = stream.next(std::chrono::seconds(60));
+    if (!e) {
+      c.error = make_error(StatusCode::kDataLoss, "timed out waiting for an event");
+      return c;
+    }
+    if (e->kind == GenerationEvent::Kind::kToken) {
+      c.tokens.push_back(e->token);
+      continue;
+    }
+    c.finish_reason = e->finish_reason;
+    c.error = e->error;
+    return c;
+  }
+}
+
+std::vector<int32_t> reference_tokens(const std::vector<int32_t>& prompt, int64_t max_tokens) {
+  Result<std::unique_ptr<CausalLm>> lm = CausalLm::load(kTinyLlama);
+  EXPECT_TRUE(lm.is_ok());
+  GenerateOptions options;
+  options.max_tokens = max_tokens;
+  options.sampling.temperature = 0;
+  Result<GenerateResult> r = generate(**lm, prompt, options);
+  EXPECT_TRUE(r.is_ok());
+  return r->tokens;
+}
+
+GenerationRequest greedy_request(std::string id, std::vector<int32_t> prompt, int64_t max_tokens) {
+  GenerationRequest r;
+  r.request_id = std::move(id);
+  r.prompt_tokens = std::move(prompt);
+  r.max_tokens = max_tokens;
+  r.sampling.temperature = 0;
+  r.ignore_eos = true;
+  return r;
+}
+
+std::unique_ptr<Engine> make_engine(EngineConfig config) {
+  Result<ModelRuntime> rt = load_model_runtime(kTinyLlama);
+  EXPECT_TRUE(rt.is_ok()) << rt.status().to_string();
+  Result<std::unique_ptr<Engine>> engine = Engine::create(std::move(*rt), config);
+  EXPECT_TRUE(engine.is_ok()) << engine.status().to_string();
+  (*engine)->start();
+  return std::move(*engine);
+}
+
+EngineMetrics idle_metrics(const Engine& engine) {
+  EngineMetrics m;
+  for (int i = 0; i < 300; ++i) {
+    m = engine.metrics();
+    if (m.device_kv_blocks_used == 0 && m.num_requests_running == 0 && m.num_requests_waiting == 0)
+      break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return m;
+}
+
+// Runs requests "good0".."good3" and "bad" together under `hook`; "bad" must fail with `code` after
+// `bad_tokens` tokens, the others must give the single-sequence greedy tokens, and no block may
+// stay in use afterwards.
+void expect_only_the_faulty_request_fails(EngineConfig::FaultHook hook, StatusCode code,
+                                          size_t bad_tokens) {
+  const std::vector<std::vector<int32_t>> prompts = {
+      {1, 5, 9}, {1, 22, 7, 31, 4}, {1, 8}, {1, 40, 41, 42, 43, 44, 45}};
+  std::vector<std::vector<int32_t>> expected;
+  for (const auto& p : prompts) expected.push_back(reference_tokens(p, 12));
+  EngineConfig config;
+  config.kv_block_size = 4;
+  config.max_num_seqs = 4;
+  config.test_fault_hook = std::move(hook);
+  std::unique_ptr<Engine> engine = make_engine(config);
+  std::vector<std::unique_ptr<RequestStream>> good;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    Result<std::unique_ptr<RequestStream>> s =
+        engine->submit(greedy_request("good" + std::to_string(i), prompts[i], 12));
+    ASSERT_TRUE(s.is_ok()) << s.status().to_string();
+    good.push_back(std::move(*s));
+    if (i == 1) {  // the faulty one shares batches with the others
+      Result<std::unique_ptr<RequestStream>> b =
+          engine->submit(greedy_request("bad", {1, 3, 5, 7}, 12));
+      ASSERT_TRUE(b.is_ok());
+      good.push_back(std::move(*b));
+    }
+  }
+  for (size_t i = 0, g = 0; i < good.size(); ++i) {
+    Outcome c = collect(*good[i]);
+    if (i == 2) {
+      EXPECT_EQ(c.error.code(), code) << c.error.to_string();
+      EXPECT_EQ(c.tokens.size(), bad_tokens);
+      continue;
+    }
+    ASSERT_TRUE(c.error.is_ok()) << c.error.to_string();
+    EXPECT_EQ(c.finish_reason, "length");
+    EXPECT_EQ(c.tokens, expected[g]) << "request good" << g;
+    ++g;
+  }
+  EngineMetrics m = idle_metrics(*engine);
+  EXPECT_EQ(m.device_kv_blocks_used, 0);
+  EXPECT_EQ(m.host_kv_blocks_used, 0);
+  EXPECT_EQ(m.num_requests_waiting, 0);
+  // The engine still serves.
+  Result<std::unique_ptr<RequestStream>> after =
+      engine->submit(greedy_request("after", prompts[0], 12));
+  ASSERT_TRUE(after.is_ok());
+  Outcome c = collect(**after);
+  ASSERT_TRUE(c.error.is_ok()) << c.error.to_string();
+  EXPECT_EQ(c.tokens, expected[0]);
+}
+
+TEST(EngineFaultTest, NanLogitsFailOnlyThatRequest) {
+  expect_only_the_faulty_request_fails(
+      [](const std::string& id, int64_t, std::span<float> logits) {
+        if (id == "bad") logits[logits.size() / 2] = std::numeric_limits<float>::quiet_NaN();
+        return Status::ok();
+      },
+      StatusCode::kInternal, 0);
+}
+
+TEST(EngineFaultTest, InfiniteLogitsLaterInTheRunFailOnlyThatRequest) {
+  expect_only_the_faulty_request_fails(
+      [](const std::string& id, int64_t num_output_tokens, std::span<float> logits) {
+        if (id == "bad" && num_output_tokens == 3)
+          logits[0] = std::numeric_limits<float>::infinity();
+        return Status::ok();
+      },
+      StatusCode::kInternal, 3);
+}
+
+TEST(EngineFaultTest, SamplerOrDecoderErrorFailsOnlyThatRequest) {
+  expect_only_the_faulty_request_fails(
+      [](const std::string& id, int64_t num_output_tokens, std::span<float>) {
+        if (id == "bad" && num_output_tokens == 5) {
+          return make_error(StatusCode::kInternal, "injected detokenizer failure");
+        }
+        return Status::ok();
+      },
+      StatusCode::kInternal, 5);
+}
+
+}  // namespace
+}  // namespace fs
