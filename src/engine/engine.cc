@@ -6,6 +6,7 @@
 #include <unordered_map>
 
 #include "engine/cpu_executor.h"
+#include "engine/scheduler_monitor.h"
 #include "core/log.h"
 #include "core/timer.h"
 #include "engine/stop_matcher.h"
@@ -148,6 +149,7 @@ struct Engine::Impl {
 
   mutable std::mutex metrics_mu;
   EngineMetrics metrics;
+  SchedulerMonitor monitor;  // the dashboard's snapshots (engine/scheduler_monitor.h)
 
   double now() const { return monotonic_s() - start_s; }
   void loop();
@@ -160,6 +162,7 @@ struct Engine::Impl {
   void finish(sched::JobId id, LiveJob& job, const std::string& reason);
   void fail(LiveJob& job, Status status);
   void publish_metrics(int64_t num_prompt, int64_t num_generated);
+  void publish_snapshot(const sched::IterationPlan* plan, double iteration_s);
 };
 
 Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -223,6 +226,10 @@ const ModelRuntime& Engine::runtime() const { return impl_->runtime; }
 const ModelConfig& Engine::model_config() const { return impl_->executor->config(); }
 const Executor& Engine::executor() const { return *impl_->executor; }
 const EngineConfig& Engine::config() const { return impl_->config; }
+
+std::shared_ptr<const SchedulerSnapshot> Engine::scheduler_snapshot() const {
+  return impl_->monitor.read(monotonic_s());
+}
 
 EngineMetrics Engine::metrics() const {
   std::lock_guard<std::mutex> lock(impl_->metrics_mu);
@@ -328,6 +335,9 @@ void Engine::Impl::finish(sched::JobId id, LiveJob& job, const std::string& reas
     }
     metrics.e2e_request_latency.observe(t - job.arrival_s);
   }
+  monitor.observe_finished(
+      job.first_token_s >= 0 ? job.first_token_s - job.arrival_s : -1,
+      job.num_output_tokens > 1 ? (t - job.first_token_s) / (job.num_output_tokens - 1) : -1, t - job.arrival_s);
   log_info("request {} (job {}): {} prompt + {} output tokens, ttft {:.3f} s, jct {:.3f} s, {}",
            job.request.request_id, id, job.request.prompt_tokens.size(), job.num_output_tokens,
            job.first_token_s - job.arrival_s, t - job.arrival_s, reason);
@@ -376,6 +386,7 @@ void Engine::Impl::loop() {
     admit();
     if (jobs.empty()) {
       publish_metrics(0, 0);
+      publish_snapshot(nullptr, 0);
       continue;
     }
     if (!run_iteration()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
@@ -487,7 +498,20 @@ bool Engine::Impl::run_iteration() {
     }
   }
   publish_metrics(num_prompt, num_generated);
+  publish_snapshot(&plan, result.end_s - start);
   return true;
+}
+
+// Cheap unless due (engine/scheduler_monitor.h): metrics is written only on this thread.
+void Engine::Impl::publish_snapshot(const sched::IterationPlan* plan, double iteration_s) {
+  const double t = monotonic_s();
+  if (!monitor.due(t)) return;
+  auto request_id = [this](sched::JobId id) {
+    auto it = jobs.find(id);
+    return it != jobs.end() ? it->second.request.request_id : std::string();
+  };
+  monitor.publish(t, {*scheduler, metrics, plan, iteration_s, now(), executor->kv_block_bytes(config.kv_block_size),
+                      config.policy, config.kv_policy, request_id});
 }
 
 void Engine::Impl::publish_metrics(int64_t num_prompt, int64_t num_generated) {

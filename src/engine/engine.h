@@ -73,6 +73,7 @@ struct GenerationEvent {
 };
 
 class Engine;
+struct SchedulerSnapshot;  // engine/scheduler_monitor.h
 
 // The reader of one request's events. Thread-safe against the engine thread; one reader. Destroying
 // it (or cancel()) aborts the request: the engine frees its KV at the next iteration. It may outlive
@@ -163,6 +164,10 @@ class Engine {
   const Executor& executor() const;
   const EngineConfig& config() const;
   EngineMetrics metrics() const;  // a snapshot; thread-safe
+  // The latest scheduler snapshot for the dashboard (null until the engine's first publish); marks
+  // a reader as active so the engine publishes every ~50 ms for the next 2 s. Thread-safe; never
+  // waits for an iteration.
+  std::shared_ptr<const SchedulerSnapshot> scheduler_snapshot() const;
 
  private:
   struct Impl;
