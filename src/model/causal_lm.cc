@@ -74,10 +74,15 @@ CausalLm::CausalLm(LoadedModel model) : model_(std::move(model)), pool_(&default
 
 Result<std::unique_ptr<CausalLm>> CausalLm::load(const std::string& path) {
   FS_ASSIGN_OR_RETURN(LoadedModel loaded, load_model(path));
-  std::unique_ptr<CausalLm> lm(new CausalLm(std::move(loaded)));
-  lm->prepare();
+  std::unique_ptr<CausalLm> lm = create(std::move(loaded));
   log_info("model: {} ({} layers, hidden {}, vocab {}), kernels: {}", path, lm->config().num_layers,
            lm->config().hidden_size, lm->config().vocab_size, cpu::matmul_kernel_info());
+  return lm;
+}
+
+std::unique_ptr<CausalLm> CausalLm::create(LoadedModel model) {
+  std::unique_ptr<CausalLm> lm(new CausalLm(std::move(model)));
+  lm->prepare();
   return lm;
 }
 

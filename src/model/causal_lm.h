@@ -25,6 +25,8 @@ class CausalLm {
  public:
   // Loads a .gguf file or an HF folder (see model_weights.h). Errors name the file and the problem.
   static Result<std::unique_ptr<CausalLm>> load(const std::string& path);
+  // Runs weights already loaded (load_model, or make_dummy_model's random ones).
+  static std::unique_ptr<CausalLm> create(LoadedModel model);
 
   const ModelConfig& config() const { return model_.config; }
   const LoadedModel& loaded() const { return model_; }

@@ -1,9 +1,12 @@
 #include "model/model_weights.h"
 
+#include <cmath>
 #include <filesystem>
+#include <memory>
 
 #include "core/log.h"
 #include "core/timer.h"
+#include "model/model_shapes.h"
 
 namespace fs {
 
@@ -18,7 +21,9 @@ class TensorSource {
  public:
   virtual ~TensorSource() = default;
   // nullopt when absent; an error when present but unusable (dtype we do not compute with).
+  // `expected` is the shape the model needs (the dummy source makes tensors of it).
   virtual Result<std::optional<WeightTensor>> find(const std::string& name,
+                                                   const std::vector<int64_t>& expected,
                                                    std::string* file) const = 0;
   virtual const std::string& where() const = 0;  // the file or folder named in "missing" errors
 };
@@ -26,7 +31,7 @@ class TensorSource {
 class GgufSource : public TensorSource {
  public:
   explicit GgufSource(const GgufFile& f) : f_(f) {}
-  Result<std::optional<WeightTensor>> find(const std::string& name,
+  Result<std::optional<WeightTensor>> find(const std::string& name, const std::vector<int64_t>&,
                                            std::string* file) const override {
     *file = f_.path();
     const GgufTensorInfo* t = f_.find_tensor(name);
@@ -43,7 +48,7 @@ class GgufSource : public TensorSource {
 class HfSource : public TensorSource {
  public:
   explicit HfSource(const HfCheckpoint& c) : c_(c) {}
-  Result<std::optional<WeightTensor>> find(const std::string& name,
+  Result<std::optional<WeightTensor>> find(const std::string& name, const std::vector<int64_t>&,
                                            std::string* file) const override {
     *file = c_.dir();
     const SafetensorsTensor* t = c_.find_tensor(name, file);
@@ -61,6 +66,67 @@ class HfSource : public TensorSource {
 
  private:
   const HfCheckpoint& c_;
+};
+
+// Makes every tensor asked for, of the expected shape, with random contents it keeps alive.
+class DummySource : public TensorSource {
+ public:
+  struct Storage {
+    std::vector<std::unique_ptr<uint8_t[]>> buffers;
+  };
+  DummySource(std::string name, DType dtype, uint64_t seed)
+      : name_(std::move(name)), dtype_(dtype), seed_(seed), storage_(std::make_shared<Storage>()) {}
+  Result<std::optional<WeightTensor>> find(const std::string& name, const std::vector<int64_t>& expected,
+                                           std::string* file) const override {
+    *file = name_;
+    if (expected.empty()) return std::optional<WeightTensor>();  // optional extras (rope_freqs)
+    int64_t n = 1;
+    for (int64_t d : expected) n *= d;
+    const bool one_d = expected.size() == 1;
+    const DType dtype = one_d ? DType::kF32 : dtype_;
+    const size_t nbytes = static_cast<size_t>(dtype_row_bytes(dtype, n));
+    std::unique_ptr<uint8_t[]> buf = std::make_unique_for_overwrite<uint8_t[]>(nbytes);
+    if (one_d) {
+      // Norm weights 1, biases (and norm biases) 0.
+      const float value = name.ends_with(".bias") ? 0.0f : 1.0f;
+      std::fill_n(reinterpret_cast<float*>(buf.get()), n, value);
+    } else {
+      fill_uniform(buf.get(), dtype, n, static_cast<float>(1.0 / std::sqrt(static_cast<double>(expected.back()))),
+                   seed_ ^ std::hash<std::string>()(name));
+    }
+    WeightTensor t{name, dtype, expected, buf.get(), nbytes};
+    storage_->buffers.push_back(std::move(buf));
+    return std::optional<WeightTensor>(std::move(t));
+  }
+  const std::string& where() const override { return name_; }
+  std::shared_ptr<const void> storage() const { return storage_; }
+
+ private:
+  // Uniform in [-scale, scale) from splitmix64.
+  static void fill_uniform(uint8_t* out, DType dtype, int64_t n, float scale, uint64_t state) {
+    const auto next = [&state] {
+      uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+      z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+      z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+      return z ^ (z >> 31);
+    };
+    const auto value = [&] {
+      const float u = static_cast<float>(next() >> 40) * (1.0f / 16777216.0f);  // [0, 1)
+      return (2.0f * u - 1.0f) * scale;
+    };
+    if (dtype == DType::kF32) {
+      for (int64_t i = 0; i < n; ++i) reinterpret_cast<float*>(out)[i] = value();
+    } else if (dtype == DType::kF16) {
+      for (int64_t i = 0; i < n; ++i) reinterpret_cast<uint16_t*>(out)[i] = fp32_to_fp16(value());
+    } else {
+      for (int64_t i = 0; i < n; ++i) reinterpret_cast<uint16_t*>(out)[i] = fp32_to_bf16(value());
+    }
+  }
+
+  std::string name_;
+  DType dtype_;
+  uint64_t seed_;
+  std::shared_ptr<Storage> storage_;
 };
 
 enum class Scheme { kGguf = 0, kHfLlama = 1, kHfOpt = 2 };
@@ -131,7 +197,7 @@ class Binder {
 
   Status require(const std::string& name, const std::vector<int64_t>& expected, WeightTensor* out) {
     std::string file;
-    FS_ASSIGN_OR_RETURN(std::optional<WeightTensor> t, src_.find(name, &file));
+    FS_ASSIGN_OR_RETURN(std::optional<WeightTensor> t, src_.find(name, expected, &file));
     if (!t) {
       return not_found("'{}': tensor '{}' is missing (expected shape {})", src_.where(), name,
                        shape_to_string(expected));
@@ -165,7 +231,7 @@ class Binder {
 
   bool has(const std::string& name) const {
     std::string file;
-    auto t = src_.find(name, &file);
+    auto t = src_.find(name, {}, &file);
     return !t.is_ok() || t->has_value();
   }
 
@@ -240,6 +306,47 @@ Status annotate(const Status& s, const std::string& path) {
 
 }  // namespace
 
+const char* model_format_name(ModelFormat format) {
+  switch (format) {
+    case ModelFormat::kGguf:
+      return "gguf";
+    case ModelFormat::kSafetensors:
+      return "safetensors";
+    case ModelFormat::kDummy:
+      return "dummy";
+  }
+  return "?";
+}
+
+Result<LoadedModel> make_dummy_model(const ModelConfig& config, const std::string& name, DType dtype,
+                                     uint64_t seed, int64_t max_bytes) {
+  if (dtype != DType::kF32 && dtype != DType::kF16 && dtype != DType::kBF16) {
+    return invalid_argument("dummy weights: dtype {} is not supported (F32, F16, BF16)", dtype_name(dtype));
+  }
+  if (Status s = config.validate(); !s.is_ok()) return annotate(s, name);
+  const Stopwatch timer;
+  // An upper bound (1-D tensors counted at the matrix dtype's size or more).
+  const double bytes = static_cast<double>(num_parameters(config)) * (dtype == DType::kF32 ? 4 : 2);
+  if (bytes > static_cast<double>(max_bytes)) {
+    return make_error(StatusCode::kResourceExhausted,
+                      "dummy model '{}': {:.1f} GiB of {} weights is more than the CPU limit of {:.1f} GiB; "
+                      "run shapes this large with --device cuda",
+                      name, bytes / 1073741824.0, dtype_name(dtype), max_bytes / 1073741824.0);
+  }
+  LoadedModel m;
+  m.path = name;
+  m.format = ModelFormat::kDummy;
+  m.config = config;
+  const DummySource source(name, dtype, seed);
+  const Scheme scheme = config.arch == ModelArch::kOpt ? Scheme::kHfOpt : Scheme::kHfLlama;
+  FS_RETURN_IF_ERROR(bind_weights(m.config, scheme, source, &m.weights, &m.weight_bytes));
+  m.dummy_data = source.storage();
+  log_info("dummy model '{}': {} {} layers, {:.1f} MiB of random {} weights in {:.3f} s", name,
+           model_arch_name(config.arch), config.num_layers, m.weight_bytes / 1048576.0, dtype_name(dtype),
+           timer.elapsed_s());
+  return m;
+}
+
 Result<LoadedModel> load_model(const std::string& path) {
   const Stopwatch timer;
   std::error_code ec;
@@ -273,7 +380,7 @@ Result<LoadedModel> load_model(const std::string& path) {
     file_bytes = m.gguf->file_bytes();
   }
   log_info("loaded model '{}': {} {}, {} layers, {:.1f} MiB mapped in {:.3f} s", path,
-           model_arch_name(m.config.arch), m.format == ModelFormat::kGguf ? "gguf" : "safetensors",
+           model_arch_name(m.config.arch), model_format_name(m.format),
            m.config.num_layers, static_cast<double>(file_bytes) / (1 << 20), timer.elapsed_s());
   return m;
 }
