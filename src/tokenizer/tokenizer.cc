@@ -43,7 +43,13 @@ std::string replace_all(std::string_view s, std::string_view from, std::string_v
   return out;
 }
 
-bool is_ascii_space(char c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
+// HF's single_word rule: no word character (\w) right before or right after the match.
+bool stands_alone(std::string_view text, size_t begin, size_t end) {
+  uint32_t cp;
+  size_t at;
+  if (utf8::code_point_before(text, begin, &cp, &at) && utf8::is_word_char(cp)) return false;
+  return !(utf8::code_point_at(text, end, &cp, &at) && utf8::is_word_char(cp));
+}
 
 }  // namespace
 
@@ -159,22 +165,34 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, const EncodeOption
   std::vector<int32_t> ids;
   ids.reserve(text.size() / 3 + 4);
   if (options.add_special) ids.insert(ids.end(), spec_.prefix_ids.begin(), spec_.prefix_ids.end());
-  size_t pos = 0;
+  size_t pos = 0;     // start of the text not yet encoded
+  size_t search = 0;  // where to look for the next added token (past a rejected single_word match)
   while (pos < text.size()) {
     size_t begin = text.size(), end = text.size();
     const AddedToken* token = nullptr;
-    find_added(text, pos, options.parse_special, &begin, &end, &token);
+    find_added(text, search, options.parse_special, &begin, &end, &token);
+    if (token != nullptr && token->single_word && !stands_alone(text, begin, end)) {
+      search = end;  // as HF: that match is plain text; look again after it
+      continue;
+    }
     size_t seg_end = begin;
     if (token != nullptr && token->lstrip) {
-      while (seg_end > pos && is_ascii_space(text[seg_end - 1])) --seg_end;
+      uint32_t cp;
+      size_t start;
+      while (seg_end > pos && utf8::code_point_before(text, seg_end, &cp, &start) && utf8::is_whitespace(cp)) {
+        seg_end = std::max(start, pos);
+      }
     }
     if (seg_end > pos) encode_segment(text.substr(pos, seg_end - pos), pos == 0, &ids);
     if (token == nullptr) break;
     ids.push_back(token->id);
     pos = end;
     if (token->rstrip) {
-      while (pos < text.size() && is_ascii_space(text[pos])) ++pos;
+      uint32_t cp;
+      size_t len;
+      while (utf8::code_point_at(text, pos, &cp, &len) && utf8::is_whitespace(cp)) pos += len;
     }
+    search = pos;
   }
   if (options.add_special) ids.insert(ids.end(), spec_.suffix_ids.begin(), spec_.suffix_ids.end());
   return ids;
@@ -203,6 +221,9 @@ void Tokenizer::encode_segment(std::string_view segment, bool first,
           break;
         case NormalizerStep::Kind::kReplace:
           s = replace_all(s, n.from, n.to);
+          break;
+        case NormalizerStep::Kind::kNfc:
+          s = utf8::nfc(s);
           break;
       }
     }

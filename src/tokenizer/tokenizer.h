@@ -27,6 +27,7 @@ struct AddedToken {
   bool special = false;  // skipped by decode(skip_special_tokens) and by parse_special = false
   bool lstrip = false;   // also swallows whitespace on its left / right
   bool rstrip = false;
+  bool single_word = false;  // matches only when no word character touches it on either side
 };
 
 // One pre-tokenizer step, applied to every piece in order.
@@ -41,9 +42,10 @@ struct PreTokenizerStep {
   bool prepend_first = false;
 };
 
-// A normalizer step applied to each segment between added tokens (legacy Llama: Prepend + Replace).
+// A normalizer step applied to each segment between added tokens (legacy Llama: Prepend + Replace;
+// Qwen2: NFC).
 struct NormalizerStep {
-  enum class Kind { kPrepend, kReplace };
+  enum class Kind { kPrepend, kReplace, kNfc };
   Kind kind = Kind::kReplace;
   std::string from;  // kReplace
   std::string to;    // kReplace: replacement; kPrepend: the prefix

@@ -152,6 +152,7 @@ class HfLoader {
       t.special = bool_or(a, "special", false);
       t.lstrip = bool_or(a, "lstrip", false);
       t.rstrip = bool_or(a, "rstrip", false);
+      t.single_word = bool_or(a, "single_word", false);
       if (t.content.empty()) continue;
       spec_.added_tokens.push_back(std::move(t));
     }
@@ -173,7 +174,7 @@ class HfLoader {
       spec_.normalizers.push_back(
           {NormalizerStep::Kind::kReplace, member(pattern, "String"), n.at("content")});
     } else if (type == "NFC") {
-      log_warn("{}: NFC normalizer not applied (input is assumed to be NFC already)", source_);
+      spec_.normalizers.push_back({NormalizerStep::Kind::kNfc, "", ""});
     } else {
       return unimplemented("{}: normalizer '{}' is not supported", source_, type);
     }

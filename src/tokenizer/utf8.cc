@@ -1,6 +1,9 @@
 #include "tokenizer/utf8.h"
 
+#include <cstdlib>
 #include <vector>
+
+#include <utf8proc.h>
 
 namespace fs::utf8 {
 
@@ -156,6 +159,70 @@ int code_point_to_byte(uint32_t cp) {
     return inv;
   }();
   return cp < inverse.size() ? inverse[cp] : -1;
+}
+
+}  // namespace fs::utf8
+
+namespace fs::utf8 {
+
+std::string nfc(std::string_view s) {
+  bool ascii = true;
+  for (char c : s) ascii = ascii && static_cast<unsigned char>(c) < 0x80;
+  if (ascii || s.empty()) return std::string(s);
+  utf8proc_uint8_t* out = nullptr;
+  const utf8proc_ssize_t n =
+      utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(s.data()), static_cast<utf8proc_ssize_t>(s.size()),
+                   &out, static_cast<utf8proc_option_t>(UTF8PROC_STABLE | UTF8PROC_COMPOSE));
+  if (n < 0) return std::string(s);
+  std::string result(reinterpret_cast<const char*>(out), static_cast<size_t>(n));
+  std::free(out);
+  return result;
+}
+
+bool code_point_before(std::string_view s, size_t end, uint32_t* cp, size_t* start) {
+  if (end == 0) return false;
+  size_t b = end - 1;
+  while (b > 0 && end - b < 4 && (static_cast<unsigned char>(s[b]) & 0xC0) == 0x80) --b;
+  const size_t len = sequence_length(s, b);
+  if (len == 0 || b + len != end) {  // not valid: treat the last byte as one unit
+    *cp = 0xFFFD;
+    *start = end - 1;
+    return true;
+  }
+  *cp = decode_code_point(s, b, len);
+  *start = b;
+  return true;
+}
+
+bool code_point_at(std::string_view s, size_t pos, uint32_t* cp, size_t* len) {
+  if (pos >= s.size()) return false;
+  *len = sequence_length(s, pos);
+  if (*len == 0) return false;
+  *cp = decode_code_point(s, pos, *len);
+  return true;
+}
+
+bool is_whitespace(uint32_t cp) {
+  switch (cp) {
+    case 0x20: case 0x85: case 0xA0: case 0x1680: case 0x2028: case 0x2029: case 0x202F: case 0x205F:
+    case 0x3000:
+      return true;
+    default:
+      return (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x2000 && cp <= 0x200A);
+  }
+}
+
+bool is_word_char(uint32_t cp) {
+  if (cp < 0x80) return (cp >= '0' && cp <= '9') || (cp >= 'a' && cp <= 'z') || (cp >= 'A' && cp <= 'Z') || cp == '_';
+  if (cp == 0x200C || cp == 0x200D) return true;
+  switch (utf8proc_category(static_cast<utf8proc_int32_t>(cp))) {
+    case UTF8PROC_CATEGORY_LU: case UTF8PROC_CATEGORY_LL: case UTF8PROC_CATEGORY_LT: case UTF8PROC_CATEGORY_LM:
+    case UTF8PROC_CATEGORY_LO: case UTF8PROC_CATEGORY_MN: case UTF8PROC_CATEGORY_MC: case UTF8PROC_CATEGORY_ME:
+    case UTF8PROC_CATEGORY_ND: case UTF8PROC_CATEGORY_NL: case UTF8PROC_CATEGORY_PC:
+      return true;
+    default:
+      return false;
+  }
 }
 
 }  // namespace fs::utf8

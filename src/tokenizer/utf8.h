@@ -35,6 +35,20 @@ void append_code_point(uint32_t cp, std::string* out);
 // Decodes the (valid) sequence at s[pos] of length len.
 uint32_t decode_code_point(std::string_view s, size_t pos, size_t len);
 
+// Unicode NFC of valid UTF-8 s (utf8proc); s unchanged when it is pure ASCII or not valid UTF-8.
+std::string nfc(std::string_view s);
+
+// The code point that ends just before s[end] (valid UTF-8 assumed) and its start; false at 0.
+bool code_point_before(std::string_view s, size_t end, uint32_t* cp, size_t* start);
+// The code point that starts at s[pos] and its length; false at the end or on invalid bytes.
+bool code_point_at(std::string_view s, size_t pos, uint32_t* cp, size_t* len);
+
+// Unicode White_Space (Rust's char::is_whitespace, which HF uses to strip around added tokens).
+bool is_whitespace(uint32_t cp);
+// A regex \w character (letters, marks, decimal digits, connector punctuation, joiners): what HF
+// treats as part of a word around single_word added tokens.
+bool is_word_char(uint32_t cp);
+
 // GPT-2 byte-level map: every byte to a printable code point (bytes_to_unicode() in GPT-2's
 // encoder.py).
 const std::array<uint32_t, 256>& byte_to_code_point();

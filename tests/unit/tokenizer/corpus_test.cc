@@ -86,5 +86,42 @@ TEST(CorpusTest, LlamaSpmFromGgufMatchesHf) {
   check_corpus(*tok, 'b');
 }
 
+// A Qwen2-style tokenizer (NFC normalizer, Qwen2's split regex, added tokens with every flag:
+// special, single_word, lstrip, rstrip), trained by scripts/make_tokenizer_nfc_fixture.py, over the
+// corpus, its NFD forms and added tokens in every context.
+TEST(CorpusTest, NfcAndAddedTokenFlagsMatchHf) {
+  auto tok = testing::load_json_gz("nfc-bpe.tokenizer.json.gz");
+  ASSERT_NE(tok, nullptr);
+  const std::string text = testing::read_gz(testing::fixture_path("nfc-bpe.corpus.jsonl.gz"));
+  ASSERT_FALSE(text.empty());
+  const char* limit_env = std::getenv("FASTSERVE_TOKENIZER_CORPUS_LIMIT");
+  const size_t step = limit_env != nullptr ? 16 : 1;  // sanitizer runs: every 16th line
+  size_t pos = 0, line = 0, checked = 0, id_failures = 0, decode_failures = 0;
+  while (pos < text.size()) {
+    size_t end = text.find('\n', pos);
+    if (end == std::string::npos) end = text.size();
+    const std::string_view row(text.data() + pos, end - pos);
+    pos = end + 1;
+    if (line++ % step != 0) continue;
+    auto j = nlohmann::json::parse(row, nullptr, false);
+    ASSERT_TRUE(j.is_object());
+    const std::string t = j["t"].get<std::string>();
+    const auto want = j["c"].get<std::vector<int32_t>>();
+    const std::string want_text = j.contains("cd") ? j["cd"].get<std::string>() : t;
+    ++checked;
+    const std::vector<int32_t> got = tok->encode(t);
+    if (got != want && ++id_failures <= 5) {
+      ADD_FAILURE() << "ids differ for " << nlohmann::json(t).dump() << "\n  got  " << show_ids(got)
+                    << "\n  want " << show_ids(want);
+    }
+    if (tok->decode(want) != want_text && ++decode_failures <= 5) {
+      ADD_FAILURE() << "decode differs for " << nlohmann::json(t).dump();
+    }
+  }
+  EXPECT_GT(checked, 1000u);
+  EXPECT_EQ(id_failures, 0u) << "of " << checked;
+  EXPECT_EQ(decode_failures, 0u);
+}
+
 }  // namespace
 }  // namespace fs
