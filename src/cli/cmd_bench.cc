@@ -53,6 +53,8 @@ struct BenchFlags {
   std::vector<std::string> goodput;
   std::vector<std::string> slos;
   bool quiet = false;
+  int32_t num_warmups = 0;
+  std::string metric_percentiles = "50,90,95,99";
 };
 
 Result<double> parse_rate(const std::string& s) {
@@ -159,6 +161,12 @@ int run_bench(int argc, char** argv) {
   app.add_option("--result-json", f.result_json, "write the result JSON here");
   app.add_option("--label", f.label, "label in the JSON and the sweep file names");
   app.add_flag("--quiet", f.quiet, "no progress bar");
+  app.add_option("--num-warmups", f.num_warmups,
+                 "requests sent one at a time before each run, not measured")
+      ->capture_default_str();
+  app.add_option("--metric-percentiles", f.metric_percentiles,
+                 "percentiles reported as p<P>_<metric>_ms, comma-separated")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   if (!(f.burstiness > 0)) return fail(invalid_argument("--burstiness must be > 0"), 2);
@@ -172,6 +180,16 @@ int run_bench(int argc, char** argv) {
     if (!slo) return fail(slo.status(), 2);
     summary_options.latency_slos.push_back(*slo);
   }
+  summary_options.percentiles.clear();
+  for (const std::string& p : split_commas(f.metric_percentiles)) {
+    char* end = nullptr;
+    const double v = std::strtod(p.c_str(), &end);
+    if (end != p.c_str() + p.size() || !(v > 0 && v < 100)) {
+      return fail(invalid_argument("bad --metric-percentiles item '{}' (0 < p < 100)", p), 2);
+    }
+    summary_options.percentiles.push_back(v);
+  }
+  if (f.num_warmups < 0) return fail(invalid_argument("--num-warmups must be >= 0"), 2);
   std::vector<std::string> rate_texts = f.request_rates.empty()
                                             ? std::vector<std::string>{f.request_rate}
                                             : split_commas(f.request_rates);
@@ -246,6 +264,12 @@ int run_bench(int argc, char** argv) {
     std::fprintf(stderr, "fastserve bench: request rate %s, burstiness %g, max concurrency %s\n",
                  rate_texts[k].c_str(), f.burstiness,
                  f.max_concurrency > 0 ? std::to_string(f.max_concurrency).c_str() : "none");
+    for (int32_t w = 0; w < f.num_warmups; ++w) {
+      const auto& req = (*requests)[static_cast<size_t>(w) % requests->size()];
+      const loadgen::RequestResult r =
+          loadgen::send_request(run.endpoint, req, std::chrono::steady_clock::now());
+      if (!r.success) return fail(make_error(StatusCode::kUnavailable, "warmup: {}", r.error));
+    }
     loadgen::RunOutcome outcome = loadgen::run_benchmark(run, *requests);
     nlohmann::json j = loadgen::summarize(outcome.results, outcome.duration_s, summary_options);
     j["date"] = utc_now();

@@ -101,6 +101,7 @@ nlohmann::json summarize(const std::vector<RequestResult>& results, double durat
   nlohmann::json target_output_lens = nlohmann::json::array();
   nlohmann::json ttfts_s = nlohmann::json::array(), itls_s = nlohmann::json::array();
   nlohmann::json e2els_s = nlohmann::json::array(), errors = nlohmann::json::array();
+  nlohmann::json send_times = nlohmann::json::array();
   for (const RequestResult& r : results) {
     input_lens.push_back(r.num_prompt_tokens);
     output_lens.push_back(r.success ? r.num_output_tokens : 0);
@@ -108,6 +109,7 @@ nlohmann::json summarize(const std::vector<RequestResult>& results, double durat
     ttfts_s.push_back(r.success ? r.ttft_s : 0.0);
     itls_s.push_back(r.itl_s);
     e2els_s.push_back(r.success ? r.latency_s : 0.0);
+    send_times.push_back(r.send_s);
     errors.push_back(r.error);
     if (!r.success) continue;
     ++completed;
@@ -175,6 +177,7 @@ nlohmann::json summarize(const std::vector<RequestResult>& results, double durat
   j["ttfts"] = ttfts_s;
   j["itls"] = itls_s;
   j["e2els"] = e2els_s;
+  j["send_times"] = send_times;  // seconds from the start (ours)
   j["errors"] = errors;
   return j;
 }

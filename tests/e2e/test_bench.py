@@ -18,7 +18,7 @@ VLLM_KEYS = [
     "max_concurrency", "model_id",
 ]
 OUR_KEYS = [
-    "e2els", "target_output_lens", "mean_normalized_latency_ms", "p95_normalized_latency_ms",
+    "e2els", "send_times", "target_output_lens", "mean_normalized_latency_ms", "p95_normalized_latency_ms",
     "mean_normalized_latency_s", "slo_attainment", "usage_reported",
 ]
 
@@ -62,6 +62,7 @@ def test_bench_alpaca_matches_server_usage(fastserve_bin, server, tmp_path):
     assert r["output_lens"] == r["target_output_lens"]
     assert all(1 <= n <= 8 for n in r["output_lens"])
     assert r["max_concurrent_requests"] <= 4
+    assert r["send_times"] == sorted(r["send_times"])
     for ttft, e2el, itl, n in zip(r["ttfts"], r["e2els"], r["itls"], r["output_lens"]):
         assert 0 < ttft <= e2el
         assert len(itl) <= n - 1

@@ -78,7 +78,8 @@ TEST(Summary, VllmKeysAndValues) {
                           "ttfts",
                           "itls",
                           "e2els",
-                          "errors"}) {
+                          "errors",
+                          "send_times"}) {
     EXPECT_TRUE(j.contains(key)) << key;
   }
   EXPECT_EQ(j["completed"], 2);
