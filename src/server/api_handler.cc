@@ -5,7 +5,9 @@
 
 #include <fmt/format.h>
 
+#include "server/dashboard_page.h"
 #include "server/metrics_text.h"
+#include "server/scheduler_state.h"
 #include "server/sse.h"
 
 namespace fs::server {
@@ -187,6 +189,18 @@ ApiHandler::Outcome ApiHandler::handle(ApiRequest& request) {
     r.content_type = "text/plain; version=0.0.4";
     r.body = metrics_text(engine_.metrics(), config_.served_model_name);
     if (extra_metrics_) r.body += extra_metrics_();
+    return r;
+  }
+  if (path == "/v1/scheduler/state" || path == "/" || path == "/dashboard") {  // the dashboard
+    if (!get) return error_response(not_allowed());
+    ApiResponse r;
+    if (path == "/v1/scheduler/state") {
+      r.body = dump_json(scheduler_state_json(engine_.scheduler_snapshot().get()));
+    } else {
+      r.content_type = "text/html; charset=utf-8";
+      r.body = std::string(dashboard_page_html());
+    }
+    r.headers.emplace_back("Cache-Control", "no-store");
     return r;
   }
   return error_response(ApiError{404, "no such route", "invalid_request_error", "", "not_found"});
