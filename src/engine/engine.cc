@@ -153,7 +153,7 @@ struct Engine::Impl {
 
   double now() const { return monotonic_s() - start_s; }
   void loop();
-  void admit();
+  bool admit();  // true when it aborted a job (its blocks are freed at the next schedule())
   bool run_iteration();
   Status carry_out_swaps(const sched::IterationPlan& plan);
   std::vector<BlockCopy> offloads, uploads;  // the plan's moves as the executor takes them, reused
@@ -343,7 +343,7 @@ void Engine::Impl::finish(sched::JobId id, LiveJob& job, const std::string& reas
            job.first_token_s - job.arrival_s, t - job.arrival_s, reason);
 }
 
-void Engine::Impl::admit() {
+bool Engine::Impl::admit() {
   std::vector<std::pair<sched::JobId, LiveJob>> batch;
   {
     std::lock_guard<std::mutex> lock(mu);
@@ -362,8 +362,10 @@ void Engine::Impl::admit() {
     jobs.emplace(id, std::move(job));
   }
   // Readers that went away: abort (blocks are freed at the next schedule()).
+  bool aborted = false;
   for (auto it = jobs.begin(); it != jobs.end();) {
     if (is_cancelled(*it->second.shared)) {
+      aborted = true;
       scheduler->abort(it->first, now());
       log_info("request {} (job {}): aborted by the client after {} tokens",
                it->second.request.request_id, it->first, it->second.num_output_tokens);
@@ -373,6 +375,7 @@ void Engine::Impl::admit() {
       ++it;
     }
   }
+  return aborted;
 }
 
 void Engine::Impl::loop() {
@@ -383,8 +386,8 @@ void Engine::Impl::loop() {
                   [&] { return stopping || !incoming.empty(); });
       if (stopping) return;
     }
-    admit();
-    if (jobs.empty()) {
+    // When the last jobs were aborted, one more (empty) iteration lets the scheduler free their blocks.
+    if (!admit() && jobs.empty()) {
       publish_metrics(0, 0);
       publish_snapshot(nullptr, 0);
       continue;

@@ -225,6 +225,29 @@ TEST(EngineTest, NotifierIsNotCalledAfterCancel) {
   EXPECT_TRUE(called);
 }
 
+TEST(EngineTest, BlocksAreFreedWhenEveryReaderGoesAway) {
+  EngineConfig config;
+  config.kv_block_size = 4;
+  std::unique_ptr<Engine> engine = make_engine(config);
+  std::vector<std::unique_ptr<RequestStream>> streams;
+  for (int i = 0; i < 4; ++i) {
+    Result<std::unique_ptr<RequestStream>> s = engine->submit(greedy_request({1, 5, 9, 13, 17}, 200));
+    ASSERT_TRUE(s.is_ok());
+    streams.push_back(std::move(*s));
+  }
+  for (auto& s : streams) ASSERT_TRUE(s->next(std::chrono::seconds(30)));
+  streams.clear();  // every client went away: no job is left to drive another schedule()
+  EngineMetrics m;
+  for (int i = 0; i < 500; ++i) {
+    m = engine->metrics();
+    if (m.device_kv_blocks_used == 0 && m.host_kv_blocks_used == 0 && m.num_requests_waiting == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(m.device_kv_blocks_used, 0);
+  EXPECT_EQ(m.host_kv_blocks_used, 0);
+  EXPECT_EQ(m.num_requests_waiting, 0);
+}
+
 TEST(EngineTest, RejectsBadRequestsWithClearErrors) {
   std::unique_ptr<Engine> engine = make_engine(EngineConfig{});
   EXPECT_EQ(engine->submit(greedy_request({}, 4)).status().code(), StatusCode::kInvalidArgument);
