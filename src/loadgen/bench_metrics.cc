@@ -222,9 +222,17 @@ std::string format_report(const nlohmann::json& s) {
     if (s.contains(fmt::format("std_{}_ms", k))) {
       line(fmt::format("Std {} (ms):", sec.label), s[fmt::format("std_{}_ms", k)]);
     }
-    for (const char* p : {"p90", "p95", "p99"}) {
-      const std::string key = fmt::format("{}_{}_ms", p, k);
-      if (s.contains(key)) line(fmt::format("P{} {} (ms):", p + 1, sec.label), s[key]);
+    const std::string list_key = fmt::format("percentiles_{}_ms", k);
+    if (s.contains(list_key)) {  // [[p, value], ...]
+      for (const auto& pv : s[list_key]) {
+        if (pv[0].get<double>() == 50) continue;  // the median, above
+        line(fmt::format("P{:g} {} (ms):", pv[0].get<double>(), sec.label), pv[1]);
+      }
+    } else {
+      for (const char* p : {"p95", "p99"}) {
+        const std::string key = fmt::format("{}_{}_ms", p, k);
+        if (s.contains(key)) line(fmt::format("P{} {} (ms):", p + 1, sec.label), s[key]);
+      }
     }
   }
   if (!s["slo_attainment"].empty()) {

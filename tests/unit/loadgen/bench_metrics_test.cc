@@ -111,6 +111,9 @@ TEST(Summary, VllmKeysAndValues) {
   const std::string report = format_report(j);
   EXPECT_NE(report.find("Serving Benchmark Result"), std::string::npos);
   EXPECT_NE(report.find("Mean TTFT (ms):"), std::string::npos);
+  EXPECT_NE(report.find("P99 TTFT (ms):"), std::string::npos);
+  EXPECT_NE(report.find("P95 NormLat (ms):"), std::string::npos);
+  EXPECT_EQ(report.find("P50 TTFT"), std::string::npos);
 }
 
 TEST(Summary, EmptyRunHasZerosNotNaN) {
