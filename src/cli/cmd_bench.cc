@@ -112,6 +112,34 @@ Status write_json(const std::string& path, const nlohmann::json& j) {
   return out ? Status::ok() : make_error(StatusCode::kDataLoss, "error writing {}", path);
 }
 
+// The run's settings and provenance, beside the metrics in the result JSON.
+void add_run_settings(const BenchFlags& f, const loadgen::RunOptions& run,
+                      const loadgen::RunOutcome& outcome, bool has_tokenizer, nlohmann::json* out) {
+  nlohmann::json& j = *out;
+  j["date"] = utc_now();
+  j["backend"] = "openai";
+  j["endpoint_type"] = run.endpoint.chat ? "openai-chat" : "openai";
+  j["base_url"] = run.endpoint.base_url;
+  j["endpoint"] = run.endpoint.path;
+  j["label"] = f.label;
+  j["model_id"] = f.model;
+  j["tokenizer_id"] = has_tokenizer ? f.tokenizer : "chars/4";
+  j["dataset_name"] = f.dataset.name;
+  j["dataset_path"] = loadgen::dataset_file(f.dataset);
+  j["request_rate"] =
+      std::isfinite(run.request_rate) ? nlohmann::json(run.request_rate) : nlohmann::json("inf");
+  j["burstiness"] = f.burstiness;
+  j["max_concurrency"] =
+      f.max_concurrency > 0 ? nlohmann::json(f.max_concurrency) : nlohmann::json(nullptr);
+  j["max_concurrent_requests"] = outcome.max_in_flight;
+  j["seed"] = f.dataset.seed;
+  j["ignore_eos"] = f.ignore_eos;
+  j["max_output_len"] = f.dataset.max_output_len;
+  bool all_usage = true;
+  for (const auto& r : outcome.results) all_usage = all_usage && (!r.success || r.usage_reported);
+  j["usage_reported"] = all_usage;  // false: output lengths are counts of text chunks
+}
+
 int run_bench(int argc, char** argv) {
   CLI::App app{"Benchmark an OpenAI-compatible server (like `vllm bench serve`)"};
   BenchFlags f;
@@ -259,6 +287,7 @@ int run_bench(int argc, char** argv) {
     if (ec) return fail(make_error(StatusCode::kNotFound, "cannot create {}", f.result_dir));
   }
   nlohmann::json runs = nlohmann::json::array();
+  bool any_run_empty = false;  // a run where no request completed: exit 1 (after the JSON)
   for (size_t k = 0; k < rates.size(); ++k) {
     run.request_rate = rates[k];
     std::fprintf(stderr, "fastserve bench: request rate %s, burstiness %g, max concurrency %s\n",
@@ -272,27 +301,7 @@ int run_bench(int argc, char** argv) {
     }
     loadgen::RunOutcome outcome = loadgen::run_benchmark(run, *requests);
     nlohmann::json j = loadgen::summarize(outcome.results, outcome.duration_s, summary_options);
-    j["date"] = utc_now();
-    j["backend"] = "openai";
-    j["endpoint_type"] = run.endpoint.chat ? "openai-chat" : "openai";
-    j["base_url"] = run.endpoint.base_url;
-    j["endpoint"] = run.endpoint.path;
-    j["label"] = f.label;
-    j["model_id"] = f.model;
-    j["tokenizer_id"] = *tokenizer ? f.tokenizer : "chars/4";
-    j["dataset_name"] = f.dataset.name;
-    j["dataset_path"] = loadgen::dataset_file(f.dataset);
-    j["request_rate"] = std::isfinite(rates[k]) ? nlohmann::json(rates[k]) : nlohmann::json("inf");
-    j["burstiness"] = f.burstiness;
-    j["max_concurrency"] =
-        f.max_concurrency > 0 ? nlohmann::json(f.max_concurrency) : nlohmann::json(nullptr);
-    j["max_concurrent_requests"] = outcome.max_in_flight;
-    j["seed"] = f.dataset.seed;
-    j["ignore_eos"] = f.ignore_eos;
-    j["max_output_len"] = f.dataset.max_output_len;
-    bool all_usage = true;
-    for (const auto& r : outcome.results) all_usage = all_usage && (!r.success || r.usage_reported);
-    j["usage_reported"] = all_usage;  // false: output lengths are counts of text chunks
+    add_run_settings(f, run, outcome, tokenizer->get() != nullptr, &j);
     std::printf("%s", loadgen::format_report(j).c_str());
     std::fflush(stdout);
     for (const auto& r : outcome.results) {
@@ -308,13 +317,14 @@ int run_bench(int argc, char** argv) {
       if (Status s = write_json(path, j); !s.is_ok()) return fail(s);
       std::fprintf(stderr, "fastserve bench: wrote %s\n", path.c_str());
     }
+    any_run_empty = any_run_empty || j["completed"].get<int64_t>() == 0;
     runs.push_back(std::move(j));
   }
   if (!f.result_json.empty()) {
     const nlohmann::json& out = rates.size() == 1 ? runs[0] : nlohmann::json{{"runs", runs}};
     if (Status s = write_json(f.result_json, out); !s.is_ok()) return fail(s);
   }
-  return 0;
+  return any_run_empty ? 1 : 0;
 }
 
 }  // namespace

@@ -100,3 +100,12 @@ def test_bench_reports_an_unreachable_server(fastserve_bin, tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0
     assert "127.0.0.1:9" in proc.stderr
+    # With --model it goes ahead; every request fails, the JSON says why, the exit code is 1.
+    out = tmp_path / "r.json"
+    proc = subprocess.run([fastserve_bin, "bench", "--base-url", "http://127.0.0.1:9", "--model", "m",
+                           "--dataset", "random", "--num-prompts", "2", "--quiet",
+                           "--result-json", str(out)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    r = json.loads(out.read_text())
+    assert r["completed"] == 0 and r["failed"] == 2
+    assert all(e for e in r["errors"])
