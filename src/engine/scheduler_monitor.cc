@@ -128,7 +128,9 @@ void SchedulerMonitor::publish(double now_s, const Inputs& in) {
 
   const bool mlfq = is_mlfq(sc);
   const sched::MlfqConfig& mc = sc.config().mlfq;
-  const size_t num_levels = std::max<size_t>(1, st.queue_lengths.size());
+  // MLFQ: at least the first four levels, so the page shows the queues before jobs reach them.
+  const size_t min_levels = mlfq ? static_cast<size_t>(std::clamp(mc.num_queues, 1, 4)) : 1;
+  const size_t num_levels = std::max(min_levels, st.queue_lengths.size());
   snap->queues.resize(num_levels);
   for (size_t i = 0; i < num_levels; ++i) {
     SchedulerQueueView& q = snap->queues[i];

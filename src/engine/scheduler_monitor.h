@@ -77,7 +77,7 @@ struct SchedulerSnapshot {
   int64_t num_iterations = 0;
   double last_iteration_s = 0;  // wall time of the latest iteration
   int64_t num_running = 0, num_waiting = 0, num_live_jobs = 0;
-  std::vector<SchedulerQueueView> queues;  // levels 0 .. the deepest non-empty one (at least 1)
+  std::vector<SchedulerQueueView> queues;  // levels 0 .. the deepest non-empty one (MLFQ: at least 4)
   std::vector<SchedulerBatchView> batch;   // the latest iteration's batch, in execution order
   int32_t kv_block_size_tokens = 0;
   int64_t kv_block_bytes = 0;
