@@ -23,7 +23,7 @@ constexpr int kSpinIterations = 20000;  // ~50-100 us of spinning before a worke
 
 ThreadPool::ThreadPool(int num_threads) : num_threads_(std::max(1, num_threads)) {
   workers_.reserve(num_threads_ - 1);
-  for (int i = 1; i < num_threads_; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+  for (int i = 1; i < num_threads_; ++i) workers_.emplace_back([this] { worker_loop(); });
 }
 
 ThreadPool::~ThreadPool() {
@@ -45,8 +45,10 @@ void ThreadPool::run(TaskRef fn) {
     in_use_.store(false, std::memory_order_release);
     return;
   }
-  task_ = &fn;
-  pending_.store(num_threads_ - 1, std::memory_order_relaxed);
+  task_.store(&fn, std::memory_order_relaxed);
+  num_done_.store(0, std::memory_order_relaxed);
+  // Opens the indices 1..n-1 for claiming; publishes task_ and num_done_ to whoever claims one.
+  next_index_.store(1, std::memory_order_release);
   {
     // Bumped under the mutex so a worker between its last check and cv.wait cannot miss it.
     std::lock_guard<std::mutex> lock(sleep_mu_);
@@ -54,13 +56,20 @@ void ThreadPool::run(TaskRef fn) {
   }
   sleep_cv_.notify_all();
   fn(0, num_threads_);
-  while (pending_.load(std::memory_order_acquire) != 0) FS_CPU_RELAX();
-  task_ = nullptr;
+  // Indices no worker has claimed yet run here, so a descheduled worker costs nothing.
+  int num_run_here = 1;
+  for (int i; (i = next_index_.fetch_add(1, std::memory_order_acq_rel)) < num_threads_;) {
+    fn(i, num_threads_);
+    ++num_run_here;
+  }
+  // All indices are claimed now; wait for those the workers took.
+  while (num_done_.load(std::memory_order_acquire) != num_threads_ - num_run_here) FS_CPU_RELAX();
   in_use_.store(false, std::memory_order_release);
 }
 
-void ThreadPool::worker_loop(int index) {
-  uint64_t seen = 0;  // the value at construction: a worker that starts late must not skip the first run()
+void ThreadPool::worker_loop() {
+  // The value at construction: a worker that starts late must not skip the first run().
+  uint64_t seen = 0;
   for (;;) {
     uint64_t g;
     int spins = 0;
@@ -74,8 +83,12 @@ void ThreadPool::worker_loop(int index) {
     }
     seen = g;
     if (stop_.load()) return;
-    (*task_)(index, num_threads_);
-    pending_.fetch_sub(1, std::memory_order_acq_rel);
+    // A worker that wakes after the caller claimed every index gets i >= n and goes back to
+    // waiting; the counter is reset by the next run() before it opens.
+    for (int i; (i = next_index_.fetch_add(1, std::memory_order_acq_rel)) < num_threads_;) {
+      (*task_.load(std::memory_order_relaxed))(i, num_threads_);
+      num_done_.fetch_add(1, std::memory_order_release);
+    }
   }
 }
 

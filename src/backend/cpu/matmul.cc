@@ -69,8 +69,10 @@ void matmul_blas(const MatmulKernels& k, const WeightView& w, const float* x, in
   // Our pool owns the threads; OpenBLAS runs single-threaded inside each pool task.
   std::call_once(once, [] { openblas_set_num_threads(1); });
   const int64_t grain = std::max<int64_t>(
-      16, std::min(kBlasRowBlock, (w.rows + pool.num_threads() - 1) / pool.num_threads()));
-  pool.parallel_for(w.rows, grain, [&](int64_t b, int64_t e) {
+      16,
+      std::min(kBlasRowBlock, (w.rows + 2 * pool.num_threads() - 1) / (2 * pool.num_threads())));
+  // Dynamic grains: a descheduled thread's rows are taken over by the others.
+  pool.parallel_for_dynamic(w.rows, grain, [&](int64_t b, int64_t e) {
     thread_local std::vector<float> wbuf;  // [kBlasRowBlock, cols] per worker, reused
     for (int64_t r = b; r < e; r += kBlasRowBlock) {
       const int64_t n = std::min(kBlasRowBlock, e - r);
@@ -91,9 +93,9 @@ void matmul_blas(const MatmulKernels& k, const WeightView& w, const float* x, in
   });
 }
 
-// x rounded to the 8-bit activation blocks the integer tiles use (quantize, then dequantize), so the
-// sgemm path of a quantized weight computes what the tiles compute, up to f32 summation order: a
-// sequence's logits then do not depend on how many other tokens share its batch (which picks the
+// x rounded to the 8-bit activation blocks the integer tiles use (quantize, then dequantize), so
+// the sgemm path of a quantized weight computes what the tiles compute, up to f32 summation order:
+// a sequence's logits then do not depend on how many other tokens share its batch (which picks the
 // path). out: [n_tokens, cols].
 void round_activations(const MatmulKernels& k, const float* x, int64_t n_tokens, int64_t cols,
                        float* out, ThreadPool& pool) {
@@ -113,7 +115,8 @@ void round_activations(const MatmulKernels& k, const float* x, int64_t n_tokens,
           for (int j = 0; j < kQK; ++j) o[i * kQK + j] = d * blocks[i].qs[j];
         }
       } else {
-        FS_CHECK(k.act_type == DType::kQ8_K, "{} is not an activation type", dtype_name(k.act_type));
+        FS_CHECK(k.act_type == DType::kQ8_K, "{} is not an activation type",
+                 dtype_name(k.act_type));
         const auto* blocks = reinterpret_cast<const BlockQ8_K*>(q.data());
         for (int64_t i = 0; i < cols / kQKK; ++i) {
           for (int j = 0; j < kQKK; ++j) o[i * kQKK + j] = blocks[i].d * blocks[i].qs[j];
@@ -136,7 +139,8 @@ void matmul(const WeightView& w, const float* x, int64_t n_tokens, float* y, Thr
   if (matmul_uses_sgemm(w.dtype, n_tokens)) {
     if (k.act_type != DType::kF32) {
       thread_local std::vector<float> rounded;  // [n_tokens, cols], caller thread's, reused
-      if (rounded.size() < static_cast<size_t>(n_tokens * w.cols)) rounded.resize(n_tokens * w.cols);
+      if (rounded.size() < static_cast<size_t>(n_tokens * w.cols))
+        rounded.resize(n_tokens * w.cols);
       round_activations(k, x, n_tokens, w.cols, rounded.data(), pool);
       x = rounded.data();
     }
@@ -162,10 +166,13 @@ void matmul(const WeightView& w, const float* x, int64_t n_tokens, float* y, Thr
     }
     xa = q;
   }
-  // Rows are split in multiples of the tile; each thread streams its own contiguous slice of W.
-  const int64_t per_thread = (w.rows + pool.num_threads() - 1) / pool.num_threads();
-  const int64_t grain = std::max<int64_t>(kMaxTileRows, per_thread / 4 * 4);
-  pool.parallel_for(w.rows, grain, [&](int64_t b, int64_t e) {
+  // Rows are handed out in grains (multiples of the tile, about four per thread) from a shared
+  // counter, so a descheduled thread's rows are taken over by the others; each grain is a
+  // contiguous stream of W. A row's result does not depend on its grain.
+  const int64_t per_grain = (w.rows + 4 * pool.num_threads() - 1) / (4 * pool.num_threads());
+  const int64_t grain =
+      std::max<int64_t>(16, (per_grain + kMaxTileRows - 1) / kMaxTileRows * kMaxTileRows);
+  pool.parallel_for_dynamic(w.rows, grain, [&](int64_t b, int64_t e) {
     run_tiles(k, w, xa, xa_stride, n_tokens, y, b, e);
   });
 }

@@ -26,12 +26,17 @@ struct Case {
 
 // Runs one layer of attention for `cases` packed into one batch, with block tables drawn from a
 // shuffled pool so each sequence's blocks are scattered. Returns out [num_tokens, heads * hd].
-std::vector<float> run_batch(const std::vector<Case>& cases, const std::vector<std::vector<float>>& qs,
+std::vector<float> run_batch(const std::vector<Case>& cases,
+                             const std::vector<std::vector<float>>& qs,
                              const std::vector<std::vector<float>>& ks,
                              const std::vector<std::vector<float>>& vs, uint32_t shuffle_seed,
-                             int threads, bool reference) {
-  KvCacheShape shape{.num_layers = 2, .num_kv_heads = 2, .head_dim = 8, .block_size = 4,
-                     .num_blocks = 64};
+                             int threads, bool reference, int64_t head_dim = 8,
+                             int64_t block_size = 4) {
+  KvCacheShape shape{.num_layers = 2,
+                     .num_kv_heads = 2,
+                     .head_dim = head_dim,
+                     .block_size = block_size,
+                     .num_blocks = 128};
   const int64_t heads = 6, hd = shape.head_dim, kvh = shape.num_kv_heads;
   KvCache cache(shape);
   std::vector<int32_t> free_blocks(shape.num_blocks);
@@ -86,11 +91,44 @@ TEST(AttentionTest, SequenceGivesSameOutputAloneOrInRaggedBatchWithScatteredBloc
   for (size_t i = 0; i < batch.size(); ++i) EXPECT_NEAR(batch[i], reference[i], 1e-5) << i;
   int64_t row = 0;
   for (size_t i = 0; i < cases.size(); ++i) {
-    const std::vector<float> alone = run_batch({cases[i]}, {qs[i]}, {ks[i]}, {vs[i]}, 9 + i, 2, false);
+    const std::vector<float> alone =
+        run_batch({cases[i]}, {qs[i]}, {ks[i]}, {vs[i]}, 9 + i, 2, false);
     for (size_t j = 0; j < alone.size(); ++j) {
       EXPECT_NEAR(alone[j], batch[row * 48 + j], 1e-6) << "seq " << i << " elem " << j;
     }
     row += cases[i].num_new;
+  }
+}
+
+// Contexts longer than one 64-position chunk (merged partials), few units (every chunk its own
+// task) and many units (one task per unit), a block size that does not divide the chunk, and a head
+// size with an AVX2 tail: bit-identical alone and batched, at any thread count.
+TEST(AttentionTest, LongContextsSplitIntoChunksAreExactAndBatchInvariant) {
+  for (const int64_t hd : {64, 24}) {
+    std::mt19937 rng(11);
+    const std::vector<Case> cases = {{150, 1}, {0, 70}, {200, 1}, {129, 3}};
+    std::vector<std::vector<float>> qs, ks, vs;
+    for (const Case& c : cases) {
+      qs.push_back(random_vector(c.num_new * 6 * hd, rng));
+      ks.push_back(random_vector((c.num_past + c.num_new) * 2 * hd, rng));
+      vs.push_back(random_vector((c.num_past + c.num_new) * 2 * hd, rng));
+    }
+    const std::vector<float> reference = run_batch(cases, qs, ks, vs, 2, 1, true, hd, 5);
+    for (int threads : {1, 2, 3}) {
+      const std::vector<float> batch = run_batch(cases, qs, ks, vs, 1, threads, false, hd, 5);
+      ASSERT_EQ(batch.size(), reference.size());
+      for (size_t i = 0; i < batch.size(); ++i) EXPECT_NEAR(batch[i], reference[i], 1e-5) << i;
+      int64_t row = 0;
+      for (size_t i = 0; i < cases.size(); ++i) {
+        const std::vector<float> alone =
+            run_batch({cases[i]}, {qs[i]}, {ks[i]}, {vs[i]}, 9 + i, threads, false, hd, 5);
+        for (size_t j = 0; j < alone.size(); ++j) {
+          ASSERT_EQ(alone[j], batch[row * 6 * hd + j])
+              << "hd " << hd << " seq " << i << " elem " << j;
+        }
+        row += cases[i].num_new;
+      }
+    }
   }
 }
 
