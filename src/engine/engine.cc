@@ -434,11 +434,11 @@ bool Engine::Impl::run_iteration() {
     if (s.num_computed_tokens < static_cast<int64_t>(job.request.prompt_tokens.size())) {
       num_prompt += s.num_new_tokens;
     }
-    if (!s.samples_token) continue;
-    if (!logits.is_ok()) {
+    if (!logits.is_ok()) {  // every job of the batch fails, prefill chunks too (their KV is partial)
       result.outputs.push_back({s.id, -1, true});
       continue;
     }
+    if (!s.samples_token) continue;
     row.assign(logits->begin() + i * vocab, logits->begin() + (i + 1) * vocab);
     Status fault = config.test_fault_hook
                        ? config.test_fault_hook(job.request.request_id, job.num_output_tokens, row)
@@ -488,9 +488,7 @@ bool Engine::Impl::run_iteration() {
   }
   if (!logits.is_ok()) {
     log_error("forward failed: {}", logits.status().to_string());
-    for (const sched::ScheduledJob& s : plan.batch) {
-      if (s.samples_token) fail(jobs.at(s.id), logits.status());
-    }
+    for (const sched::ScheduledJob& s : plan.batch) fail(jobs.at(s.id), logits.status());
   }
   result.end_s = now();
   scheduler->update(plan, result);

@@ -9,6 +9,7 @@
 
 #include <gtest/gtest.h>
 
+#include "engine/cpu_executor.h"
 #include "engine/engine.h"
 #include "engine/generate.h"
 
@@ -163,6 +164,74 @@ TEST(EngineFaultTest, SamplerOrDecoderErrorFailsOnlyThatRequest) {
         return Status::ok();
       },
       StatusCode::kInternal, 5);
+}
+
+// A CpuExecutor whose forward pass number `fail_call` (1-based) fails, as a device error would.
+class FlakyExecutor final : public Executor {
+ public:
+  FlakyExecutor(CausalLm& lm, int fail_call) : inner_(lm), fail_call_(fail_call) {}
+  const ModelConfig& config() const override { return inner_.config(); }
+  std::string device_name() const override { return "flaky-cpu"; }
+  int64_t weight_bytes() const override { return inner_.weight_bytes(); }
+  NominalSpeed nominal_speed() const override { return inner_.nominal_speed(); }
+  int64_t kv_block_bytes(int64_t block_size) const override {
+    return inner_.kv_block_bytes(block_size);
+  }
+  int64_t max_device_blocks(int64_t bs, int64_t tokens) const override {
+    return inner_.max_device_blocks(bs, tokens);
+  }
+  Status allocate_kv(int64_t block_size, int64_t device_blocks, int64_t host_blocks) override {
+    return inner_.allocate_kv(block_size, device_blocks, host_blocks);
+  }
+  Status swap(std::span<const BlockCopy> offloads, std::span<const BlockCopy> uploads) override {
+    return inner_.swap(offloads, uploads);
+  }
+  Result<std::span<const float>> forward(std::span<const ForwardSeq> seqs) override {
+    if (++num_calls_ == fail_call_)
+      return make_error(StatusCode::kInternal, "injected device error");
+    return inner_.forward(seqs);
+  }
+
+ private:
+  CpuExecutor inner_;
+  int fail_call_;
+  int num_calls_ = 0;
+};
+
+// A failed forward fails every job of its batch, also one in the middle of a chunked prefill (whose
+// KV would otherwise stay incomplete and give wrong tokens later); the engine then serves on.
+TEST(EngineFaultTest, FailedForwardFailsEveryJobOfTheBatchIncludingPrefillChunks) {
+  std::vector<int32_t> long_prompt = {1};
+  for (int i = 0; i < 29; ++i) long_prompt.push_back(3 + (7 * i) % 300);
+  const std::vector<int32_t> expected = reference_tokens(long_prompt, 6);
+  Result<ModelRuntime> rt = load_model_runtime(kTinyLlama);
+  ASSERT_TRUE(rt.is_ok()) << rt.status().to_string();
+  EngineConfig config;
+  config.kv_block_size = 4;
+  config.max_num_seqs = 2;
+  config.max_num_batched_tokens = 8;  // the 30-token prompt takes 4 forward passes
+  auto executor = std::make_unique<FlakyExecutor>(*rt->lm, /*fail_call=*/2);
+  Result<std::unique_ptr<Engine>> created =
+      Engine::create(std::move(*rt), config, std::move(executor));
+  ASSERT_TRUE(created.is_ok()) << created.status().to_string();
+  std::unique_ptr<Engine> engine = std::move(*created);
+  engine->start();
+
+  Result<std::unique_ptr<RequestStream>> s =
+      engine->submit(greedy_request("chunked", long_prompt, 6));
+  ASSERT_TRUE(s.is_ok());
+  Outcome c = collect(**s);
+  EXPECT_EQ(c.error.code(), StatusCode::kInternal) << c.error.to_string() << " " << c.finish_reason;
+  EXPECT_TRUE(c.tokens.empty());
+  EXPECT_EQ(idle_metrics(*engine).device_kv_blocks_used, 0);
+
+  Result<std::unique_ptr<RequestStream>> again =
+      engine->submit(greedy_request("again", long_prompt, 6));
+  ASSERT_TRUE(again.is_ok());
+  c = collect(**again);
+  ASSERT_TRUE(c.error.is_ok()) << c.error.to_string();
+  EXPECT_EQ(c.tokens, expected);
+  EXPECT_EQ(idle_metrics(*engine).device_kv_blocks_used, 0);
 }
 
 }  // namespace
