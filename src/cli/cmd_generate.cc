@@ -15,7 +15,7 @@ namespace fs::cli {
 namespace {
 
 int run_generate(int argc, char** argv) {
-  CLI::App app{"Generate text from a prompt with the model on this machine's CPU."};
+  CLI::App app{"Generate text from a prompt with the model on this machine's CPU or GPU."};
   ModelArgs model_args;
   add_model_args(app, model_args);
   std::string prompt, prompt_ids;
@@ -46,11 +46,12 @@ int run_generate(int argc, char** argv) {
   options.sampling.temperature = temperature;
   if (seed >= 0) options.sampling.seed = static_cast<uint64_t>(seed);
 
-  Result<ModelRuntime> runtime = load_runtime(model_args);
-  if (!runtime.is_ok()) {
-    std::fprintf(stderr, "fastserve generate: %s\n", runtime.status().message().c_str());
+  Result<ModelSetup> setup = load_model_setup(model_args);
+  if (!setup.is_ok()) {
+    std::fprintf(stderr, "fastserve generate: %s\n", setup.status().message().c_str());
     return 1;
   }
+  ModelRuntime* runtime = &setup->runtime;
   std::vector<int32_t> ids;
   if (!prompt_ids.empty()) {
     Result<std::vector<int32_t>> parsed = parse_id_list(prompt_ids);
@@ -74,10 +75,12 @@ int run_generate(int argc, char** argv) {
   if (!ignore_eos) options.stop_token_ids = runtime->stop_token_ids;
 
   StreamPrinter printer(*runtime, /*enabled=*/!json_output);
-  Result<GenerateResult> result = generate(*runtime->lm, ids, options, [&](const SampledToken& t) {
+  const auto on_token = [&](const SampledToken& t) {
     printer.on_token(t.token);
     return true;
-  });
+  };
+  Result<GenerateResult> result = setup->executor ? generate(*setup->executor, ids, options, on_token)
+                                                  : generate(*runtime->lm, ids, options, on_token);
   printer.finish();
   if (!result.is_ok()) {
     std::fprintf(stderr, "fastserve generate: %s\n", result.status().message().c_str());

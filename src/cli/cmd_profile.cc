@@ -70,7 +70,7 @@ double measure_copy_bandwidth(int64_t block_bytes, int repeat) {
 int run_profile(int argc, char** argv) {
   CLI::App app{"Measure prefill/decode/swap times on this machine and write the cost model JSON."};
   ModelArgs model_args;
-  add_model_args(app, model_args);
+  add_model_args(app, model_args, /*with_device=*/false);  // the CPU forward only, for now
   std::string out_path = "profile.json";
   std::vector<int64_t> prefill_lengths = {16, 32, 64, 128, 256, 512, 1024};
   std::vector<int64_t> batch_sizes = {1, 2, 4, 8, 16, 32};

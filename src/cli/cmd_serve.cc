@@ -80,19 +80,19 @@ int run_serve(int argc, char** argv) {
     return 2;
   }
 
-  Result<ModelRuntime> runtime = load_runtime(model_args);
-  if (!runtime.is_ok()) {
-    std::fprintf(stderr, "fastserve serve: %s\n", runtime.status().message().c_str());
+  Result<ModelSetup> setup = load_model_setup(model_args);
+  if (!setup.is_ok()) {
+    std::fprintf(stderr, "fastserve serve: %s\n", setup.status().message().c_str());
     return 1;
   }
-  const std::string model_path = runtime->model_path;
+  const std::string model_path = setup->runtime.model_path;
   const std::string file_name = std::filesystem::path(model_path).filename().string();
   const std::string stem = std::filesystem::path(model_path).stem().string();
   if (server_config.served_model_name.empty()) server_config.served_model_name = stem;
   server_config.model_aliases = {model_args.model, model_path, file_name, stem};
 
   Result<std::unique_ptr<Engine>> engine =
-      Engine::create(std::move(runtime).value(), engine_config);
+      Engine::create(std::move(setup->runtime), engine_config, std::move(setup->executor));
   if (!engine.is_ok()) {
     std::fprintf(stderr, "fastserve serve: %s\n", engine.status().message().c_str());
     return 1;

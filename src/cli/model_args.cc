@@ -3,21 +3,116 @@
 #include <charconv>
 #include <cstdio>
 
+#include "core/log.h"
 #include "core/thread_pool.h"
 #include "model/model_path.h"
+#include "model/model_shapes.h"
+#include "model/model_weights.h"
+
+#ifdef FASTSERVE_WITH_CUDA
+#include "backend/cuda/cuda_executor.h"
+#include "backend/cuda/device_info.h"
+#endif
 
 namespace fs::cli {
 
-void add_model_args(CLI::App& app, ModelArgs& args) {
+namespace {
+
+std::string dummy_spec(const ModelArgs& args) { return args.model == "default" ? "smollm2-135m" : args.model; }
+
+// A dummy model's runtime; the CPU model (random weights in host memory) only when cpu_model.
+Result<ModelRuntime> load_dummy_runtime(const ModelArgs& args, const ModelConfig& config, bool cpu_model) {
+  const std::string name = dummy_spec(args);
+  std::unique_ptr<CausalLm> lm;
+  if (cpu_model) {
+    FS_ASSIGN_OR_RETURN(LoadedModel m, make_dummy_model(config, name));
+    lm = CausalLm::create(std::move(m));
+  }
+  std::string tokenizer = args.tokenizer;
+  if (tokenizer.empty()) {
+    if (Result<std::string> path = resolve_model_path("default"); path.is_ok()) {
+      tokenizer = *path;
+    } else {
+      log_warn("dummy model '{}': no tokenizer (the default model is not installed; pass --tokenizer): "
+               "token ids only",
+               name);
+    }
+  }
+  return make_dummy_runtime(name, std::move(lm), config, tokenizer);
+}
+
+Status check_args(const ModelArgs& args) {
+  if (!args.tokenizer.empty() && args.load_format != "dummy") {
+    return invalid_argument("--tokenizer is for --load-format dummy (a model file brings its own)");
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
+void add_model_args(CLI::App& app, ModelArgs& args, bool with_device) {
   app.add_option("--model", args.model,
-                 "a .gguf file or an HF folder; 'default' = SmolLM2-135M-Instruct (Q4_1)");
+                 "a .gguf file or an HF folder; 'default' = SmolLM2-135M-Instruct (Q4_1); with "
+                 "--load-format dummy: a shape name or a config.json");
   app.add_option("--threads", args.threads, "CPU threads (default: FASTSERVE_THREADS or all cores)");
+  std::string shapes;
+  for (const NamedShape& s : named_shapes()) shapes += (shapes.empty() ? "" : ", ") + std::string(s.name);
+  app.add_option("--load-format", args.load_format,
+                 "auto: the model file's weights; dummy: random weights for --model " + shapes +
+                     " or an HF config.json (benchmarks without weight files)")
+      ->check(CLI::IsMember({"auto", "dummy"}));
+  app.add_option("--tokenizer", args.tokenizer,
+                 "with --load-format dummy: a .gguf or a folder with tokenizer.json (default: the default model's)");
+  if (with_device) {
+    app.add_option("--device", args.device, "cpu | cuda (the first GPU)")->check(CLI::IsMember({"cpu", "cuda"}));
+  }
 }
 
 Result<ModelRuntime> load_runtime(const ModelArgs& args) {
+  FS_RETURN_IF_ERROR(check_args(args));
   if (args.threads > 0) set_default_pool_threads(args.threads);
+  if (args.load_format == "dummy") {
+    FS_ASSIGN_OR_RETURN(ModelConfig config, dummy_model_config(dummy_spec(args)));
+    return load_dummy_runtime(args, config, /*cpu_model=*/true);
+  }
   FS_ASSIGN_OR_RETURN(std::string path, resolve_model_path(args.model));
   return load_model_runtime(path);
+}
+
+Result<ModelSetup> load_model_setup(const ModelArgs& args) {
+  ModelSetup setup;
+  if (args.device == "cpu") {
+    FS_ASSIGN_OR_RETURN(setup.runtime, load_runtime(args));
+    return setup;
+  }
+  if (args.device != "cuda") return invalid_argument("--device '{}': expected cpu or cuda", args.device);
+#ifndef FASTSERVE_WITH_CUDA
+  return unimplemented(
+      "--device cuda: this fastserve was built without the CUDA backend (no nvcc when it was configured); "
+      "install the CUDA toolkit and rebuild with -DFASTSERVE_CUDA=ON");
+#else
+  FS_RETURN_IF_ERROR(check_args(args));
+  if (args.threads > 0) set_default_pool_threads(args.threads);
+  const std::vector<cuda::DeviceInfo> devices = cuda::list_devices();
+  if (devices.empty()) {
+    return make_error(StatusCode::kUnavailable,
+                      "--device cuda: no CUDA device is visible (check nvidia-smi and CUDA_VISIBLE_DEVICES)");
+  }
+  std::unique_ptr<cuda::CudaModel> model;
+  if (args.load_format == "dummy") {
+    FS_ASSIGN_OR_RETURN(ModelConfig config, dummy_model_config(dummy_spec(args)));
+    FS_ASSIGN_OR_RETURN(setup.runtime, load_dummy_runtime(args, config, /*cpu_model=*/false));
+    FS_ASSIGN_OR_RETURN(model, cuda::CudaModel::dummy(config));
+  } else {
+    FS_ASSIGN_OR_RETURN(std::string path, resolve_model_path(args.model));
+    FS_ASSIGN_OR_RETURN(setup.runtime, load_model_runtime(path));
+    FS_ASSIGN_OR_RETURN(model, cuda::CudaModel::upload(setup.runtime.lm->loaded()));
+    setup.runtime.lm.reset();  // the weights live on the GPU now
+  }
+  FS_ASSIGN_OR_RETURN(setup.executor, cuda::CudaExecutor::create(std::move(model)));
+  log_info("model '{}' on {}", setup.runtime.model_path, setup.executor->device_name());
+  return setup;
+#endif
 }
 
 Result<std::vector<int32_t>> parse_id_list(const std::string& text) {

@@ -7,6 +7,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "backend/executor.h"
 #include "engine/model_runtime.h"
 #include "tokenizer/incremental_decoder.h"
 
@@ -14,13 +15,29 @@ namespace fs::cli {
 
 struct ModelArgs {
   std::string model = "default";
-  int threads = 0;  // 0: FASTSERVE_THREADS or all cores
+  int threads = 0;                   // 0: FASTSERVE_THREADS or all cores
+  std::string load_format = "auto";  // auto: the file's weights | dummy: random weights of a shape
+  std::string tokenizer;             // dummy: a .gguf or tokenizer.json folder (default model's)
+  std::string device = "cpu";        // cpu | cuda
 };
 
-void add_model_args(CLI::App& app, ModelArgs& args);
+// --model, --threads, --load-format, --tokenizer; --device when with_device.
+void add_model_args(CLI::App& app, ModelArgs& args, bool with_device = true);
 
-// Resolves --model, sizes the thread pool and loads the runtime. Errors name the file.
+// Sizes the thread pool and loads the runtime with its CPU model: --model resolved as a file, or
+// with --load-format dummy as a shape name / config.json with random weights ('default': the
+// default model's shape, smollm2-135m). Errors name the file or shape.
 Result<ModelRuntime> load_runtime(const ModelArgs& args);
+
+// The runtime and the executor that runs it on --device: null for the CPU (the engine wraps
+// runtime.lm), a CudaExecutor for cuda (weights uploaded from the file, or made on the GPU for dummy;
+// runtime.lm is then null). kUnimplemented when this binary has no CUDA backend, kUnavailable when
+// no GPU is visible.
+struct ModelSetup {
+  ModelRuntime runtime;
+  std::unique_ptr<Executor> executor;
+};
+Result<ModelSetup> load_model_setup(const ModelArgs& args);
 
 // "1,2,3" -> {1, 2, 3}.
 Result<std::vector<int32_t>> parse_id_list(const std::string& text);

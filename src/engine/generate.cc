@@ -4,14 +4,21 @@
 #include <numeric>
 
 #include "core/timer.h"
+#include "engine/cpu_executor.h"
 
 namespace fs {
 
 Result<GenerateResult> generate(CausalLm& lm, std::span<const int32_t> prompt,
                                 const GenerateOptions& options, const TokenCallback& on_token) {
+  CpuExecutor executor(lm);
+  return generate(executor, prompt, options, on_token);
+}
+
+Result<GenerateResult> generate(Executor& executor, std::span<const int32_t> prompt,
+                                const GenerateOptions& options, const TokenCallback& on_token) {
   FS_RETURN_IF_ERROR(options.sampling.validate());
   if (prompt.empty()) return invalid_argument("the prompt is empty");
-  const int64_t ctx = lm.config().max_position_embeddings;
+  const int64_t ctx = executor.config().max_position_embeddings;
   const int64_t total = std::min<int64_t>(static_cast<int64_t>(prompt.size()) + options.max_tokens, ctx);
   if (static_cast<int64_t>(prompt.size()) >= ctx) {
     return make_error(StatusCode::kOutOfRange, "the prompt has {} tokens, the context holds {}",
@@ -19,7 +26,8 @@ Result<GenerateResult> generate(CausalLm& lm, std::span<const int32_t> prompt,
   }
   const int64_t bs = options.block_size;
   const int64_t num_blocks = (total + bs - 1) / bs;
-  cpu::KvCache cache(lm.kv_shape(num_blocks, bs));
+  // No swaps here; one host block because a pool may not be empty (cpu::KvCache).
+  FS_RETURN_IF_ERROR(executor.allocate_kv(bs, num_blocks, /*host_blocks=*/1));
   std::vector<int32_t> table(num_blocks);
   std::iota(table.begin(), table.end(), 0);
 
@@ -34,7 +42,7 @@ Result<GenerateResult> generate(CausalLm& lm, std::span<const int32_t> prompt,
   while (done < static_cast<int64_t>(prompt.size())) {
     const int64_t n = std::min<int64_t>(chunk, prompt.size() - done);
     ForwardSeq seq{prompt.subspan(done, n), done, table, false};
-    FS_ASSIGN_OR_RETURN(std::span<const float> out, lm.forward(std::span(&seq, 1), cache));
+    FS_ASSIGN_OR_RETURN(std::span<const float> out, executor.forward(std::span(&seq, 1)));
     logits.assign(out.begin(), out.end());
     done += n;
   }
@@ -54,7 +62,7 @@ Result<GenerateResult> generate(CausalLm& lm, std::span<const int32_t> prompt,
     }
     if (i + 1 == options.max_tokens || pos >= ctx) break;
     ForwardSeq seq{std::span(&result.tokens.back(), 1), pos, table, false};
-    FS_ASSIGN_OR_RETURN(std::span<const float> out, lm.forward(std::span(&seq, 1), cache));
+    FS_ASSIGN_OR_RETURN(std::span<const float> out, executor.forward(std::span(&seq, 1)));
     logits.assign(out.begin(), out.end());
     ++pos;
   }

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/executor.h"
 #include "core/status.h"
 #include "engine/sampler.h"
 #include "model/causal_lm.h"
@@ -38,6 +39,10 @@ using TokenCallback = std::function<bool(const SampledToken&)>;
 // Generates up to max_tokens tokens after `prompt`. Errors: empty prompt, a prompt or token past
 // the context length, invalid sampling parameters.
 Result<GenerateResult> generate(CausalLm& lm, std::span<const int32_t> prompt,
+                                const GenerateOptions& options, const TokenCallback& on_token = {});
+// The same on any executor (CPU or CUDA). Allocates the executor's KV pools (the sequence's blocks,
+// one host block), which an executor does once: one generate per executor.
+Result<GenerateResult> generate(Executor& executor, std::span<const int32_t> prompt,
                                 const GenerateOptions& options, const TokenCallback& on_token = {});
 
 }  // namespace fs

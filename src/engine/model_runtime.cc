@@ -41,32 +41,24 @@ std::optional<std::string> hf_chat_template(const std::string& folder) {
   return std::nullopt;
 }
 
-}  // namespace
+// The tokenizer and chat template of a GGUF file's metadata.
+Status attach_gguf_tokenizer(ModelRuntime& rt, const GgufFile& gguf, std::optional<std::string>* template_source) {
+  FS_ASSIGN_OR_RETURN(rt.tokenizer, Tokenizer::from_gguf(gguf));
+  if (Result<std::string> t = gguf.get_string("tokenizer.chat_template"); t.is_ok()) *template_source = *t;
+  return Status::ok();
+}
 
-Result<ModelRuntime> load_model_runtime(const std::string& path) {
-  ModelRuntime rt;
-  rt.model_path = path;
-  FS_ASSIGN_OR_RETURN(rt.lm, CausalLm::load(path));
-  const LoadedModel& loaded = rt.lm->loaded();
-  std::optional<std::string> template_source;
-  if (loaded.gguf) {
-    FS_ASSIGN_OR_RETURN(rt.tokenizer, Tokenizer::from_gguf(*loaded.gguf));
-    if (Result<std::string> t = loaded.gguf->get_string("tokenizer.chat_template"); t.is_ok()) {
-      template_source = *t;
-    }
-  } else if (std::filesystem::exists(std::filesystem::path(path) / "tokenizer.json")) {
-    FS_ASSIGN_OR_RETURN(rt.tokenizer, Tokenizer::load(path));
-    template_source = hf_chat_template(path);
+Status parse_template(ModelRuntime& rt, const std::optional<std::string>& source, const std::string& path) {
+  if (!source) return Status::ok();
+  Result<ChatTemplate> parsed = ChatTemplate::parse(*source);
+  if (!parsed.is_ok()) {
+    return make_error(parsed.status().code(), "{}: chat template: {}", path, parsed.status().message());
   }
-  if (template_source) {
-    Result<ChatTemplate> parsed = ChatTemplate::parse(*template_source);
-    if (!parsed.is_ok()) {
-      return make_error(parsed.status().code(), "{}: chat template: {}", path,
-                        parsed.status().message());
-    }
-    rt.chat_template = std::move(*parsed);
-  }
-  const ModelConfig& c = rt.lm->config();
+  rt.chat_template = std::move(*parsed);
+  return Status::ok();
+}
+
+void add_stop_tokens(ModelRuntime& rt, const ModelConfig& c) {
   add_unique(rt.stop_token_ids, c.eos_token_id);
   for (int64_t id : c.extra_eos_token_ids) add_unique(rt.stop_token_ids, id);
   if (rt.tokenizer) {
@@ -77,6 +69,48 @@ Result<ModelRuntime> load_model_runtime(const std::string& path) {
       if (id >= 0 && rt.tokenizer->is_special(id)) add_unique(rt.stop_token_ids, id);
     }
   }
+}
+
+}  // namespace
+
+Result<ModelRuntime> load_model_runtime(const std::string& path) {
+  ModelRuntime rt;
+  rt.model_path = path;
+  FS_ASSIGN_OR_RETURN(rt.lm, CausalLm::load(path));
+  const LoadedModel& loaded = rt.lm->loaded();
+  std::optional<std::string> template_source;
+  if (loaded.gguf) {
+    FS_RETURN_IF_ERROR(attach_gguf_tokenizer(rt, *loaded.gguf, &template_source));
+  } else if (std::filesystem::exists(std::filesystem::path(path) / "tokenizer.json")) {
+    FS_ASSIGN_OR_RETURN(rt.tokenizer, Tokenizer::load(path));
+    template_source = hf_chat_template(path);
+  }
+  FS_RETURN_IF_ERROR(parse_template(rt, template_source, path));
+  add_stop_tokens(rt, rt.lm->config());
+  return rt;
+}
+
+Result<ModelRuntime> make_dummy_runtime(const std::string& name, std::unique_ptr<CausalLm> lm,
+                                        const ModelConfig& config, const std::string& tokenizer_path) {
+  ModelRuntime rt;
+  rt.model_path = name;
+  rt.lm = std::move(lm);
+  std::optional<std::string> template_source;
+  if (!tokenizer_path.empty()) {
+    std::error_code ec;
+    if (std::filesystem::is_directory(tokenizer_path, ec)) {
+      if (!std::filesystem::exists(std::filesystem::path(tokenizer_path) / "tokenizer.json")) {
+        return not_found("tokenizer '{}': the folder has no tokenizer.json", tokenizer_path);
+      }
+      FS_ASSIGN_OR_RETURN(rt.tokenizer, Tokenizer::load(tokenizer_path));
+      template_source = hf_chat_template(tokenizer_path);
+    } else {
+      FS_ASSIGN_OR_RETURN(std::shared_ptr<const GgufFile> gguf, GgufFile::open(tokenizer_path));
+      FS_RETURN_IF_ERROR(attach_gguf_tokenizer(rt, *gguf, &template_source));
+    }
+    FS_RETURN_IF_ERROR(parse_template(rt, template_source, tokenizer_path));
+  }
+  add_stop_tokens(rt, config);
   return rt;
 }
 

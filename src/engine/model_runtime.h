@@ -17,8 +17,8 @@
 namespace fs {
 
 struct ModelRuntime {
-  std::string model_path;
-  std::unique_ptr<CausalLm> lm;
+  std::string model_path;  // the file or folder; for dummy weights the shape name or config path
+  std::unique_ptr<CausalLm> lm;  // the CPU model; null when the weights live only on a GPU
   std::unique_ptr<Tokenizer> tokenizer;        // null when the model has none (token ids only)
   std::optional<ChatTemplate> chat_template;   // the model's own, when it has one
   std::vector<int32_t> stop_token_ids;         // EOS and end-of-turn ids
@@ -33,5 +33,12 @@ struct ModelRuntime {
 
 // Loads the model at `path` (already resolved, see model/model_path.h) with its tokenizer and template.
 Result<ModelRuntime> load_model_runtime(const std::string& path);
+
+// A runtime for weights that come without files (--load-format dummy): `lm` may be null (weights
+// made on a GPU). The tokenizer, chat template and stop tokens come from tokenizer_path (a .gguf
+// file or a folder with tokenizer.json; none when empty); `config` adds its EOS ids. Errors name the
+// tokenizer path.
+Result<ModelRuntime> make_dummy_runtime(const std::string& name, std::unique_ptr<CausalLm> lm,
+                                        const ModelConfig& config, const std::string& tokenizer_path);
 
 }  // namespace fs
