@@ -3,14 +3,10 @@
 // tables of the KV layout [layers][K,V][block_size][kv_heads][head_dim] bf16.
 #include <cfloat>
 
-#include <mma.h>
-
 #include "backend/cuda/kernels.h"
 
 namespace fs::cuda {
 namespace {
-
-namespace wmma = nvcuda::wmma;
 
 // Address of the K (kv = 0) or V (kv = 1) row of KV head g at position pos.
 __device__ __forceinline__ const bf16* kv_row(const bf16* cache, const KvLayout& kv, int32_t layer,
@@ -25,43 +21,39 @@ __device__ __forceinline__ const bf16* kv_row(const bf16* cache, const KvLayout&
 
 // ---------------------------------------------------------------------------------------------
 // Prefill: block = (tile of 64 query rows, query head); 4 warps, warp w owns rows 16w .. 16w + 15.
-// Per 64-key tile: S = Q K^T (WMMA, f32), online softmax on S (f32, exp2), P in bf16,
-// O = O * alpha + P V (WMMA with O kept in shared memory as the accumulator).
+// FlashAttention-2 style with the whole state in registers: per 64-key tile, S = Q K^T and
+// O += P V on tensor cores (mma.sync m16n8k16 bf16, f32 accumulate; fragment layouts as in the PTX
+// ISA), online softmax on the S fragments (row max/sum over the 4 lanes that share a row), P
+// converted in registers to the A operand of P V. K is staged row-major and V transposed in shared
+// memory so every B fragment is one 32-bit shared load.
 
 constexpr int kBq = kPrefillTileRows, kBk = 64, kPrefillThreads = 128;
 
-template <int HD>
-struct PrefillSmem {
-  static constexpr int kLdh = HD + 8;    // bf16 row stride of Q, K, V (WMMA: multiple of 8)
-  static constexpr int kLds = kBk + 4;   // f32 row stride of S
-  static constexpr int kLdp = kBk + 8;   // bf16 row stride of P
-  static constexpr int kLdo = HD + 4;    // f32 row stride of O
-  static constexpr size_t q_off = 0;
-  static constexpr size_t k_off = q_off + sizeof(bf16) * kBq * kLdh;
-  static constexpr size_t v_off = k_off + sizeof(bf16) * kBk * kLdh;
-  static constexpr size_t s_off = v_off + sizeof(bf16) * kBk * kLdh;
-  static constexpr size_t p_off = s_off + sizeof(float) * kBq * kLds;
-  static constexpr size_t o_off = p_off + sizeof(bf16) * kBq * kLdp;
-  static constexpr size_t m_off = o_off + sizeof(float) * kBq * kLdo;
-  static constexpr size_t l_off = m_off + sizeof(float) * kBq;
-  static constexpr size_t bytes = l_off + sizeof(float) * kBq;
-};
+__device__ __forceinline__ void mma_bf16_16816(float* c, const uint32_t* a, uint32_t b0,
+                                               uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+      "{%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);  // .x (low half) = lo
+  return *reinterpret_cast<const uint32_t*>(&v);
+}
 
 template <int HD>
 __global__ void __launch_bounds__(kPrefillThreads)
     attn_prefill_kernel(const bf16* q, const bf16* cache, KvLayout kv, int32_t layer,
                         const AttnSeqDesc* seqs, const int32_t* block_tables,
                         const PrefillTile* tiles, int32_t num_heads, float scale_log2, bf16* out) {
-  using S = PrefillSmem<HD>;
-  extern __shared__ __align__(128) unsigned char smem[];
-  bf16* sq = reinterpret_cast<bf16*>(smem + S::q_off);
-  bf16* sk = reinterpret_cast<bf16*>(smem + S::k_off);
-  bf16* sv = reinterpret_cast<bf16*>(smem + S::v_off);
-  float* ss = reinterpret_cast<float*>(smem + S::s_off);
-  bf16* sp = reinterpret_cast<bf16*>(smem + S::p_off);
-  float* so = reinterpret_cast<float*>(smem + S::o_off);
-  float* sm = reinterpret_cast<float*>(smem + S::m_off);
-  float* sl = reinterpret_cast<float*>(smem + S::l_off);
+  constexpr int kLdk = HD + 8;   // bf16 row stride of K [key][dim]: 16-byte rows, conflict-free
+  constexpr int kLdv = kBk + 8;  // bf16 row stride of V^T [dim][key]
+  constexpr int kChunks = HD / 8;                       // 16-byte chunks per K/V row
+  constexpr int kPer = kBk * kChunks / kPrefillThreads;  // chunks each thread stages per tile
+  __shared__ __align__(16) bf16 sk[kBk * kLdk];
+  __shared__ __align__(16) bf16 svt[HD * kLdv];
 
   const PrefillTile tile = tiles[blockIdx.x];
   const AttnSeqDesc seq = seqs[tile.seq];
@@ -73,112 +65,140 @@ __global__ void __launch_bounds__(kPrefillThreads)
   const int32_t* table = block_tables + seq.table_offset;
   const int64_t q_stride = static_cast<int64_t>(num_heads) * HD;
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-  constexpr int kVec = 8;  // bf16 per 16-byte load
-  constexpr int kVecPerRow = HD / kVec;
+  const int gid = lane / 4, tig = lane % 4;
+  const int r0 = warp * 16 + gid, r1 = r0 + 8;  // this thread's two tile rows
+  const int32_t qpos0 = q_pos0 + r0, qpos1 = q_pos0 + r1;
 
-  // Q tile (zero rows past nq), O = 0, m = -inf, l = 0.
-  for (int i = tid; i < kBq * kVecPerRow; i += kPrefillThreads) {
-    const int r = i / kVecPerRow, c = (i % kVecPerRow) * kVec;
-    uint4 v = make_uint4(0, 0, 0, 0);
-    if (r < nq) {
-      v = *reinterpret_cast<const uint4*>(q + (seq.token_begin + tile.q_begin + r) * q_stride +
-                                          static_cast<int64_t>(h) * HD + c);
+  // Q as A fragments, straight from global memory (zero rows past nq).
+  uint32_t qa[HD / 16][4];
+  {
+    const int64_t base = (seq.token_begin + tile.q_begin) * q_stride + static_cast<int64_t>(h) * HD;
+    const uint32_t* q0 = r0 < nq ? reinterpret_cast<const uint32_t*>(q + base + r0 * q_stride) : nullptr;
+    const uint32_t* q1 = r1 < nq ? reinterpret_cast<const uint32_t*>(q + base + r1 * q_stride) : nullptr;
+#pragma unroll
+    for (int kc = 0; kc < HD / 16; ++kc) {
+      const int w = kc * 8 + tig;  // 32-bit word of dims kc*16 + 2 tig
+      qa[kc][0] = q0 ? q0[w] : 0u;
+      qa[kc][1] = q1 ? q1[w] : 0u;
+      qa[kc][2] = q0 ? q0[w + 4] : 0u;
+      qa[kc][3] = q1 ? q1[w + 4] : 0u;
     }
-    *reinterpret_cast<uint4*>(sq + r * S::kLdh + c) = v;
   }
-  for (int i = tid; i < kBq * HD; i += kPrefillThreads) so[(i / HD) * S::kLdo + i % HD] = 0.0f;
-  for (int i = tid; i < kBq; i += kPrefillThreads) {
-    sm[i] = -INFINITY;
-    sl[i] = 0.0f;
-  }
+  float o[HD / 8][4];
+#pragma unroll
+  for (int nt = 0; nt < HD / 8; ++nt) o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.0f;
+  float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
 
   for (int32_t k0 = 0; k0 < ctx_end; k0 += kBk) {
-    __syncthreads();  // previous tile's K/V/P no longer read; Q/O init visible
-    for (int i = tid; i < kBk * kVecPerRow; i += kPrefillThreads) {
-      const int r = i / kVecPerRow, c = (i % kVecPerRow) * kVec;
+    // Stage the tile: thread takes key rows (consecutive lanes: consecutive keys) and 16-byte
+    // chunks; all loads are issued before the stores.
+    uint4 kr[kPer], vr[kPer];
+#pragma unroll
+    for (int u = 0; u < kPer; ++u) {
+      const int i = u * kPrefillThreads + tid, r = i % kBk, c = i / kBk;
       const int32_t pos = k0 + r;
-      uint4 kvec = make_uint4(0, 0, 0, 0), vvec = make_uint4(0, 0, 0, 0);
+      kr[u] = vr[u] = make_uint4(0, 0, 0, 0);
       if (pos < ctx_end) {
-        kvec = *reinterpret_cast<const uint4*>(kv_row(cache, kv, layer, table, pos, 0, g) + c);
-        vvec = *reinterpret_cast<const uint4*>(kv_row(cache, kv, layer, table, pos, 1, g) + c);
+        kr[u] = *reinterpret_cast<const uint4*>(kv_row(cache, kv, layer, table, pos, 0, g) + c * 8);
+        vr[u] = *reinterpret_cast<const uint4*>(kv_row(cache, kv, layer, table, pos, 1, g) + c * 8);
       }
-      *reinterpret_cast<uint4*>(sk + r * S::kLdh + c) = kvec;
-      *reinterpret_cast<uint4*>(sv + r * S::kLdh + c) = vvec;
+    }
+    __syncthreads();  // the previous tile's fragments are read
+#pragma unroll
+    for (int u = 0; u < kPer; ++u) {
+      const int i = u * kPrefillThreads + tid, r = i % kBk, c = i / kBk;
+      *reinterpret_cast<uint4*>(sk + r * kLdk + c * 8) = kr[u];
+      const bf16* v8 = reinterpret_cast<const bf16*>(&vr[u]);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) svt[(c * 8 + e) * kLdv + r] = v8[e];
     }
     __syncthreads();
 
-    // S[16w.., :] = Q[16w.., :] K^T
-    for (int j = 0; j < kBk / 16; ++j) {
-      wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
-      wmma::fill_fragment(acc, 0.0f);
-      for (int kk = 0; kk < HD / 16; ++kk) {
-        wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> a;
-        wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> b;
-        wmma::load_matrix_sync(a, sq + warp * 16 * S::kLdh + kk * 16, S::kLdh);
-        wmma::load_matrix_sync(b, sk + j * 16 * S::kLdh + kk * 16, S::kLdh);
-        wmma::mma_sync(acc, a, b, acc);
-      }
-      wmma::store_matrix_sync(ss + warp * 16 * S::kLds + j * 16, acc, S::kLds, wmma::mem_row_major);
-    }
-    __syncwarp();
-
-    // Online softmax: two lanes per row, 32 columns each.
-    {
-      const int r = warp * 16 + lane / 2, half = lane % 2;
-      const int32_t qpos = q_pos0 + r;
-      float* srow = ss + r * S::kLds + half * 32;
-      float mx = -INFINITY;
-      for (int c = 0; c < 32; ++c) {
-        const int32_t kpos = k0 + half * 32 + c;
-        const float v = (kpos <= qpos && kpos < ctx_end) ? srow[c] * scale_log2 : -INFINITY;
-        srow[c] = v;
-        mx = fmaxf(mx, v);
-      }
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-      const float m_old = sm[r];
-      const float m_new = fmaxf(m_old, mx);
-      const float m_use = m_new == -INFINITY ? 0.0f : m_new;  // fully masked row (past nq)
-      const float alpha = exp2f(m_old - m_use);
-      float sum = 0.0f;
-      bf16* prow = sp + r * S::kLdp + half * 32;
-      for (int c = 0; c < 32; ++c) {
-        const float p = exp2f(srow[c] - m_use);
-        sum += p;
-        prow[c] = __float2bfloat16(p);
-      }
-      sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-      float* orow = so + r * S::kLdo + half * (HD / 2);
-      for (int c = 0; c < HD / 2; ++c) orow[c] *= alpha;
-      __syncwarp();
-      if (half == 0) {
-        sm[r] = m_new;
-        sl[r] = sl[r] * alpha + sum;
+    // S = Q K^T: 8 fragments of 16 rows x 8 keys.
+    float s[kBk / 8][4];
+#pragma unroll
+    for (int nt = 0; nt < kBk / 8; ++nt) {
+      s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+      const uint32_t* krow = reinterpret_cast<const uint32_t*>(sk + (nt * 8 + gid) * kLdk);
+#pragma unroll
+      for (int kc = 0; kc < HD / 16; ++kc) {
+        mma_bf16_16816(s[nt], qa[kc], krow[kc * 8 + tig], krow[kc * 8 + 4 + tig]);
       }
     }
-    __syncwarp();
-
-    // O[16w.., :] += P[16w.., :] V
-    for (int j = 0; j < HD / 16; ++j) {
-      wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
-      float* optr = so + warp * 16 * S::kLdo + j * 16;
-      wmma::load_matrix_sync(acc, optr, S::kLdo, wmma::mem_row_major);
-      for (int kk = 0; kk < kBk / 16; ++kk) {
-        wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> a;
-        wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> b;
-        wmma::load_matrix_sync(a, sp + warp * 16 * S::kLdp + kk * 16, S::kLdp);
-        wmma::load_matrix_sync(b, sv + kk * 16 * S::kLdh + j * 16, S::kLdh);
-        wmma::mma_sync(acc, a, b, acc);
+    // Causal mask, scale, online softmax per row (rows r0: elements 0,1; r1: elements 2,3).
+    float mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+    for (int nt = 0; nt < kBk / 8; ++nt) {
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int32_t key = k0 + nt * 8 + tig * 2 + e;
+        s[nt][e] = (key <= qpos0 && key < ctx_end) ? s[nt][e] * scale_log2 : -INFINITY;
+        s[nt][2 + e] = (key <= qpos1 && key < ctx_end) ? s[nt][2 + e] * scale_log2 : -INFINITY;
+        mx0 = fmaxf(mx0, s[nt][e]);
+        mx1 = fmaxf(mx1, s[nt][2 + e]);
       }
-      wmma::store_matrix_sync(optr, acc, S::kLdo, wmma::mem_row_major);
+    }
+#pragma unroll
+    for (int off = 1; off <= 2; off <<= 1) {
+      mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, off));
+      mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, off));
+    }
+    const float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);
+    const float mu0 = mn0 == -INFINITY ? 0.0f : mn0, mu1 = mn1 == -INFINITY ? 0.0f : mn1;
+    const float alpha0 = exp2f(m0 - mu0), alpha1 = exp2f(m1 - mu1);
+    float sum0 = 0.0f, sum1 = 0.0f;
+#pragma unroll
+    for (int nt = 0; nt < kBk / 8; ++nt) {
+      s[nt][0] = exp2f(s[nt][0] - mu0);
+      s[nt][1] = exp2f(s[nt][1] - mu0);
+      s[nt][2] = exp2f(s[nt][2] - mu1);
+      s[nt][3] = exp2f(s[nt][3] - mu1);
+      sum0 += s[nt][0] + s[nt][1];
+      sum1 += s[nt][2] + s[nt][3];
+    }
+#pragma unroll
+    for (int off = 1; off <= 2; off <<= 1) {
+      sum0 += __shfl_xor_sync(0xffffffffu, sum0, off);
+      sum1 += __shfl_xor_sync(0xffffffffu, sum1, off);
+    }
+    l0 = l0 * alpha0 + sum0;
+    l1 = l1 * alpha1 + sum1;
+    m0 = mn0;
+    m1 = mn1;
+#pragma unroll
+    for (int nt = 0; nt < HD / 8; ++nt) {
+      o[nt][0] *= alpha0;
+      o[nt][1] *= alpha0;
+      o[nt][2] *= alpha1;
+      o[nt][3] *= alpha1;
+    }
+    // O += P V: P's C fragments of keys 16kc .. 16kc + 15 are the A fragment of chunk kc.
+#pragma unroll
+    for (int kc = 0; kc < kBk / 16; ++kc) {
+      const uint32_t pa[4] = {pack_bf16(s[2 * kc][0], s[2 * kc][1]),
+                              pack_bf16(s[2 * kc][2], s[2 * kc][3]),
+                              pack_bf16(s[2 * kc + 1][0], s[2 * kc + 1][1]),
+                              pack_bf16(s[2 * kc + 1][2], s[2 * kc + 1][3])};
+#pragma unroll
+      for (int nt = 0; nt < HD / 8; ++nt) {
+        const uint32_t* vrow = reinterpret_cast<const uint32_t*>(svt + (nt * 8 + gid) * kLdv);
+        mma_bf16_16816(o[nt], pa, vrow[kc * 8 + tig], vrow[kc * 8 + 4 + tig]);
+      }
     }
   }
-  __syncthreads();
-  for (int i = tid; i < kBq * HD; i += kPrefillThreads) {
-    const int r = i / HD, c = i % HD;
-    if (r >= nq) continue;
-    const float l = sl[r];
-    out[(seq.token_begin + tile.q_begin + r) * q_stride + static_cast<int64_t>(h) * HD + c] =
-        __float2bfloat16(l > 0.0f ? so[r * S::kLdo + c] / l : 0.0f);
+  const float inv0 = l0 > 0.0f ? 1.0f / l0 : 0.0f, inv1 = l1 > 0.0f ? 1.0f / l1 : 0.0f;
+  const int64_t base = (seq.token_begin + tile.q_begin) * q_stride + static_cast<int64_t>(h) * HD;
+#pragma unroll
+  for (int nt = 0; nt < HD / 8; ++nt) {
+    const int d = nt * 8 + tig * 2;
+    if (r0 < nq) {
+      *reinterpret_cast<uint32_t*>(out + base + r0 * q_stride + d) =
+          pack_bf16(o[nt][0] * inv0, o[nt][1] * inv0);
+    }
+    if (r1 < nq) {
+      *reinterpret_cast<uint32_t*>(out + base + r1 * q_stride + d) =
+          pack_bf16(o[nt][2] * inv1, o[nt][3] * inv1);
+    }
   }
 }
 
@@ -187,15 +207,8 @@ void prefill_for(const bf16* q, const bf16* cache, KvLayout kv, int32_t layer,
                  const AttnSeqDesc* seqs, const int32_t* tables, const PrefillTile* tiles,
                  int32_t num_tiles, int32_t num_heads, float scale, bf16* out,
                  cudaStream_t stream) {
-  constexpr size_t bytes = PrefillSmem<HD>::bytes;
-  static bool configured = false;  // the attribute is per function and device; set once
-  if (!configured) {
-    cudaFuncSetAttribute(attn_prefill_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                         static_cast<int>(bytes));
-    configured = true;
-  }
   const dim3 grid(static_cast<unsigned>(num_tiles), static_cast<unsigned>(num_heads));
-  attn_prefill_kernel<HD><<<grid, kPrefillThreads, bytes, stream>>>(
+  attn_prefill_kernel<HD><<<grid, kPrefillThreads, 0, stream>>>(
       q, cache, kv, layer, seqs, tables, tiles, num_heads, scale * 1.4426950408889634f, out);
 }
 
@@ -348,6 +361,196 @@ __global__ void __launch_bounds__(kDecodeThreads)
   }
 }
 
+// The decode kernel for head_dim 64/128 and GQA groups up to kFastMaxGroup: the same
+// block/split/warp structure, with the state in registers. Per 32-key tile, lane k loads the whole K
+// row of key k into registers (all its 16-byte loads in flight at once) and scores it against each
+// query head of the group (q in shared memory, broadcast reads); for P V, lane l owns dims
+// [l*DPL, l*DPL+DPL) and reads each key's V row (one coalesced row per key, row pointers shared by
+// shuffles), so one V load serves the whole group.
+constexpr int kFastMaxGroup = 8;
+
+__device__ __forceinline__ float2 bf2(uint32_t w) {
+  return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&w));
+}
+
+template <int HD>
+__global__ void __launch_bounds__(kDecodeThreads)
+    attn_decode_fast_kernel(const bf16* q, const bf16* cache, KvLayout kv, int32_t layer,
+                            const DecodeDesc* descs, const int32_t* block_tables,
+                            int32_t max_splits, int32_t split_len, int32_t num_heads,
+                            float scale_log2, float* partials, bf16* out) {
+  constexpr int kDpl = HD / 32;
+  constexpr int kChunks = HD / 8;  // 16-byte chunks per K row
+  const DecodeDesc d = descs[blockIdx.z];
+  const int32_t split = blockIdx.x;
+  if (split >= d.num_splits) return;
+  const int32_t g = blockIdx.y;
+  const int group = num_heads / kv.num_kv_heads;
+  extern __shared__ __align__(16) unsigned char smem[];
+  float* sq = reinterpret_cast<float*>(smem);  // [group][HD]
+  float* sstate = sq + group * HD;             // [warps][group][HD + 2]
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+
+  const int64_t q_stride = static_cast<int64_t>(num_heads) * HD;
+  const bf16* qrow = q + static_cast<int64_t>(d.row) * q_stride + static_cast<int64_t>(g) * group * HD;
+  for (int i = tid; i < group * HD; i += kDecodeThreads) {
+    sq[i] = __bfloat162float(qrow[i]) * scale_log2;
+  }
+  __syncthreads();
+
+  float acc[kFastMaxGroup][kDpl];
+  float m[kFastMaxGroup], l[kFastMaxGroup];
+#pragma unroll
+  for (int h = 0; h < kFastMaxGroup; ++h) {
+    m[h] = -INFINITY;
+    l[h] = 0.0f;
+#pragma unroll
+    for (int j = 0; j < kDpl; ++j) acc[h][j] = 0.0f;
+  }
+  const int32_t* table = block_tables + d.table_offset;
+  const int32_t ctx = d.pos + 1;
+  const int32_t s_begin = split * split_len;
+  const int32_t s_end = min(ctx, s_begin + split_len);
+  for (int32_t k0 = s_begin + warp * 32; k0 < s_end; k0 += kDecodeWarps * 32) {
+    const int32_t n = min(32, s_end - k0);
+    const bool have = lane < n;
+    const bf16* my_k = have ? kv_row(cache, kv, layer, table, k0 + lane, 0, g) : cache;
+    const bf16* my_v = have ? kv_row(cache, kv, layer, table, k0 + lane, 1, g) : cache;
+    uint4 kr[kChunks];
+#pragma unroll
+    for (int u = 0; u < kChunks; ++u) {
+      kr[u] = have ? reinterpret_cast<const uint4*>(my_k)[u] : make_uint4(0, 0, 0, 0);
+    }
+    float s[kFastMaxGroup];
+#pragma unroll
+    for (int h = 0; h < kFastMaxGroup; ++h) {
+      s[h] = 0.0f;
+      if (h >= group) continue;
+      const float4* qh = reinterpret_cast<const float4*>(sq + h * HD);
+#pragma unroll
+      for (int u = 0; u < kChunks; ++u) {
+        const float4 qa = qh[2 * u], qb = qh[2 * u + 1];
+        const float2 k01 = bf2(kr[u].x), k23 = bf2(kr[u].y), k45 = bf2(kr[u].z), k67 = bf2(kr[u].w);
+        s[h] = fmaf(qa.x, k01.x, s[h]);
+        s[h] = fmaf(qa.y, k01.y, s[h]);
+        s[h] = fmaf(qa.z, k23.x, s[h]);
+        s[h] = fmaf(qa.w, k23.y, s[h]);
+        s[h] = fmaf(qb.x, k45.x, s[h]);
+        s[h] = fmaf(qb.y, k45.y, s[h]);
+        s[h] = fmaf(qb.z, k67.x, s[h]);
+        s[h] = fmaf(qb.w, k67.y, s[h]);
+      }
+    }
+    float p[kFastMaxGroup];
+#pragma unroll
+    for (int h = 0; h < kFastMaxGroup; ++h) {
+      p[h] = 0.0f;
+      if (h >= group) continue;
+      const float sv = have ? s[h] : -INFINITY;
+      float mx = sv;
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+      const float m_new = fmaxf(m[h], mx);  // finite: the tile has a key
+      p[h] = have ? exp2f(sv - m_new) : 0.0f;
+      float sum = p[h];
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+      const float alpha = exp2f(m[h] - m_new);
+      l[h] = l[h] * alpha + sum;
+      m[h] = m_new;
+#pragma unroll
+      for (int j = 0; j < kDpl; ++j) acc[h][j] *= alpha;
+    }
+    const unsigned long long my_v_bits = reinterpret_cast<unsigned long long>(my_v);
+#pragma unroll 8
+    for (int k = 0; k < n; ++k) {
+      const bf16* vrow =
+          reinterpret_cast<const bf16*>(__shfl_sync(0xffffffffu, my_v_bits, k)) + lane * kDpl;
+      float vf[kDpl];
+      if constexpr (kDpl == 4) {
+        const uint2 raw = *reinterpret_cast<const uint2*>(vrow);
+        const float2 a = bf2(raw.x), b = bf2(raw.y);
+        vf[0] = a.x;
+        vf[1] = a.y;
+        vf[2] = b.x;
+        vf[3] = b.y;
+      } else {
+        const float2 a = bf2(*reinterpret_cast<const uint32_t*>(vrow));
+        vf[0] = a.x;
+        vf[1] = a.y;
+      }
+#pragma unroll
+      for (int h = 0; h < kFastMaxGroup; ++h) {
+        if (h >= group) continue;
+        const float pk = __shfl_sync(0xffffffffu, p[h], k);
+#pragma unroll
+        for (int j = 0; j < kDpl; ++j) acc[h][j] = fmaf(pk, vf[j], acc[h][j]);
+      }
+    }
+  }
+  // Warp states to shared memory, then merge per (head, dim).
+  float* ws = sstate + warp * group * (HD + 2);
+#pragma unroll
+  for (int h = 0; h < kFastMaxGroup; ++h) {
+    if (h >= group) continue;
+#pragma unroll
+    for (int j = 0; j < kDpl; ++j) ws[h * (HD + 2) + lane * kDpl + j] = acc[h][j];
+    if (lane == 0) {
+      ws[h * (HD + 2) + HD] = m[h];
+      ws[h * (HD + 2) + HD + 1] = l[h];
+    }
+  }
+  __syncthreads();
+  for (int i = tid; i < group * HD; i += kDecodeThreads) {
+    const int hq = i / HD, c = i % HD;
+    float mm = -INFINITY;
+    for (int w = 0; w < kDecodeWarps; ++w) {
+      mm = fmaxf(mm, sstate[(w * group + hq) * (HD + 2) + HD]);
+    }
+    float o = 0.0f, ll = 0.0f;
+    for (int w = 0; w < kDecodeWarps; ++w) {
+      const float* st = sstate + (w * group + hq) * (HD + 2);
+      if (st[HD] == -INFINITY) continue;  // this warp saw no key
+      const float f = exp2f(st[HD] - mm);
+      o += st[c] * f;
+      ll += st[HD + 1] * f;
+    }
+    const int32_t head = g * group + hq;
+    if (d.num_splits == 1) {
+      out[static_cast<int64_t>(d.row) * q_stride + static_cast<int64_t>(head) * HD + c] =
+          __float2bfloat16(o / ll);
+    } else {
+      float* part = partials + ((static_cast<int64_t>(blockIdx.z) * num_heads + head) * max_splits +
+                                split) * (HD + 2);
+      part[c] = o;
+      if (c == 0) {
+        part[HD] = mm;
+        part[HD + 1] = ll;
+      }
+    }
+  }
+}
+
+template <int HD>
+void decode_fast_for(const bf16* q, const bf16* cache, KvLayout kv, int32_t layer,
+                     const DecodeDesc* descs, const int32_t* tables, int32_t num_tokens,
+                     int32_t max_splits, int32_t split_len, int32_t num_heads, float scale_log2,
+                     float* partials, bf16* out, cudaStream_t stream) {
+  const int group = num_heads / kv.num_kv_heads;
+  const size_t bytes = sizeof(float) * (group * HD + kDecodeWarps * group * (HD + 2));
+  static size_t configured_bytes = 48 * 1024;
+  if (bytes > configured_bytes) {
+    cudaFuncSetAttribute(attn_decode_fast_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                         static_cast<int>(bytes));
+    configured_bytes = bytes;
+  }
+  const dim3 grid(static_cast<unsigned>(max_splits), static_cast<unsigned>(kv.num_kv_heads),
+                  static_cast<unsigned>(num_tokens));
+  attn_decode_fast_kernel<HD><<<grid, kDecodeThreads, bytes, stream>>>(
+      q, cache, kv, layer, descs, tables, max_splits, split_len, num_heads, scale_log2, partials,
+      out);
+}
+
 // Merges the splits of one (token, head): grid (num_tokens, num_heads).
 __global__ void attn_merge_kernel(const DecodeDesc* descs, int32_t max_splits, int32_t num_heads,
                                   int32_t hd, const float* partials, bf16* out) {
@@ -372,6 +575,13 @@ __global__ void attn_merge_kernel(const DecodeDesc* descs, int32_t max_splits, i
 }
 
 }  // namespace
+
+namespace {
+bool g_decode_reference = false;
+}  // namespace
+
+void force_decode_reference(bool on) { g_decode_reference = on; }
+bool decode_reference_forced() { return g_decode_reference; }
 
 bool prefill_head_dim_supported(int32_t head_dim) {
   return head_dim == 16 || head_dim == 32 || head_dim == 64 || head_dim == 128;
@@ -406,20 +616,30 @@ void launch_attention_decode(const bf16* q, const bf16* kv_cache, KvLayout kv, i
                              int32_t num_heads, float scale, float* partials, bf16* out,
                              cudaStream_t stream) {
   if (num_tokens == 0 || kv.head_dim > kMaxHeadDim) return;
-  const DecodeSmemLayout lay{num_heads / kv.num_kv_heads, kv.head_dim, kv.head_dim + 2};
-  const size_t bytes = lay.bytes();
-  static size_t configured_bytes = 48 * 1024;
-  if (bytes > configured_bytes) {
-    cudaFuncSetAttribute(attn_decode_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                         static_cast<int>(bytes));
-    configured_bytes = bytes;
-  }
-  const dim3 grid(static_cast<unsigned>(max_splits), static_cast<unsigned>(kv.num_kv_heads),
-                  static_cast<unsigned>(num_tokens));
   const float scale_log2 = scale * 1.4426950408889634f;
-  attn_decode_kernel<<<grid, kDecodeThreads, bytes, stream>>>(
-      q, kv_cache, kv, layer, descs, block_tables, max_splits, split_len, num_heads, scale_log2,
-      partials, out);
+  const int group = num_heads / kv.num_kv_heads;
+  const bool fast = group <= kFastMaxGroup && !decode_reference_forced();
+  if (fast && kv.head_dim == 64) {
+    decode_fast_for<64>(q, kv_cache, kv, layer, descs, block_tables, num_tokens, max_splits,
+                        split_len, num_heads, scale_log2, partials, out, stream);
+  } else if (fast && kv.head_dim == 128) {
+    decode_fast_for<128>(q, kv_cache, kv, layer, descs, block_tables, num_tokens, max_splits,
+                         split_len, num_heads, scale_log2, partials, out, stream);
+  } else {
+    const DecodeSmemLayout lay{group, kv.head_dim, kv.head_dim + 2};
+    const size_t bytes = lay.bytes();
+    static size_t configured_bytes = 48 * 1024;
+    if (bytes > configured_bytes) {
+      cudaFuncSetAttribute(attn_decode_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                           static_cast<int>(bytes));
+      configured_bytes = bytes;
+    }
+    const dim3 grid(static_cast<unsigned>(max_splits), static_cast<unsigned>(kv.num_kv_heads),
+                    static_cast<unsigned>(num_tokens));
+    attn_decode_kernel<<<grid, kDecodeThreads, bytes, stream>>>(
+        q, kv_cache, kv, layer, descs, block_tables, max_splits, split_len, num_heads, scale_log2,
+        partials, out);
+  }
   if (max_splits > 1) {
     attn_merge_kernel<<<dim3(static_cast<unsigned>(num_tokens), static_cast<unsigned>(num_heads)),
                         kv.head_dim < 128 ? 64 : 128, 0, stream>>>(descs, max_splits, num_heads,

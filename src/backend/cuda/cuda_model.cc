@@ -100,6 +100,7 @@ CudaModel::~CudaModel() {
   if (logits_pinned_) cudaFreeHost(logits_pinned_);
   if (tokens_pinned_) cudaFreeHost(tokens_pinned_);
   if (meta_copied_) cudaEventDestroy(meta_copied_);
+  for (cudaEvent_t e : event_pool_) cudaEventDestroy(e);
   if (cublas_) cublasDestroy(cublas_);
   if (stream_) cudaStreamDestroy(stream_);
 }
@@ -487,6 +488,10 @@ Status CudaModel::build_metadata(std::span<const ForwardSeq> seqs, const KvPoolV
 
 Status CudaModel::gemm(const bf16* w, int64_t out, int64_t in, const bf16* x, int64_t num_tokens,
                        void* y, cudaDataType_t y_type, float beta) {
+  if (gemv_supported(num_tokens, in)) {  // decode batches: weight-streaming kernel
+    launch_gemv(w, out, in, x, num_tokens, y, y_type == CUDA_R_32F, beta, stream_);
+    return Status::ok();
+  }
   // Row-major y[T, out] = x[T, in] W[out, in]^T is column-major y^T = W^T(op T) x^T.
   const float alpha = 1.0f;
   FS_CUBLAS_OK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(out),
@@ -516,39 +521,53 @@ Status CudaModel::run_layers(const KvPoolView& kv) {
   float* x = x_.as<float>();
   bf16* h = h_.as<bf16>();
 
+  mark(nullptr);
   launch_embed(tokens, positions, tok_embd_, pos_embd_, static_cast<int32_t>(c.learned_pos_offset),
                T, hidden, x, stream_);
+  mark("embed");
   const float* pending_bias = nullptr;  // the last projection's bias, added by the next norm
   for (int64_t li = 0; li < c.num_layers; ++li) {
     const Layer& l = layers_[li];
     // Attention block: h = norm(x); x += Wo attention(rope(Wq h), rope(Wk h), Wv h).
     launch_norm(x, pending_bias, nullptr, l.attn_norm, l.attn_norm_b, norm, eps, T, hidden, h,
                 stream_);
+    mark("norm");
     FS_RETURN_IF_ERROR(gemm(l.w_qkv, qd + 2 * kvd, hidden, h, T, qkv_.as<void>(), CUDA_R_32F, 0.0f));
+    mark("gemm qkv");
     launch_qkv_rope_store(qkv_.as<float>(), l.bq, l.bk, l.bv, positions, slots, inv_freq_,
                           c.rope_style == RopeStyle::kNeox, T, heads, kv.layout,
                           static_cast<int32_t>(li), q_.as<bf16>(), kv.data, stream_);
+    mark("rope + kv store");
     launch_attention_prefill(q_.as<bf16>(), kv.data, kv.layout, static_cast<int32_t>(li),
                              seq_descs, tables, tiles, static_cast<int32_t>(num_tiles_), heads,
                              scale, attn_.as<bf16>(), stream_);
+    mark("attention prefill");
     launch_attention_decode(q_.as<bf16>(), kv.data, kv.layout, static_cast<int32_t>(li), decode,
                             tables, static_cast<int32_t>(num_decode_), max_splits_, split_len_,
                             heads, scale, partials_.as<float>(), attn_.as<bf16>(), stream_);
+    mark("attention decode");
     FS_RETURN_IF_ERROR(gemm(l.wo, hidden, qd, attn_.as<bf16>(), T, x, CUDA_R_32F, 1.0f));
+    mark("gemm o");
 
     // MLP block: h = norm(x + bo); x += W_down act(W_gate h, W_up h).
     launch_norm(x, l.bo, nullptr, l.ffn_norm, l.ffn_norm_b, norm, eps, T, hidden, h, stream_);
+    mark("norm");
     switch (c.activation) {
       case Activation::kSiluGated:
         FS_RETURN_IF_ERROR(gemm(l.w_up, 2 * ffn, hidden, h, T, up_.as<void>(), CUDA_R_16BF, 0.0f));
+        mark("gemm gate_up");
         launch_silu_mul(up_.as<bf16>(), T, ffn, act_.as<bf16>(), stream_);
+        mark("activation");
         break;
       case Activation::kRelu:
         FS_RETURN_IF_ERROR(gemm(l.w_up, ffn, hidden, h, T, act_.as<void>(), CUDA_R_16BF, 0.0f));
+        mark("gemm gate_up");
         launch_bias_relu(act_.as<bf16>(), l.b_up, T, ffn, stream_);
+        mark("activation");
         break;
     }
     FS_RETURN_IF_ERROR(gemm(l.w_down, hidden, ffn, act_.as<bf16>(), T, x, CUDA_R_32F, 1.0f));
+    mark("gemm down");
     pending_bias = l.b_down;
   }
   // Final norm (with the last pending bias) and LM head, only for the rows that need logits.
@@ -556,10 +575,12 @@ Status CudaModel::run_layers(const KvPoolView& kv) {
               hidden, h, stream_);
   FS_RETURN_IF_ERROR(gemm(output_, c.vocab_size, hidden, h, num_rows_, logits_.as<void>(),
                           CUDA_R_32F, 0.0f));
+  mark("final norm + LM head");
   return check_launch("forward kernels");
 }
 
 Result<int64_t> CudaModel::enqueue_forward(std::span<const ForwardSeq> seqs, const KvPoolView& kv) {
+  collect_marks();
   FS_RETURN_IF_ERROR(check_batch(seqs, kv));
   FS_RETURN_IF_ERROR(build_metadata(seqs, kv));
   FS_RETURN_IF_ERROR(reserve(num_tokens_));
@@ -571,6 +592,47 @@ Result<int64_t> CudaModel::enqueue_forward(std::span<const ForwardSeq> seqs, con
   FS_RETURN_IF_ERROR(tokens_out_.ensure(sizeof(int32_t) * num_rows_, "sampled tokens"));
   FS_RETURN_IF_ERROR(run_layers(kv));
   return num_rows_;
+}
+
+void CudaModel::set_profiling(bool on) {
+  profiling_ = on;
+  marks_.clear();
+  phase_ms_.clear();
+}
+
+void CudaModel::mark(const char* phase) {
+  if (!profiling_) return;
+  if (marks_.size() == event_pool_.size()) {
+    cudaEvent_t e = nullptr;
+    if (cudaEventCreate(&e) != cudaSuccess) return;
+    event_pool_.push_back(e);
+  }
+  cudaEvent_t e = event_pool_[marks_.size()];
+  cudaEventRecord(e, stream_);
+  marks_.emplace_back(phase, e);
+}
+
+void CudaModel::collect_marks() {
+  if (marks_.empty()) return;
+  cudaEventSynchronize(marks_.back().second);
+  for (size_t i = 1; i < marks_.size(); ++i) {
+    float ms = 0;
+    cudaEventElapsedTime(&ms, marks_[i - 1].second, marks_[i].second);
+    const std::string name = marks_[i].first;
+    auto it = std::find_if(phase_ms_.begin(), phase_ms_.end(),
+                           [&](const auto& p) { return p.first == name; });
+    if (it == phase_ms_.end()) {
+      phase_ms_.emplace_back(name, ms);
+    } else {
+      it->second += ms;
+    }
+  }
+  marks_.clear();
+}
+
+std::vector<std::pair<std::string, double>> CudaModel::phase_times_ms() {
+  collect_marks();
+  return phase_ms_;
 }
 
 Result<std::span<const float>> CudaModel::forward(std::span<const ForwardSeq> seqs,

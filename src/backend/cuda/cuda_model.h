@@ -10,6 +10,8 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include <cublas_v2.h>
@@ -93,6 +95,12 @@ class CudaModel {
   Result<int64_t> enqueue_forward(std::span<const ForwardSeq> seqs, const KvPoolView& kv);
   const float* device_logits() const { return logits_.as<float>(); }
 
+  // Benchmarks: when on, every forward records CUDA events between its phases and phase_times_ms()
+  // returns the GPU time per phase ("gemm qkv", "attention", ...) summed over the forwards since
+  // the last reset. Off by default (no events recorded).
+  void set_profiling(bool on);
+  std::vector<std::pair<std::string, double>> phase_times_ms();
+
  private:
   struct Layer {
     bf16* w_qkv = nullptr;     // [(heads + 2 kv_heads) * head_dim, hidden]: Wq, Wk, Wv stacked
@@ -124,6 +132,8 @@ class CudaModel {
   Status check_batch(std::span<const ForwardSeq> seqs, const KvPoolView& kv) const;
   Status build_metadata(std::span<const ForwardSeq> seqs, const KvPoolView& kv);
   Status run_layers(const KvPoolView& kv);
+  void mark(const char* phase);  // profiling: the GPU work enqueued since the last mark is `phase`
+  void collect_marks();          // profiling: adds the finished marks' times to phase_ms_
 
   ModelConfig config_;
   int64_t weight_bytes_ = 0;
@@ -165,6 +175,10 @@ class CudaModel {
   DeviceBuffer logits_;   // [R, vocab] f32
   DeviceBuffer tokens_out_;  // [R] int32 (greedy)
   DeviceBuffer cublas_workspace_;
+  bool profiling_ = false;
+  std::vector<cudaEvent_t> event_pool_;
+  std::vector<std::pair<const char*, cudaEvent_t>> marks_;  // this forward's (phase, end event)
+  std::vector<std::pair<std::string, double>> phase_ms_;
   float* logits_pinned_ = nullptr;  // [R, vocab] host copy of the logits
   size_t logits_pinned_capacity_ = 0;
   int32_t* tokens_pinned_ = nullptr;

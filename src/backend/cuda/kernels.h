@@ -92,6 +92,15 @@ void launch_argmax(const float* logits, int64_t rows, int64_t vocab, int32_t* ou
 void launch_fill_uniform(bf16* w, int64_t n, uint64_t seed, float scale, cudaStream_t stream);
 void launch_fill_f32(float* x, int64_t n, float value, cudaStream_t stream);
 
+// y[t, r] = beta * y[t, r] + sum_c w[r, c] x[t, c] for t < num_tokens <= kMaxGemvTokens (decode
+// batches): one warp per row, bf16 weights and activations, f32 accumulation. w: [rows, cols]
+// (cols % 8 == 0, 16-byte aligned rows); x: [num_tokens, cols]; y: [num_tokens, rows] f32 (y_f32)
+// or bf16.
+inline constexpr int64_t kMaxGemvTokens = 8;
+bool gemv_supported(int64_t num_tokens, int64_t cols);
+void launch_gemv(const bf16* w, int64_t rows, int64_t cols, const bf16* x, int64_t num_tokens,
+                 void* y, bool y_f32, float beta, cudaStream_t stream);
+
 // Paged causal attention, prefill tiles: for each tile and query head, the tile's new tokens
 // against positions [0, own position] of their sequence. q: [T, heads, head_dim] bf16; out: [T,
 // heads * head_dim] bf16. Tensor cores (WMMA bf16), FlashAttention-style online softmax over 64-key
@@ -107,6 +116,10 @@ void launch_attention_prefill(const bf16* q, const bf16* kv_cache, KvLayout kv, 
 // giving a partial (max, sum, unnormalized output) per query head; a second kernel merges them.
 // GQA aware: one block serves all query heads of a KV head. Any head_dim <= 256.
 // partials: [num_tokens, num_heads, max_splits, head_dim + 2] f32 scratch.
+// Tests and benchmarks: route every decode through the generic kernel (shared-memory V tiles,
+// any head_dim and group) instead of the register kernel used for head_dim 64/128, group <= 8.
+void force_decode_reference(bool on);
+bool decode_reference_forced();
 void launch_attention_decode(const bf16* q, const bf16* kv_cache, KvLayout kv, int32_t layer,
                              const DecodeDesc* descs, const int32_t* block_tables,
                              int32_t num_tokens, int32_t max_splits, int32_t split_len,

@@ -1,0 +1,271 @@
+// CUDA kernels against CPU references: norms, rope + KV store, paged attention (ragged batches,
+// scattered multi-block tables, GQA, prefill tiles and split-K decode), argmax.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "backend/cpu/ops.h"
+#include "backend/cuda/kernels.h"
+#include "cuda_test_util.h"
+
+namespace fs::cuda {
+namespace {
+
+using test::DeviceVec;
+using test::from_bf16;
+using test::to_bf16;
+
+#define SKIP_WITHOUT_GPU() \
+  if (!test::have_gpu()) GTEST_SKIP() << "no CUDA device"
+
+std::vector<float> random_floats(size_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> d(lo, hi);
+  std::vector<float> v(n);
+  for (float& x : v) x = d(rng);
+  return v;
+}
+
+void expect_near_all(const std::vector<float>& got, const std::vector<float>& want, double tol,
+                     const char* what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  double max_err = 0;
+  size_t worst = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    const double e = std::abs(static_cast<double>(got[i]) - want[i]);
+    if (!(e <= max_err)) {  // also catches NaN
+      max_err = std::isnan(e) ? INFINITY : e;
+      worst = i;
+    }
+  }
+  EXPECT_LE(max_err, tol) << what << ": worst at " << worst << " got " << got[worst] << " want "
+                          << want[worst];
+}
+
+TEST(CudaNormTest, RmsNormWithPendingBiasMatchesCpu) {
+  SKIP_WITHOUT_GPU();
+  const int64_t rows = 5, hidden = 576;
+  std::vector<float> x = random_floats(rows * hidden, 1, -3, 3);
+  const std::vector<float> w = random_floats(hidden, 2, 0.5f, 1.5f);
+  const std::vector<float> add = random_floats(hidden, 3);
+  DeviceVec<float> dx(x), dw(w), dadd(add);
+  DeviceVec<uint16_t> dy(rows * hidden);
+  launch_norm(dx.data(), dadd.data(), nullptr, dw.data(), nullptr, NormType::kRms, 1e-5f, rows,
+              hidden, dy.as<bf16>(), nullptr);
+  for (int64_t t = 0; t < rows; ++t) {
+    for (int64_t i = 0; i < hidden; ++i) x[t * hidden + i] += add[i];
+  }
+  std::vector<float> y(rows * hidden);
+  cpu::rms_norm(x.data(), w.data(), rows, hidden, 1e-5f, y.data());
+  expect_near_all(dx.get(), x, 1e-6, "residual after bias");
+  expect_near_all(from_bf16(dy.get()), y, 2e-2, "rms_norm");
+}
+
+TEST(CudaNormTest, LayerNormOfGatheredRowsMatchesCpu) {
+  SKIP_WITHOUT_GPU();
+  const int64_t rows = 6, hidden = 320;
+  std::vector<float> x = random_floats(rows * hidden, 4, 1, 5);  // large mean
+  const std::vector<float> w = random_floats(hidden, 5);
+  const std::vector<float> b = random_floats(hidden, 6);
+  const std::vector<int32_t> index = {4, 1};
+  DeviceVec<float> dx(x), dw(w), db(b);
+  DeviceVec<int32_t> dindex(index);
+  DeviceVec<uint16_t> dy(index.size() * hidden);
+  launch_norm(dx.data(), nullptr, dindex.data(), dw.data(), db.data(), NormType::kLayerNorm, 1e-5f,
+              static_cast<int64_t>(index.size()), hidden, dy.as<bf16>(), nullptr);
+  std::vector<float> gathered, y(index.size() * hidden);
+  for (int32_t r : index) gathered.insert(gathered.end(), x.begin() + r * hidden, x.begin() + (r + 1) * hidden);
+  cpu::layer_norm(gathered.data(), w.data(), b.data(), static_cast<int64_t>(index.size()), hidden,
+                  1e-5f, y.data());
+  expect_near_all(from_bf16(dy.get()), y, 3e-2, "layer_norm");
+}
+
+class CudaRopeTest : public ::testing::TestWithParam<bool> {};  // neox?
+
+TEST_P(CudaRopeTest, RotatesQAndKAndStoresKvInTheirSlots) {
+  SKIP_WITHOUT_GPU();
+  const bool neox = GetParam();
+  const int32_t heads = 4, kvh = 2, hd = 64, T = 6;
+  const KvLayout kv{.num_layers = 2, .block_size = 4, .num_kv_heads = kvh, .head_dim = hd};
+  const int64_t num_blocks = 8, qd = heads * hd, kvd = kvh * hd, width = qd + 2 * kvd;
+  const std::vector<float> qkv = random_floats(T * width, 7);
+  const std::vector<float> bq = random_floats(qd, 8), bk = random_floats(kvd, 9),
+                           bv = random_floats(kvd, 10);
+  const std::vector<int32_t> positions = {0, 7, 100, 1000, 5, 3};
+  const std::vector<int32_t> slots = {0, 5, 31, 12, 13, 22};
+  cpu::RopeTable rope;
+  rope.style = neox ? cpu::RopeStyle::kNeox : cpu::RopeStyle::kInterleaved;
+  rope.head_dim = hd;
+  for (int i = 0; i < hd / 2; ++i) rope.inv_freq.push_back(std::pow(10000.0f, -2.0f * i / hd));
+  DeviceVec<float> dqkv(qkv), dbq(bq), dbk(bk), dbv(bv), dfreq(rope.inv_freq);
+  DeviceVec<int32_t> dpos(positions), dslots(slots);
+  DeviceVec<uint16_t> dq(T * qd), dcache(num_blocks * kv.block_elems());
+  const int32_t layer = 1;
+  launch_qkv_rope_store(dqkv.data(), dbq.data(), dbk.data(), dbv.data(), dpos.data(),
+                        dslots.data(), dfreq.data(), neox, T, heads, kv, layer, dq.as<bf16>(),
+                        dcache.as<bf16>(), nullptr);
+  // CPU: bias, rope on q and k.
+  std::vector<float> q(T * qd), k(T * kvd), v(T * kvd);
+  for (int t = 0; t < T; ++t) {
+    for (int i = 0; i < qd; ++i) q[t * qd + i] = qkv[t * width + i] + bq[i];
+    for (int i = 0; i < kvd; ++i) k[t * kvd + i] = qkv[t * width + qd + i] + bk[i];
+    for (int i = 0; i < kvd; ++i) v[t * kvd + i] = qkv[t * width + qd + kvd + i] + bv[i];
+  }
+  cpu::apply_rope(rope, q.data(), positions.data(), T, heads);
+  cpu::apply_rope(rope, k.data(), positions.data(), T, kvh);
+  expect_near_all(from_bf16(dq.get()), q, 2e-2, "q");
+  const std::vector<float> cache = from_bf16(dcache.get());
+  std::vector<float> want_cache(cache.size(), 0.0f);
+  for (int t = 0; t < T; ++t) {
+    const int64_t b = slots[t] / kv.block_size, s = slots[t] % kv.block_size;
+    for (int kvi = 0; kvi < 2; ++kvi) {
+      const int64_t base = ((b * kv.num_layers + layer) * 2 + kvi) * kv.block_size * kvd + s * kvd;
+      for (int i = 0; i < kvd; ++i) want_cache[base + i] = (kvi == 0 ? k : v)[t * kvd + i];
+    }
+  }
+  expect_near_all(cache, want_cache, 2e-2, "cache");
+}
+
+INSTANTIATE_TEST_SUITE_P(Styles, CudaRopeTest, ::testing::Values(true, false));
+
+// ---- attention ----
+
+struct AttnCase {
+  int32_t head_dim, num_heads, num_kv_heads;
+  bool use_prefill;  // route long sequences through the prefill tiles
+  int32_t split_len;
+  bool reference_decode = false;  // the generic decode kernel even where the register one applies
+};
+
+class CudaAttentionTest : public ::testing::TestWithParam<AttnCase> {};
+
+// A ragged batch against a naive double-precision reference over the same bf16 K/V/Q: a 70-token
+// prefill (2 tiles), a 67-token chunk after 50 cached, a 3-token chunk, a decode at position 999
+// (many splits) and a short decode; every table is a random scatter of blocks.
+TEST_P(CudaAttentionTest, RaggedBatchMatchesNaiveReference) {
+  SKIP_WITHOUT_GPU();
+  const AttnCase c = GetParam();
+  const int32_t hd = c.head_dim, heads = c.num_heads, kvh = c.num_kv_heads, group = heads / kvh;
+  const KvLayout kv{.num_layers = 2, .block_size = 16, .num_kv_heads = kvh, .head_dim = hd};
+  const int32_t layer = 1, num_blocks = 160;
+  struct Seq {
+    int32_t num_past, num_new;
+  };
+  const std::vector<Seq> seqs = {{0, 70}, {50, 67}, {10, 3}, {999, 1}, {5, 1}};
+  std::vector<int32_t> perm(num_blocks);
+  std::iota(perm.begin(), perm.end(), 0);
+  std::shuffle(perm.begin(), perm.end(), std::mt19937(11));
+  std::vector<int32_t> tables, descs, tiles, decode;
+  std::vector<std::vector<int32_t>> seq_tables;
+  int32_t next_block = 0, t = 0, max_ctx = 0;
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    const Seq& s = seqs[i];
+    const int32_t nb = (s.num_past + s.num_new + kv.block_size - 1) / kv.block_size;
+    const int32_t offset = static_cast<int32_t>(tables.size());
+    seq_tables.emplace_back(perm.begin() + next_block, perm.begin() + next_block + nb);
+    tables.insert(tables.end(), perm.begin() + next_block, perm.begin() + next_block + nb);
+    next_block += nb;
+    descs.insert(descs.end(), {t, s.num_new, s.num_past, offset});
+    if (c.use_prefill && s.num_new > 4) {
+      for (int32_t q0 = 0; q0 < s.num_new; q0 += kPrefillTileRows) {
+        tiles.insert(tiles.end(), {static_cast<int32_t>(i), q0});
+      }
+    } else {
+      for (int32_t j = 0; j < s.num_new; ++j) {
+        const int32_t pos = s.num_past + j;
+        decode.insert(decode.end(), {t + j, pos, offset, (pos + c.split_len) / c.split_len});
+        max_ctx = std::max(max_ctx, pos + 1);
+      }
+    }
+    t += s.num_new;
+  }
+  ASSERT_LE(next_block, num_blocks);
+  const int32_t T = t, qd = heads * hd;
+  const int32_t max_splits = std::max(1, (max_ctx + c.split_len - 1) / c.split_len);
+  const std::vector<uint16_t> cache = to_bf16(random_floats(num_blocks * kv.block_elems(), 12));
+  const std::vector<uint16_t> q = to_bf16(random_floats(static_cast<size_t>(T) * qd, 13));
+  DeviceVec<uint16_t> dcache(cache), dq(q), dout(static_cast<size_t>(T) * qd);
+  DeviceVec<int32_t> dtables(tables), ddescs(descs), dtiles(tiles), ddecode(decode);
+  const int32_t num_decode = static_cast<int32_t>(decode.size() / 4);
+  DeviceVec<float> partials(static_cast<size_t>(std::max(1, num_decode)) * heads * max_splits * (hd + 2));
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  launch_attention_prefill(dq.as<bf16>(), dcache.as<bf16>(), kv, layer, ddescs.as<AttnSeqDesc>(),
+                           dtables.data(), dtiles.as<PrefillTile>(),
+                           static_cast<int32_t>(tiles.size() / 2), heads, scale, dout.as<bf16>(),
+                           nullptr);
+  force_decode_reference(c.reference_decode);
+  launch_attention_decode(dq.as<bf16>(), dcache.as<bf16>(), kv, layer, ddecode.as<DecodeDesc>(),
+                          dtables.data(), num_decode, max_splits, c.split_len, heads, scale,
+                          partials.data(), dout.as<bf16>(), nullptr);
+  force_decode_reference(false);
+  ASSERT_EQ(cudaGetLastError(), cudaSuccess);
+  const std::vector<float> got = from_bf16(dout.get());
+
+  // Naive reference.
+  auto kv_at = [&](const std::vector<int32_t>& table, int32_t pos, int kvi, int32_t g, int32_t d) {
+    const int64_t b = table[pos / kv.block_size], s = pos % kv.block_size;
+    return bf16_to_fp32(cache[((b * kv.num_layers + layer) * 2 + kvi) * kv.block_size * kvh * hd +
+                              (s * kvh + g) * hd + d]);
+  };
+  std::vector<float> want(static_cast<size_t>(T) * qd);
+  t = 0;
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    for (int32_t j = 0; j < seqs[i].num_new; ++j, ++t) {
+      const int32_t pos = seqs[i].num_past + j;
+      for (int32_t h = 0; h < heads; ++h) {
+        const int32_t g = h / group;
+        std::vector<double> sc(pos + 1);
+        double mx = -1e300;
+        for (int32_t p = 0; p <= pos; ++p) {
+          double dot = 0;
+          for (int32_t d = 0; d < hd; ++d) {
+            dot += bf16_to_fp32(q[(static_cast<size_t>(t) * heads + h) * hd + d]) *
+                   kv_at(seq_tables[i], p, 0, g, d);
+          }
+          sc[p] = dot * scale;
+          mx = std::max(mx, sc[p]);
+        }
+        double sum = 0;
+        for (double& s : sc) sum += (s = std::exp(s - mx));
+        for (int32_t d = 0; d < hd; ++d) {
+          double o = 0;
+          for (int32_t p = 0; p <= pos; ++p) o += sc[p] * kv_at(seq_tables[i], p, 1, g, d);
+          want[(static_cast<size_t>(t) * heads + h) * hd + d] = static_cast<float>(o / sum);
+        }
+      }
+    }
+  }
+  expect_near_all(got, want, 2e-2, "attention");
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, CudaAttentionTest,
+    ::testing::Values(AttnCase{128, 8, 2, true, 128},   // Llama-3-8B-like GQA group 4
+                      AttnCase{64, 9, 3, true, 128},    // SmolLM2: group 3
+                      AttnCase{128, 4, 4, true, 256},   // OPT: no GQA
+                      AttnCase{16, 4, 2, true, 128},    // tiny fixtures
+                      AttnCase{64, 8, 2, false, 128},   // every token through split-K
+                      AttnCase{128, 8, 2, false, 128, true},  // the generic decode kernel
+                      AttnCase{64, 16, 1, false, 128},  // group 16: generic decode kernel
+                      AttnCase{8, 4, 2, false, 160}));  // head_dim without a prefill kernel
+
+TEST(CudaArgmaxTest, PicksTheLowestIndexOfTheMaximum) {
+  SKIP_WITHOUT_GPU();
+  const int64_t rows = 3, vocab = 50000;
+  std::vector<float> logits = random_floats(rows * vocab, 14);
+  logits[0 * vocab + 777] = 5.0f;
+  logits[1 * vocab + 49999] = 7.0f;
+  logits[1 * vocab + 1234] = 7.0f;
+  logits[2 * vocab + 0] = 3.0f;
+  DeviceVec<float> dl(logits);
+  DeviceVec<int32_t> out(rows);
+  launch_argmax(dl.data(), rows, vocab, out.data(), nullptr);
+  EXPECT_EQ(out.get(), (std::vector<int32_t>{777, 1234, 0}));
+}
+
+}  // namespace
+}  // namespace fs::cuda
