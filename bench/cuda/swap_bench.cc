@@ -84,7 +84,8 @@ struct Result {
   double offload = 0, upload = 0, both = 0;  // GB/s
 };
 
-Result measure_method(KvArena& arena, const SwapOptions& options, int64_t n, int repeats, uint32_t seed) {
+Result measure_method(KvArena& arena, const SwapOptions& options, int64_t n, int repeats,
+                      uint32_t seed) {
   fs::Result<std::unique_ptr<SwapEngine>> created = SwapEngine::create(arena, options);
   check(created.status());
   SwapEngine& engine = **created;
@@ -132,17 +133,21 @@ int main(int argc, char** argv) {
   int64_t total_mib = 1024;
   int repeats = 7;
   for (int i = 1; i + 1 < argc; i += 2) {
-    if (std::strcmp(argv[i], "--total-mib") == 0) total_mib = std::atoll(argv[i + 1]);
-    else if (std::strcmp(argv[i], "--repeats") == 0) repeats = std::atoi(argv[i + 1]);
-    else die(std::string("unknown flag ") + argv[i]);
+    if (std::strcmp(argv[i], "--total-mib") == 0)
+      total_mib = std::atoll(argv[i + 1]);
+    else if (std::strcmp(argv[i], "--repeats") == 0)
+      repeats = std::atoi(argv[i + 1]);
+    else
+      die(std::string("unknown flag ") + argv[i]);
   }
   const std::vector<fs::cuda::DeviceInfo> devices = fs::cuda::list_devices();
   if (devices.empty()) die("no CUDA device");
   std::printf("device: %s\n", fs::cuda::describe(devices[0]).c_str());
   const int64_t total = total_mib << 20;
-  std::printf("moving %lld MiB of scattered blocks per direction; GB/s = 1e9 B/s, median of %d; %% of the "
-              "pinned single-copy ceiling\n\n",
-              static_cast<long long>(total_mib), repeats);
+  std::printf(
+      "moving %lld MiB of scattered blocks per direction; GB/s = 1e9 B/s, median of %d; %% of the "
+      "pinned single-copy ceiling\n\n",
+      static_cast<long long>(total_mib), repeats);
   std::printf("| block | method | offload D2H GB/s | upload H2D GB/s | both at once GB/s |\n");
   std::printf("|---|---|---|---|---|\n");
   for (const int64_t block_bytes : {int64_t{2} << 20, int64_t{64} << 10}) {
@@ -153,24 +158,26 @@ int main(int argc, char** argv) {
     const Ceiling c = measure_ceiling(**arena, total, repeats);
     const std::string block = block_bytes >= (1 << 20) ? std::to_string(block_bytes >> 20) + " MiB"
                                                        : std::to_string(block_bytes >> 10) + " KiB";
-    std::printf("| %s | one pinned cudaMemcpy (ceiling) | %.1f | %.1f | %.1f |\n", block.c_str(), c.d2h, c.h2d,
-                c.both);
+    std::printf("| %s | one pinned cudaMemcpy (ceiling) | %.1f | %.1f | %.1f |\n", block.c_str(),
+                c.d2h, c.h2d, c.both);
     struct Variant {
       SwapMethod method;
       int ctas;
       const char* name;
     };
-    for (const Variant& v : {Variant{SwapMethod::kMemcpyPerRun, 0, "cudaMemcpyAsync per block"},
-                             Variant{SwapMethod::kBatchedMemcpy, 0, "cudaMemcpyBatchAsync (default)"},
-                             Variant{SwapMethod::kKernel, 16, "gather/scatter kernel, 16 CTAs"},
-                             Variant{SwapMethod::kKernel, 64, "gather/scatter kernel, 64 CTAs"},
-                             Variant{SwapMethod::kKernel, 132, "gather/scatter kernel, 132 CTAs"}}) {
+    for (const Variant& v :
+         {Variant{SwapMethod::kMemcpyPerRun, 0, "cudaMemcpyAsync per block"},
+          Variant{SwapMethod::kBatchedMemcpy, 0, "cudaMemcpyBatchAsync (default)"},
+          Variant{SwapMethod::kKernel, 16, "gather/scatter kernel, 16 CTAs"},
+          Variant{SwapMethod::kKernel, 64, "gather/scatter kernel, 64 CTAs"},
+          Variant{SwapMethod::kKernel, 132, "gather/scatter kernel, 132 CTAs"}}) {
       SwapOptions options;
       options.method = v.method;
       if (v.ctas > 0) options.kernel_ctas = v.ctas;
       const Result r = measure_method(**arena, options, n, repeats, 42);
-      std::printf("| %s | %s | %.1f (%.0f%%) | %.1f (%.0f%%) | %.1f (%.0f%%) |\n", block.c_str(), v.name, r.offload,
-                  100 * r.offload / c.d2h, r.upload, 100 * r.upload / c.h2d, r.both, 100 * r.both / c.both);
+      std::printf("| %s | %s | %.1f (%.0f%%) | %.1f (%.0f%%) | %.1f (%.0f%%) |\n", block.c_str(),
+                  v.name, r.offload, 100 * r.offload / c.d2h, r.upload, 100 * r.upload / c.h2d,
+                  r.both, 100 * r.both / c.both);
       std::fflush(stdout);
     }
   }

@@ -79,8 +79,9 @@ int run_generate(int argc, char** argv) {
     printer.on_token(t.token);
     return true;
   };
-  Result<GenerateResult> result = setup->executor ? generate(*setup->executor, ids, options, on_token)
-                                                  : generate(*runtime->lm, ids, options, on_token);
+  Result<GenerateResult> result = setup->executor
+                                      ? generate(*setup->executor, ids, options, on_token)
+                                      : generate(*runtime->lm, ids, options, on_token);
   printer.finish();
   if (!result.is_ok()) {
     std::fprintf(stderr, "fastserve generate: %s\n", result.status().message().c_str());

@@ -18,10 +18,13 @@ namespace fs::cli {
 
 namespace {
 
-std::string dummy_spec(const ModelArgs& args) { return args.model == "default" ? "smollm2-135m" : args.model; }
+std::string dummy_spec(const ModelArgs& args) {
+  return args.model == "default" ? "smollm2-135m" : args.model;
+}
 
 // A dummy model's runtime; the CPU model (random weights in host memory) only when cpu_model.
-Result<ModelRuntime> load_dummy_runtime(const ModelArgs& args, const ModelConfig& config, bool cpu_model) {
+Result<ModelRuntime> load_dummy_runtime(const ModelArgs& args, const ModelConfig& config,
+                                        bool cpu_model) {
   const std::string name = dummy_spec(args);
   std::unique_ptr<CausalLm> lm;
   if (cpu_model) {
@@ -33,9 +36,10 @@ Result<ModelRuntime> load_dummy_runtime(const ModelArgs& args, const ModelConfig
     if (Result<std::string> path = resolve_model_path("default"); path.is_ok()) {
       tokenizer = *path;
     } else {
-      log_warn("dummy model '{}': no tokenizer (the default model is not installed; pass --tokenizer): "
-               "token ids only",
-               name);
+      log_warn(
+          "dummy model '{}': no tokenizer (the default model is not installed; pass --tokenizer): "
+          "token ids only",
+          name);
     }
   }
   return make_dummy_runtime(name, std::move(lm), config, tokenizer);
@@ -54,17 +58,21 @@ void add_model_args(CLI::App& app, ModelArgs& args, bool with_device) {
   app.add_option("--model", args.model,
                  "a .gguf file or an HF folder; 'default' = SmolLM2-135M-Instruct (Q4_1); with "
                  "--load-format dummy: a shape name or a config.json");
-  app.add_option("--threads", args.threads, "CPU threads (default: FASTSERVE_THREADS or all cores)");
+  app.add_option("--threads", args.threads,
+                 "CPU threads (default: FASTSERVE_THREADS or all cores)");
   std::string shapes;
-  for (const NamedShape& s : named_shapes()) shapes += (shapes.empty() ? "" : ", ") + std::string(s.name);
+  for (const NamedShape& s : named_shapes())
+    shapes += (shapes.empty() ? "" : ", ") + std::string(s.name);
   app.add_option("--load-format", args.load_format,
                  "auto: the model file's weights; dummy: random weights for --model " + shapes +
                      " or an HF config.json (benchmarks without weight files)")
       ->check(CLI::IsMember({"auto", "dummy"}));
   app.add_option("--tokenizer", args.tokenizer,
-                 "with --load-format dummy: a .gguf or a folder with tokenizer.json (default: the default model's)");
+                 "with --load-format dummy: a .gguf or a folder with tokenizer.json (default: the "
+                 "default model's)");
   if (with_device) {
-    app.add_option("--device", args.device, "cpu | cuda (the first GPU)")->check(CLI::IsMember({"cpu", "cuda"}));
+    app.add_option("--device", args.device, "cpu | cuda (the first GPU)")
+        ->check(CLI::IsMember({"cpu", "cuda"}));
   }
 }
 
@@ -85,18 +93,21 @@ Result<ModelSetup> load_model_setup(const ModelArgs& args) {
     FS_ASSIGN_OR_RETURN(setup.runtime, load_runtime(args));
     return setup;
   }
-  if (args.device != "cuda") return invalid_argument("--device '{}': expected cpu or cuda", args.device);
+  if (args.device != "cuda")
+    return invalid_argument("--device '{}': expected cpu or cuda", args.device);
 #ifndef FASTSERVE_WITH_CUDA
   return unimplemented(
-      "--device cuda: this fastserve was built without the CUDA backend (no nvcc when it was configured); "
+      "--device cuda: this fastserve was built without the CUDA backend (no nvcc when it was "
+      "configured); "
       "install the CUDA toolkit and rebuild with -DFASTSERVE_CUDA=ON");
 #else
   FS_RETURN_IF_ERROR(check_args(args));
   if (args.threads > 0) set_default_pool_threads(args.threads);
   const std::vector<cuda::DeviceInfo> devices = cuda::list_devices();
   if (devices.empty()) {
-    return make_error(StatusCode::kUnavailable,
-                      "--device cuda: no CUDA device is visible (check nvidia-smi and CUDA_VISIBLE_DEVICES)");
+    return make_error(
+        StatusCode::kUnavailable,
+        "--device cuda: no CUDA device is visible (check nvidia-smi and CUDA_VISIBLE_DEVICES)");
   }
   std::unique_ptr<cuda::CudaModel> model;
   if (args.load_format == "dummy") {
@@ -134,7 +145,8 @@ Result<std::vector<int32_t>> parse_id_list(const std::string& text) {
 StreamPrinter::StreamPrinter(const ModelRuntime& runtime, bool enabled)
     : runtime_(runtime), enabled_(enabled) {
   if (runtime.tokenizer) {
-    decoder_ = std::make_unique<IncrementalDecoder>(*runtime.tokenizer, /*skip_special_tokens=*/true);
+    decoder_ =
+        std::make_unique<IncrementalDecoder>(*runtime.tokenizer, /*skip_special_tokens=*/true);
   }
 }
 

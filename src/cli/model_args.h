@@ -1,4 +1,5 @@
-// Flags shared by the commands that load a model (generate, profile, serve), and their output helpers.
+// Flags shared by the commands that load a model (generate, profile, serve), and their output
+// helpers.
 #pragma once
 
 #include <cstdint>
@@ -30,9 +31,9 @@ void add_model_args(CLI::App& app, ModelArgs& args, bool with_device = true);
 Result<ModelRuntime> load_runtime(const ModelArgs& args);
 
 // The runtime and the executor that runs it on --device: null for the CPU (the engine wraps
-// runtime.lm), a CudaExecutor for cuda (weights uploaded from the file, or made on the GPU for dummy;
-// runtime.lm is then null). kUnimplemented when this binary has no CUDA backend, kUnavailable when
-// no GPU is visible.
+// runtime.lm), a CudaExecutor for cuda (weights uploaded from the file, or made on the GPU for
+// dummy; runtime.lm is then null). kUnimplemented when this binary has no CUDA backend,
+// kUnavailable when no GPU is visible.
 struct ModelSetup {
   ModelRuntime runtime;
   std::unique_ptr<Executor> executor;

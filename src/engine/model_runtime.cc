@@ -42,17 +42,21 @@ std::optional<std::string> hf_chat_template(const std::string& folder) {
 }
 
 // The tokenizer and chat template of a GGUF file's metadata.
-Status attach_gguf_tokenizer(ModelRuntime& rt, const GgufFile& gguf, std::optional<std::string>* template_source) {
+Status attach_gguf_tokenizer(ModelRuntime& rt, const GgufFile& gguf,
+                             std::optional<std::string>* template_source) {
   FS_ASSIGN_OR_RETURN(rt.tokenizer, Tokenizer::from_gguf(gguf));
-  if (Result<std::string> t = gguf.get_string("tokenizer.chat_template"); t.is_ok()) *template_source = *t;
+  if (Result<std::string> t = gguf.get_string("tokenizer.chat_template"); t.is_ok())
+    *template_source = *t;
   return Status::ok();
 }
 
-Status parse_template(ModelRuntime& rt, const std::optional<std::string>& source, const std::string& path) {
+Status parse_template(ModelRuntime& rt, const std::optional<std::string>& source,
+                      const std::string& path) {
   if (!source) return Status::ok();
   Result<ChatTemplate> parsed = ChatTemplate::parse(*source);
   if (!parsed.is_ok()) {
-    return make_error(parsed.status().code(), "{}: chat template: {}", path, parsed.status().message());
+    return make_error(parsed.status().code(), "{}: chat template: {}", path,
+                      parsed.status().message());
   }
   rt.chat_template = std::move(*parsed);
   return Status::ok();
@@ -64,7 +68,8 @@ void add_stop_tokens(ModelRuntime& rt, const ModelConfig& c) {
   if (rt.tokenizer) {
     add_unique(rt.stop_token_ids, rt.tokenizer->eos_id());
     // End-of-turn markers of common chat formats, when they are special tokens of this vocabulary.
-    for (const char* eot : {"<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>"}) {
+    for (const char* eot :
+         {"<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>"}) {
       const int32_t id = rt.tokenizer->token_to_id(eot);
       if (id >= 0 && rt.tokenizer->is_special(id)) add_unique(rt.stop_token_ids, id);
     }
@@ -91,7 +96,8 @@ Result<ModelRuntime> load_model_runtime(const std::string& path) {
 }
 
 Result<ModelRuntime> make_dummy_runtime(const std::string& name, std::unique_ptr<CausalLm> lm,
-                                        const ModelConfig& config, const std::string& tokenizer_path) {
+                                        const ModelConfig& config,
+                                        const std::string& tokenizer_path) {
   ModelRuntime rt;
   rt.model_path = name;
   rt.lm = std::move(lm);

@@ -36,9 +36,10 @@ Result<ModelRuntime> load_model_runtime(const std::string& path);
 
 // A runtime for weights that come without files (--load-format dummy): `lm` may be null (weights
 // made on a GPU). The tokenizer, chat template and stop tokens come from tokenizer_path (a .gguf
-// file or a folder with tokenizer.json; none when empty); `config` adds its EOS ids. Errors name the
-// tokenizer path.
+// file or a folder with tokenizer.json; none when empty); `config` adds its EOS ids. Errors name
+// the tokenizer path.
 Result<ModelRuntime> make_dummy_runtime(const std::string& name, std::unique_ptr<CausalLm> lm,
-                                        const ModelConfig& config, const std::string& tokenizer_path);
+                                        const ModelConfig& config,
+                                        const std::string& tokenizer_path);
 
 }  // namespace fs

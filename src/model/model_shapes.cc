@@ -52,7 +52,8 @@ constexpr NamedShape kShapes[] = {
 
 Result<ModelConfig> parse_checked(const nlohmann::json& j, const std::string& where) {
   FS_ASSIGN_OR_RETURN(ModelConfig c, ModelConfig::from_hf_config(j, where));
-  if (Status s = c.validate(); !s.is_ok()) return Status(s.code(), fmt::format("{}: {}", where, s.message()));
+  if (Status s = c.validate(); !s.is_ok())
+    return Status(s.code(), fmt::format("{}: {}", where, s.message()));
   return c;
 }
 
@@ -64,7 +65,8 @@ Result<ModelConfig> named_shape_config(std::string_view name) {
   std::string names;
   for (const NamedShape& s : kShapes) {
     if (name == s.name) {
-      const nlohmann::json j = nlohmann::json::parse(s.hf_config_json, nullptr, /*allow_exceptions=*/false);
+      const nlohmann::json j =
+          nlohmann::json::parse(s.hf_config_json, nullptr, /*allow_exceptions=*/false);
       return parse_checked(j, fmt::format("shape '{}' ({})", s.name, s.hf_id));
     }
     names += names.empty() ? s.name : fmt::format(", {}", s.name);
@@ -101,7 +103,8 @@ int64_t num_parameters(const ModelConfig& c) {
   if (c.mlp_bias) layer += f + h;
   int64_t n = c.num_layers * layer + c.vocab_size * h + h * (layer_norm ? 2 : 1);
   if (!c.tie_word_embeddings) n += c.vocab_size * h;
-  if (c.position == PositionKind::kLearned) n += (c.max_position_embeddings + c.learned_pos_offset) * h;
+  if (c.position == PositionKind::kLearned)
+    n += (c.max_position_embeddings + c.learned_pos_offset) * h;
   return n;
 }
 

@@ -76,7 +76,8 @@ class DummySource : public TensorSource {
   };
   DummySource(std::string name, DType dtype, uint64_t seed)
       : name_(std::move(name)), dtype_(dtype), seed_(seed), storage_(std::make_shared<Storage>()) {}
-  Result<std::optional<WeightTensor>> find(const std::string& name, const std::vector<int64_t>& expected,
+  Result<std::optional<WeightTensor>> find(const std::string& name,
+                                           const std::vector<int64_t>& expected,
                                            std::string* file) const override {
     *file = name_;
     if (expected.empty()) return std::optional<WeightTensor>();  // optional extras (rope_freqs)
@@ -91,7 +92,8 @@ class DummySource : public TensorSource {
       const float value = name.ends_with(".bias") ? 0.0f : 1.0f;
       std::fill_n(reinterpret_cast<float*>(buf.get()), n, value);
     } else {
-      fill_uniform(buf.get(), dtype, n, static_cast<float>(1.0 / std::sqrt(static_cast<double>(expected.back()))),
+      fill_uniform(buf.get(), dtype, n,
+                   static_cast<float>(1.0 / std::sqrt(static_cast<double>(expected.back()))),
                    seed_ ^ std::hash<std::string>()(name));
     }
     WeightTensor t{name, dtype, expected, buf.get(), nbytes};
@@ -318,20 +320,22 @@ const char* model_format_name(ModelFormat format) {
   return "?";
 }
 
-Result<LoadedModel> make_dummy_model(const ModelConfig& config, const std::string& name, DType dtype,
-                                     uint64_t seed, int64_t max_bytes) {
+Result<LoadedModel> make_dummy_model(const ModelConfig& config, const std::string& name,
+                                     DType dtype, uint64_t seed, int64_t max_bytes) {
   if (dtype != DType::kF32 && dtype != DType::kF16 && dtype != DType::kBF16) {
-    return invalid_argument("dummy weights: dtype {} is not supported (F32, F16, BF16)", dtype_name(dtype));
+    return invalid_argument("dummy weights: dtype {} is not supported (F32, F16, BF16)",
+                            dtype_name(dtype));
   }
   if (Status s = config.validate(); !s.is_ok()) return annotate(s, name);
   const Stopwatch timer;
   // An upper bound (1-D tensors counted at the matrix dtype's size or more).
   const double bytes = static_cast<double>(num_parameters(config)) * (dtype == DType::kF32 ? 4 : 2);
   if (bytes > static_cast<double>(max_bytes)) {
-    return make_error(StatusCode::kResourceExhausted,
-                      "dummy model '{}': {:.1f} GiB of {} weights is more than the CPU limit of {:.1f} GiB; "
-                      "run shapes this large with --device cuda",
-                      name, bytes / 1073741824.0, dtype_name(dtype), max_bytes / 1073741824.0);
+    return make_error(
+        StatusCode::kResourceExhausted,
+        "dummy model '{}': {:.1f} GiB of {} weights is more than the CPU limit of {:.1f} GiB; "
+        "run shapes this large with --device cuda",
+        name, bytes / 1073741824.0, dtype_name(dtype), max_bytes / 1073741824.0);
   }
   LoadedModel m;
   m.path = name;
@@ -342,8 +346,8 @@ Result<LoadedModel> make_dummy_model(const ModelConfig& config, const std::strin
   FS_RETURN_IF_ERROR(bind_weights(m.config, scheme, source, &m.weights, &m.weight_bytes));
   m.dummy_data = source.storage();
   log_info("dummy model '{}': {} {} layers, {:.1f} MiB of random {} weights in {:.3f} s", name,
-           model_arch_name(config.arch), config.num_layers, m.weight_bytes / 1048576.0, dtype_name(dtype),
-           timer.elapsed_s());
+           model_arch_name(config.arch), config.num_layers, m.weight_bytes / 1048576.0,
+           dtype_name(dtype), timer.elapsed_s());
   return m;
 }
 
@@ -380,8 +384,8 @@ Result<LoadedModel> load_model(const std::string& path) {
     file_bytes = m.gguf->file_bytes();
   }
   log_info("loaded model '{}': {} {}, {} layers, {:.1f} MiB mapped in {:.3f} s", path,
-           model_arch_name(m.config.arch), model_format_name(m.format),
-           m.config.num_layers, static_cast<double>(file_bytes) / (1 << 20), timer.elapsed_s());
+           model_arch_name(m.config.arch), model_format_name(m.format), m.config.num_layers,
+           static_cast<double>(file_bytes) / (1 << 20), timer.elapsed_s());
   return m;
 }
 

@@ -80,7 +80,8 @@ struct LoadedModel {
   uint64_t weight_bytes = 0;               // sum of the nbytes of the tensors used
   std::shared_ptr<const GgufFile> gguf;    // set for GGUF (the tokenizer reads its metadata)
   std::shared_ptr<const HfCheckpoint> hf;  // set for HF folders
-  std::shared_ptr<const void> dummy_data;  // set for dummy weights: the buffers the views point into
+  std::shared_ptr<const void>
+      dummy_data;  // set for dummy weights: the buffers the views point into
 };
 
 // Loads a .gguf file or an HF checkpoint folder (config.json + safetensors). Errors name the file
@@ -91,10 +92,10 @@ Result<LoadedModel> load_model(const std::string& path);
 
 // Random weights for `config` (--load-format dummy on the CPU), named as in an HF checkpoint:
 // matrices and embeddings uniform in +-1/sqrt(fan_in) in `dtype` (F32, F16 or BF16), norm weights 1
-// and biases 0 in F32 -- the init of cuda::CudaModel::dummy. Deterministic in `seed`. `name` becomes
-// LoadedModel::path. kResourceExhausted when the weights would take more than max_bytes (the CPU
-// runs small shapes; 7B+ shapes belong on --device cuda), kInvalidArgument for another dtype or an
-// invalid config.
+// and biases 0 in F32 -- the init of cuda::CudaModel::dummy. Deterministic in `seed`. `name`
+// becomes LoadedModel::path. kResourceExhausted when the weights would take more than max_bytes
+// (the CPU runs small shapes; 7B+ shapes belong on --device cuda), kInvalidArgument for another
+// dtype or an invalid config.
 Result<LoadedModel> make_dummy_model(const ModelConfig& config, const std::string& name,
                                      DType dtype = DType::kBF16, uint64_t seed = 1,
                                      int64_t max_bytes = int64_t{4} << 30);

@@ -11,9 +11,9 @@ Status cuda_error(cudaError_t err, const char* what) {
   return make_error(StatusCode::kInternal, "cuda: {} failed: {}", what, cudaGetErrorString(err));
 }
 
-#define FS_CUDA_RETURN_IF_ERROR(expr)                                   \
-  do {                                                                  \
-    const cudaError_t fs_cuda_err_ = (expr);                            \
+#define FS_CUDA_RETURN_IF_ERROR(expr)                                        \
+  do {                                                                       \
+    const cudaError_t fs_cuda_err_ = (expr);                                 \
     if (fs_cuda_err_ != cudaSuccess) return cuda_error(fs_cuda_err_, #expr); \
   } while (0)
 
@@ -39,9 +39,10 @@ int64_t KvArena::block_bytes_for(const ModelConfig& config, int64_t block_size) 
 Result<std::unique_ptr<KvArena>> KvArena::create(int64_t block_bytes, int64_t num_device_blocks,
                                                  int64_t num_host_blocks) {
   if (block_bytes <= 0 || block_bytes % 16 != 0 || num_device_blocks < 0 || num_host_blocks < 0) {
-    return invalid_argument("KV arena: block of {} bytes (needs a positive multiple of 16), {} device "
-                            "and {} host blocks",
-                            block_bytes, num_device_blocks, num_host_blocks);
+    return invalid_argument(
+        "KV arena: block of {} bytes (needs a positive multiple of 16), {} device "
+        "and {} host blocks",
+        block_bytes, num_device_blocks, num_host_blocks);
   }
   std::unique_ptr<KvArena> arena(new KvArena());
   arena->block_bytes_ = block_bytes;
@@ -54,21 +55,23 @@ Result<std::unique_ptr<KvArena>> KvArena::create(int64_t block_bytes, int64_t nu
     void* p = nullptr;
     if (const cudaError_t err = cudaMalloc(&p, device_bytes); err != cudaSuccess) {
       cudaGetLastError();
-      return make_error(StatusCode::kResourceExhausted,
-                        "KV arena: cannot allocate the device pool ({} blocks, {:.2f} GiB) on cuda:{}: {}",
-                        num_device_blocks, device_bytes / 1073741824.0, arena->device_,
-                        cudaGetErrorString(err));
+      return make_error(
+          StatusCode::kResourceExhausted,
+          "KV arena: cannot allocate the device pool ({} blocks, {:.2f} GiB) on cuda:{}: {}",
+          num_device_blocks, device_bytes / 1073741824.0, arena->device_, cudaGetErrorString(err));
     }
     arena->device_base_ = static_cast<uint8_t*>(p);
   }
   if (host_bytes > 0) {
     void* p = nullptr;
-    if (const cudaError_t err = cudaHostAlloc(&p, host_bytes, cudaHostAllocMapped | cudaHostAllocPortable);
+    if (const cudaError_t err =
+            cudaHostAlloc(&p, host_bytes, cudaHostAllocMapped | cudaHostAllocPortable);
         err != cudaSuccess) {
       cudaGetLastError();
-      return make_error(StatusCode::kResourceExhausted,
-                        "KV arena: cannot allocate the pinned host pool ({} blocks, {:.2f} GiB): {}",
-                        num_host_blocks, host_bytes / 1073741824.0, cudaGetErrorString(err));
+      return make_error(
+          StatusCode::kResourceExhausted,
+          "KV arena: cannot allocate the pinned host pool ({} blocks, {:.2f} GiB): {}",
+          num_host_blocks, host_bytes / 1073741824.0, cudaGetErrorString(err));
     }
     arena->host_base_ = static_cast<uint8_t*>(p);
     // The gather/scatter kernel uses host pointers in device code: that needs unified addressing
@@ -76,8 +79,9 @@ Result<std::unique_ptr<KvArena>> KvArena::create(int64_t block_bytes, int64_t nu
     void* mapped = nullptr;
     FS_CUDA_RETURN_IF_ERROR(cudaHostGetDevicePointer(&mapped, p, 0));
     if (mapped != p) {
-      return make_error(StatusCode::kUnimplemented, "KV arena: pinned host memory is not mapped at the "
-                                                    "same address on the device (no unified addressing)");
+      return make_error(StatusCode::kUnimplemented,
+                        "KV arena: pinned host memory is not mapped at the "
+                        "same address on the device (no unified addressing)");
     }
   }
   return arena;
@@ -103,10 +107,12 @@ const char* swap_method_name(SwapMethod method) {
 }
 
 Result<std::unique_ptr<SwapEngine>> SwapEngine::create(KvArena& arena, const SwapOptions& options) {
-  if (options.kernel_ctas <= 0 || options.initial_staging_blocks < 0 || options.test_copy_delay_ns < 0) {
-    return invalid_argument("swap engine: kernel_ctas {} must be positive, staging blocks {} and "
-                            "test delay {} ns not negative",
-                            options.kernel_ctas, options.initial_staging_blocks, options.test_copy_delay_ns);
+  if (options.kernel_ctas <= 0 || options.initial_staging_blocks < 0 ||
+      options.test_copy_delay_ns < 0) {
+    return invalid_argument(
+        "swap engine: kernel_ctas {} must be positive, staging blocks {} and "
+        "test delay {} ns not negative",
+        options.kernel_ctas, options.initial_staging_blocks, options.test_copy_delay_ns);
   }
   std::unique_ptr<SwapEngine> engine(new SwapEngine(arena, options));
   FS_RETURN_IF_ERROR(engine->init());
@@ -151,11 +157,13 @@ Status SwapEngine::ensure_staging(int64_t num_blocks, cudaStream_t stream) {
   staging_ = nullptr;
   staging_blocks_ = 0;
   void* p = nullptr;
-  if (const cudaError_t err = cudaMallocAsync(&p, grown * arena_.block_bytes(), stream); err != cudaSuccess) {
+  if (const cudaError_t err = cudaMallocAsync(&p, grown * arena_.block_bytes(), stream);
+      err != cudaSuccess) {
     cudaGetLastError();
-    return make_error(StatusCode::kResourceExhausted,
-                      "swap engine: cannot allocate a staging area of {} KV blocks ({:.2f} GiB): {}", grown,
-                      grown * arena_.block_bytes() / 1073741824.0, cudaGetErrorString(err));
+    return make_error(
+        StatusCode::kResourceExhausted,
+        "swap engine: cannot allocate a staging area of {} KV blocks ({:.2f} GiB): {}", grown,
+        grown * arena_.block_bytes() / 1073741824.0, cudaGetErrorString(err));
   }
   staging_ = static_cast<uint8_t*>(p);
   staging_blocks_ = grown;
@@ -179,19 +187,22 @@ Status SwapEngine::run_phase(const Phase& phase, cudaStream_t stream) {
   if (options_.method == SwapMethod::kKernel) {
     for (size_t i = 0; i < pairs.size(); i += kMaxPairsPerLaunch) {
       const int n = static_cast<int>(std::min<size_t>(kMaxPairsPerLaunch, pairs.size() - i));
-      FS_CUDA_RETURN_IF_ERROR(launch_copy_blocks(phase.src_base, phase.dst_base, bb, pairs.data() + i, n,
-                                                 options_.kernel_ctas, stream));
+      FS_CUDA_RETURN_IF_ERROR(launch_copy_blocks(
+          phase.src_base, phase.dst_base, bb, pairs.data() + i, n, options_.kernel_ctas, stream));
     }
     return Status::ok();
   }
   // Runs of blocks adjacent in both pools become one copy.
-  std::sort(pairs.begin(), pairs.end(), [](const BlockPair& a, const BlockPair& b) { return a.src < b.src; });
+  std::sort(pairs.begin(), pairs.end(),
+            [](const BlockPair& a, const BlockPair& b) { return a.src < b.src; });
   dsts_.clear();
   srcs_.clear();
   sizes_.clear();
   for (size_t i = 0; i < pairs.size();) {
     size_t j = i + 1;
-    while (j < pairs.size() && pairs[j].src == pairs[j - 1].src + 1 && pairs[j].dst == pairs[j - 1].dst + 1) ++j;
+    while (j < pairs.size() && pairs[j].src == pairs[j - 1].src + 1 &&
+           pairs[j].dst == pairs[j - 1].dst + 1)
+      ++j;
     dsts_.push_back(phase.dst_base + pairs[i].dst * bb);
     srcs_.push_back(phase.src_base + pairs[i].src * bb);
     sizes_.push_back(static_cast<size_t>((j - i) * bb));
@@ -199,7 +210,8 @@ Status SwapEngine::run_phase(const Phase& phase, cudaStream_t stream) {
   }
   if (options_.method == SwapMethod::kMemcpyPerRun) {
     for (size_t i = 0; i < dsts_.size(); ++i) {
-      FS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(dsts_[i], srcs_[i], sizes_[i], cudaMemcpyDefault, stream));
+      FS_CUDA_RETURN_IF_ERROR(
+          cudaMemcpyAsync(dsts_[i], srcs_[i], sizes_[i], cudaMemcpyDefault, stream));
     }
     return Status::ok();
   }
@@ -213,8 +225,8 @@ Status SwapEngine::run_phase(const Phase& phase, cudaStream_t stream) {
   size_t attr_index = 0;
   for (size_t i = 0; i < dsts_.size(); i += kMaxCopiesPerBatch) {
     const size_t n = std::min(kMaxCopiesPerBatch, dsts_.size() - i);
-    FS_CUDA_RETURN_IF_ERROR(cudaMemcpyBatchAsync(dsts_.data() + i, srcs_.data() + i, sizes_.data() + i, n,
-                                                 &attr, &attr_index, 1, stream));
+    FS_CUDA_RETURN_IF_ERROR(cudaMemcpyBatchAsync(
+        dsts_.data() + i, srcs_.data() + i, sizes_.data() + i, n, &attr, &attr_index, 1, stream));
   }
   return Status::ok();
 }
@@ -237,8 +249,8 @@ Status SwapEngine::enqueue(std::span<const BlockCopy> offloads, std::span<const 
   Status bad;
   for (const BlockCopy& m : offloads) {
     if (m.src < 0 || m.src >= nd || m.dst < 0 || m.dst >= nh) {
-      bad = invalid_argument("offload {} -> {} is outside the pools ({} device, {} host blocks)", m.src, m.dst,
-                             nd, nh);
+      bad = invalid_argument("offload {} -> {} is outside the pools ({} device, {} host blocks)",
+                             m.src, m.dst, nd, nh);
       break;
     }
     if (host_mark_[m.dst] & 2) {
@@ -251,8 +263,8 @@ Status SwapEngine::enqueue(std::span<const BlockCopy> offloads, std::span<const 
   for (const BlockCopy& m : uploads) {
     if (!bad.is_ok()) break;
     if (m.src < 0 || m.src >= nh || m.dst < 0 || m.dst >= nd) {
-      bad = invalid_argument("upload {} -> {} is outside the pools ({} host, {} device blocks)", m.src, m.dst,
-                             nh, nd);
+      bad = invalid_argument("upload {} -> {} is outside the pools ({} host, {} device blocks)",
+                             m.src, m.dst, nh, nd);
       break;
     }
     if (device_mark_[m.dst] & 2) {
@@ -292,14 +304,16 @@ Status SwapEngine::enqueue(std::span<const BlockCopy> offloads, std::span<const 
       FS_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(s, prev.offload_done, 0));
       FS_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(s, prev.upload_done, 0));
     }
-    if (options_.test_copy_delay_ns > 0) FS_CUDA_RETURN_IF_ERROR(launch_spin(options_.test_copy_delay_ns, s));
+    if (options_.test_copy_delay_ns > 0)
+      FS_CUDA_RETURN_IF_ERROR(launch_spin(options_.test_copy_delay_ns, s));
   }
   seq_ = seq;
   slot.seq = seq;
 
   uint8_t* const dev = arena_.device_base();
   uint8_t* const host = arena_.host_base();
-  const auto phase = [](const uint8_t* src, bool src_dev, uint8_t* dst, bool dst_dev, std::vector<BlockPair>& p) {
+  const auto phase = [](const uint8_t* src, bool src_dev, uint8_t* dst, bool dst_dev,
+                        std::vector<BlockPair>& p) {
     return Phase{src, dst, src_dev, dst_dev, &p};
   };
   if (reused_offloads.empty() && reused_uploads.empty()) {
@@ -352,11 +366,13 @@ Status SwapEngine::enqueue(std::span<const BlockCopy> offloads, std::span<const 
   return Status::ok();
 }
 
-Status SwapEngine::before_forward(cudaStream_t compute_stream, std::span<const int32_t> device_blocks) {
+Status SwapEngine::before_forward(cudaStream_t compute_stream,
+                                  std::span<const int32_t> device_blocks) {
   int64_t offload_seq = 0, upload_seq = 0;
   for (const int32_t b : device_blocks) {
     if (b < 0 || b >= arena_.num_device_blocks()) {
-      return invalid_argument("device block {} is outside the pool ({} blocks)", b, arena_.num_device_blocks());
+      return invalid_argument("device block {} is outside the pool ({} blocks)", b,
+                              arena_.num_device_blocks());
     }
     offload_seq = std::max(offload_seq, last_offload_seq_[b]);
     upload_seq = std::max(upload_seq, last_upload_seq_[b]);
@@ -365,13 +381,15 @@ Status SwapEngine::before_forward(cudaStream_t compute_stream, std::span<const i
   // earlier ones.
   if (offload_seq > retired_seq_) {
     const CallEvents& slot = ring_[offload_seq % kEventRing];
-    FS_CHECK(slot.seq == offload_seq, "swap event ring: slot holds call {}, wanted {}", slot.seq, offload_seq);
+    FS_CHECK(slot.seq == offload_seq, "swap event ring: slot holds call {}, wanted {}", slot.seq,
+             offload_seq);
     FS_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(compute_stream, slot.offload_done, 0));
     ++stats_.num_forward_waits;
   }
   if (upload_seq > retired_seq_) {
     const CallEvents& slot = ring_[upload_seq % kEventRing];
-    FS_CHECK(slot.seq == upload_seq, "swap event ring: slot holds call {}, wanted {}", slot.seq, upload_seq);
+    FS_CHECK(slot.seq == upload_seq, "swap event ring: slot holds call {}, wanted {}", slot.seq,
+             upload_seq);
     FS_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(compute_stream, slot.upload_done, 0));
     ++stats_.num_forward_waits;
   }

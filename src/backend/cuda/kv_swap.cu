@@ -9,7 +9,7 @@ namespace fs::cuda {
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int kVecsPerThread = 4;                               // 16 B loads in flight per thread
+constexpr int kVecsPerThread = 4;                                // 16 B loads in flight per thread
 constexpr int64_t kChunkBytes = kThreads * kVecsPerThread * 16;  // 16 KiB per CTA iteration
 
 struct PairList {
@@ -58,8 +58,9 @@ cudaError_t launch_copy_blocks(const void* src_base, void* dst_base, int64_t blo
                                const BlockPair* pairs, int num_pairs, int num_ctas,
                                cudaStream_t stream) {
   if (num_pairs <= 0) return cudaSuccess;
-  if (num_pairs > kMaxPairsPerLaunch || block_bytes <= 0 || block_bytes % 16 != 0 || num_ctas <= 0 ||
-      reinterpret_cast<uintptr_t>(src_base) % 16 != 0 || reinterpret_cast<uintptr_t>(dst_base) % 16 != 0) {
+  if (num_pairs > kMaxPairsPerLaunch || block_bytes <= 0 || block_bytes % 16 != 0 ||
+      num_ctas <= 0 || reinterpret_cast<uintptr_t>(src_base) % 16 != 0 ||
+      reinterpret_cast<uintptr_t>(dst_base) % 16 != 0) {
     return cudaErrorInvalidValue;
   }
   PairList list{};
@@ -68,8 +69,8 @@ cudaError_t launch_copy_blocks(const void* src_base, void* dst_base, int64_t blo
   const int64_t total = chunks_per_block * num_pairs;
   const int grid = static_cast<int>(std::min<int64_t>(total, num_ctas));
   copy_blocks_kernel<<<grid, kThreads, 0, stream>>>(static_cast<const uint4*>(src_base),
-                                                     static_cast<uint4*>(dst_base), block_bytes / 16,
-                                                     chunks_per_block, num_pairs, list);
+                                                    static_cast<uint4*>(dst_base), block_bytes / 16,
+                                                    chunks_per_block, num_pairs, list);
   return cudaGetLastError();
 }
 

@@ -2,8 +2,9 @@
 //
 // KvArena: a device pool (cudaMalloc) and a pinned, mapped host pool (cudaHostAlloc) of equal
 // block size. Block b of either pool = [num_layers][2 (K, V)][block_size][num_kv_heads][head_dim]
-// bf16, contiguous: one block holds a token range of every layer, so a swap moves one span per block
-// (the layout cpu::KvCache uses too; the CUDA forward pass reads and writes it through block tables).
+// bf16, contiguous: one block holds a token range of every layer, so a swap moves one span per
+// block (the layout cpu::KvCache uses too; the CUDA forward pass reads and writes it through block
+// tables).
 //
 // SwapEngine: carries out one iteration's block moves on its own copy streams, batched (one
 // cudaMemcpyBatchAsync per phase, or one gather/scatter kernel), ordered after the compute stream's
@@ -71,13 +72,13 @@ class KvArena {
 enum class SwapMethod {
   kBatchedMemcpy,  // one cudaMemcpyBatchAsync per phase (copy engines, no SMs); the default
   kMemcpyPerRun,   // one cudaMemcpyAsync per run of adjacent blocks (the naive way, for comparison)
-  kKernel,         // gather/scatter kernel over mapped pinned memory (occupies up to kernel_ctas SMs)
+  kKernel,  // gather/scatter kernel over mapped pinned memory (occupies up to kernel_ctas SMs)
 };
 const char* swap_method_name(SwapMethod method);
 
 struct SwapOptions {
   SwapMethod method = SwapMethod::kBatchedMemcpy;
-  int kernel_ctas = 64;             // grid cap of the kKernel method
+  int kernel_ctas = 64;                // grid cap of the kKernel method
   int64_t initial_staging_blocks = 0;  // device staging area (grows on demand, see enqueue)
   // Test-only: before the copies of every enqueue, a kernel spinning this long on each copy stream,
   // so tests can show that forwards wait for the moves they need (and only for those).
@@ -95,7 +96,8 @@ struct SwapStats {
 class SwapEngine {
  public:
   // Creates the copy streams and events on the arena's device. The arena must outlive the engine.
-  static Result<std::unique_ptr<SwapEngine>> create(KvArena& arena, const SwapOptions& options = {});
+  static Result<std::unique_ptr<SwapEngine>> create(KvArena& arena,
+                                                    const SwapOptions& options = {});
   ~SwapEngine();  // waits for the moves in flight
   SwapEngine(const SwapEngine&) = delete;
   SwapEngine& operator=(const SwapEngine&) = delete;

@@ -1,5 +1,5 @@
-// Launchers for the KV swap kernels (kv_swap.cu). Internal to backend/cuda: plain C++ types only, so
-// both nvcc (.cu) and g++ (kv_swap.cc) include it; no fmt, no Status.
+// Launchers for the KV swap kernels (kv_swap.cu). Internal to backend/cuda: plain C++ types only,
+// so both nvcc (.cu) and g++ (kv_swap.cc) include it; no fmt, no Status.
 #pragma once
 
 #include <cstdint>

@@ -1,6 +1,7 @@
 // The KV swap engine on a GPU: round trips of scattered blocks, freed-block reuse inside one call,
-// and the ordering a forward relies on, checked with a deliberately slowed copy stream (the official
-// FastServe code recorded its completion event before the copies, so nothing waited for them).
+// and the ordering a forward relies on, checked with a deliberately slowed copy stream (the
+// official FastServe code recorded its completion event before the copies, so nothing waited for
+// them).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -39,13 +40,15 @@ class KvSwapTest : public ::testing::TestWithParam<SwapMethod> {
  protected:
   void SetUp() override {
     if (list_devices().empty()) GTEST_SKIP() << "no CUDA device";
-    Result<std::unique_ptr<KvArena>> arena = KvArena::create(kBlockBytes, kDeviceBlocks, kHostBlocks);
+    Result<std::unique_ptr<KvArena>> arena =
+        KvArena::create(kBlockBytes, kDeviceBlocks, kHostBlocks);
     ASSERT_TRUE(arena.is_ok()) << arena.status().message();
     arena_ = std::move(*arena);
     ASSERT_CUDA(cudaStreamCreateWithFlags(&compute_, cudaStreamNonBlocking));
     // Device pool = pattern seed 1, host pool = pattern seed 2.
     device_init_ = random_bytes(kBlockBytes * kDeviceBlocks, 1);
-    ASSERT_CUDA(cudaMemcpy(arena_->device_base(), device_init_.data(), device_init_.size(), cudaMemcpyHostToDevice));
+    ASSERT_CUDA(cudaMemcpy(arena_->device_base(), device_init_.data(), device_init_.size(),
+                           cudaMemcpyHostToDevice));
     host_init_ = random_bytes(kBlockBytes * kHostBlocks, 2);
     std::memcpy(arena_->host_base(), host_init_.data(), host_init_.size());
   }
@@ -64,7 +67,8 @@ class KvSwapTest : public ::testing::TestWithParam<SwapMethod> {
   }
   std::vector<uint8_t> device_block(int32_t id) {
     std::vector<uint8_t> out(kBlockBytes);
-    EXPECT_EQ(cudaMemcpy(out.data(), arena_->device_block(id), kBlockBytes, cudaMemcpyDeviceToHost), cudaSuccess);
+    EXPECT_EQ(cudaMemcpy(out.data(), arena_->device_block(id), kBlockBytes, cudaMemcpyDeviceToHost),
+              cudaSuccess);
     return out;
   }
   std::vector<uint8_t> host_block(int32_t id) const {
@@ -94,7 +98,8 @@ TEST_P(KvSwapTest, RoundTripsScatteredBlocks) {
   // Offload 24 scattered device blocks (plus a run of 4 adjacent ones, which memcpy coalesces).
   std::vector<BlockCopy> offloads;
   for (int i = 0; i < 24; ++i) offloads.push_back({dev[i], host[i]});
-  std::vector<int32_t> used_dev(dev.begin(), dev.begin() + 24), used_host(host.begin(), host.begin() + 24);
+  std::vector<int32_t> used_dev(dev.begin(), dev.begin() + 24),
+      used_host(host.begin(), host.begin() + 24);
   for (int i = 0; i < 4; ++i) {
     // Adjacent ids not used above, if any.
     const int32_t d = 60 + i, h = 60 + i;
@@ -152,13 +157,16 @@ TEST_P(KvSwapTest, ReusesBlocksFreedInTheSameCall) {
   };
   for (size_t c = 0; c < cases.size(); ++c) {
     // Fresh contents each case.
-    ASSERT_CUDA(cudaMemcpy(arena_->device_base(), device_init_.data(), device_init_.size(), cudaMemcpyHostToDevice));
+    ASSERT_CUDA(cudaMemcpy(arena_->device_base(), device_init_.data(), device_init_.size(),
+                           cudaMemcpyHostToDevice));
     std::memcpy(arena_->host_base(), host_init_.data(), host_init_.size());
     const Case& k = cases[c];
     ASSERT_OK(engine_->enqueue(k.offloads, k.uploads, compute_));
     ASSERT_OK(engine_->synchronize());
-    for (const BlockCopy& m : k.offloads) EXPECT_EQ(host_block(m.dst), initial_device(m.src)) << "case " << c;
-    for (const BlockCopy& m : k.uploads) EXPECT_EQ(device_block(m.dst), initial_host(m.src)) << "case " << c;
+    for (const BlockCopy& m : k.offloads)
+      EXPECT_EQ(host_block(m.dst), initial_device(m.src)) << "case " << c;
+    for (const BlockCopy& m : k.uploads)
+      EXPECT_EQ(device_block(m.dst), initial_host(m.src)) << "case " << c;
   }
   EXPECT_GT(engine_->stats().num_staged_blocks, 0);
 }
@@ -186,12 +194,14 @@ constexpr int64_t kDelayNs = 50'000'000;  // 50 ms spin before each call's copie
 TEST_P(KvSwapTest, ForwardNeverRunsBeforeItsUpload) {
   make_engine(kDelayNs);
   uint8_t* readback = nullptr;
-  ASSERT_CUDA(cudaHostAlloc(reinterpret_cast<void**>(&readback), kBlockBytes, cudaHostAllocDefault));
+  ASSERT_CUDA(
+      cudaHostAlloc(reinterpret_cast<void**>(&readback), kBlockBytes, cudaHostAllocDefault));
   const std::vector<BlockCopy> uploads = {{9, 17}};
   ASSERT_OK(engine_->enqueue({}, uploads, compute_));
   const std::vector<int32_t> batch_blocks = {2, 17};
   ASSERT_OK(engine_->before_forward(compute_, batch_blocks));
-  ASSERT_CUDA(cudaMemcpyAsync(readback, arena_->device_block(17), kBlockBytes, cudaMemcpyDeviceToHost, compute_));
+  ASSERT_CUDA(cudaMemcpyAsync(readback, arena_->device_block(17), kBlockBytes,
+                              cudaMemcpyDeviceToHost, compute_));
   ASSERT_CUDA(cudaStreamSynchronize(compute_));
   EXPECT_EQ(std::vector<uint8_t>(readback, readback + kBlockBytes), initial_host(9));
   ASSERT_OK(engine_->synchronize());
@@ -202,10 +212,12 @@ TEST_P(KvSwapTest, ForwardNeverRunsBeforeItsUpload) {
 TEST_P(KvSwapTest, WithoutBeforeForwardTheReadRacesTheSlowedUpload) {
   make_engine(kDelayNs);
   uint8_t* readback = nullptr;
-  ASSERT_CUDA(cudaHostAlloc(reinterpret_cast<void**>(&readback), kBlockBytes, cudaHostAllocDefault));
+  ASSERT_CUDA(
+      cudaHostAlloc(reinterpret_cast<void**>(&readback), kBlockBytes, cudaHostAllocDefault));
   const std::vector<BlockCopy> uploads = {{9, 17}};
   ASSERT_OK(engine_->enqueue({}, uploads, compute_));
-  ASSERT_CUDA(cudaMemcpyAsync(readback, arena_->device_block(17), kBlockBytes, cudaMemcpyDeviceToHost, compute_));
+  ASSERT_CUDA(cudaMemcpyAsync(readback, arena_->device_block(17), kBlockBytes,
+                              cudaMemcpyDeviceToHost, compute_));
   ASSERT_CUDA(cudaStreamSynchronize(compute_));
   EXPECT_EQ(std::vector<uint8_t>(readback, readback + kBlockBytes), initial_device(17));
   ASSERT_OK(engine_->synchronize());

@@ -77,7 +77,8 @@ TEST(ModelShapes, ParameterCountsMatchTheCheckpoints) {
 // The named SmolLM2 shape is the real checkpoint's config (the one in models/, written by a newer
 // transformers with rope_parameters instead of rope_theta).
 TEST(ModelShapes, SmolLm2ShapeMatchesTheCheckpointFolder) {
-  Result<ModelConfig> folder = dummy_model_config(FASTSERVE_SOURCE_DIR "/models/SmolLM2-135M-Instruct-hf-f32");
+  Result<ModelConfig> folder =
+      dummy_model_config(FASTSERVE_SOURCE_DIR "/models/SmolLM2-135M-Instruct-hf-f32");
   if (!folder.is_ok()) GTEST_SKIP() << folder.status().message();
   const ModelConfig named = shape("smollm2-135m");
   EXPECT_EQ(named.to_string(), folder->to_string());
@@ -136,7 +137,8 @@ TEST(DummyWeights, EveryArchitectureRunsAForward) {
       const std::vector<float> logits = last_logits(std::move(*m));
       ASSERT_EQ(static_cast<int64_t>(logits.size()), c->vocab_size) << fixture;
       for (float x : logits) ASSERT_TRUE(std::isfinite(x)) << fixture;
-      EXPECT_NE(*std::max_element(logits.begin(), logits.end()), *std::min_element(logits.begin(), logits.end()));
+      EXPECT_NE(*std::max_element(logits.begin(), logits.end()),
+                *std::min_element(logits.begin(), logits.end()));
     }
   }
 }
@@ -157,7 +159,8 @@ TEST(DummyWeights, SmolLm2ShapeLoadsOnTheCpu) {
   Result<LoadedModel> m = make_dummy_model(shape("smollm2-135m"), "smollm2-135m");
   ASSERT_TRUE(m.is_ok()) << m.status().message();
   // bf16 matrices and embeddings (tied: counted once), f32 norms.
-  EXPECT_NEAR(static_cast<double>(m->weight_bytes), 2.0 * num_parameters(m->config), 0.01 * m->weight_bytes);
+  EXPECT_NEAR(static_cast<double>(m->weight_bytes), 2.0 * num_parameters(m->config),
+              0.01 * m->weight_bytes);
   EXPECT_EQ(m->weights.output.data, m->weights.tok_embd.data);
 }
 
