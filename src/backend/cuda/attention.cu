@@ -363,10 +363,9 @@ __global__ void __launch_bounds__(kDecodeThreads)
 
 // The decode kernel for head_dim 64/128 and GQA groups up to kFastMaxGroup: the same
 // block/split/warp structure, with the state in registers. Per 32-key tile, lane k loads the whole K
-// row of key k into registers (all its 16-byte loads in flight at once) and scores it against each
-// query head of the group (q in shared memory, broadcast reads); for P V, lane l owns dims
-// [l*DPL, l*DPL+DPL) and reads each key's V row (one coalesced row per key, row pointers shared by
-// shuffles), so one V load serves the whole group.
+// and V rows of key k (all 16-byte loads in flight at once), scores K against each query head of the
+// group (q in shared memory, broadcast reads) and parks V in shared memory; for P V, lane l owns
+// dims [l*DPL, l*DPL+DPL) and reads each key's V row there, so one V row serves the whole group.
 constexpr int kFastMaxGroup = 8;
 
 __device__ __forceinline__ float2 bf2(uint32_t w) {
@@ -387,9 +386,12 @@ __global__ void __launch_bounds__(kDecodeThreads)
   const int32_t g = blockIdx.y;
   const int group = num_heads / kv.num_kv_heads;
   extern __shared__ __align__(16) unsigned char smem[];
+  constexpr int kLdv = HD + 8;  // bf16 row stride of the staged V tile (16-byte rows)
   float* sq = reinterpret_cast<float*>(smem);  // [group][HD]
   float* sstate = sq + group * HD;             // [warps][group][HD + 2]
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  // [warps][32 keys][kLdv] after the f32 arrays (16-byte aligned: their size is a multiple of 4).
+  bf16* sv = reinterpret_cast<bf16*>(sstate + kDecodeWarps * group * (HD + 2)) + warp * 32 * kLdv;
 
   const int64_t q_stride = static_cast<int64_t>(num_heads) * HD;
   const bf16* qrow = q + static_cast<int64_t>(d.row) * q_stride + static_cast<int64_t>(g) * group * HD;
@@ -416,11 +418,17 @@ __global__ void __launch_bounds__(kDecodeThreads)
     const bool have = lane < n;
     const bf16* my_k = have ? kv_row(cache, kv, layer, table, k0 + lane, 0, g) : cache;
     const bf16* my_v = have ? kv_row(cache, kv, layer, table, k0 + lane, 1, g) : cache;
-    uint4 kr[kChunks];
+    // K and V rows of the tile: every load in flight before any is used.
+    uint4 kr[kChunks], vr[kChunks];
 #pragma unroll
     for (int u = 0; u < kChunks; ++u) {
       kr[u] = have ? reinterpret_cast<const uint4*>(my_k)[u] : make_uint4(0, 0, 0, 0);
+      vr[u] = have ? reinterpret_cast<const uint4*>(my_v)[u] : make_uint4(0, 0, 0, 0);
     }
+    __syncwarp();  // the previous tile's V reads are done
+#pragma unroll
+    for (int u = 0; u < kChunks; ++u) *reinterpret_cast<uint4*>(sv + lane * kLdv + u * 8) = vr[u];
+    __syncwarp();
     float s[kFastMaxGroup];
 #pragma unroll
     for (int h = 0; h < kFastMaxGroup; ++h) {
@@ -461,11 +469,9 @@ __global__ void __launch_bounds__(kDecodeThreads)
 #pragma unroll
       for (int j = 0; j < kDpl; ++j) acc[h][j] *= alpha;
     }
-    const unsigned long long my_v_bits = reinterpret_cast<unsigned long long>(my_v);
 #pragma unroll 8
     for (int k = 0; k < n; ++k) {
-      const bf16* vrow =
-          reinterpret_cast<const bf16*>(__shfl_sync(0xffffffffu, my_v_bits, k)) + lane * kDpl;
+      const bf16* vrow = sv + k * kLdv + lane * kDpl;
       float vf[kDpl];
       if constexpr (kDpl == 4) {
         const uint2 raw = *reinterpret_cast<const uint2*>(vrow);
@@ -537,7 +543,8 @@ void decode_fast_for(const bf16* q, const bf16* cache, KvLayout kv, int32_t laye
                      int32_t max_splits, int32_t split_len, int32_t num_heads, float scale_log2,
                      float* partials, bf16* out, cudaStream_t stream) {
   const int group = num_heads / kv.num_kv_heads;
-  const size_t bytes = sizeof(float) * (group * HD + kDecodeWarps * group * (HD + 2));
+  const size_t bytes = sizeof(float) * (group * HD + kDecodeWarps * group * (HD + 2)) +
+                       sizeof(bf16) * kDecodeWarps * 32 * (HD + 8);
   static size_t configured_bytes = 48 * 1024;
   if (bytes > configured_bytes) {
     cudaFuncSetAttribute(attn_decode_fast_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize,
