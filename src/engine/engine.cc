@@ -379,6 +379,7 @@ bool Engine::Impl::admit() {
 }
 
 void Engine::Impl::loop() {
+  publish_snapshot(nullptr, 0);  // the dashboard has a snapshot from the start
   for (;;) {
     {
       std::unique_lock<std::mutex> lock(mu);
