@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
@@ -196,6 +197,8 @@ int run_bench(int argc, char** argv) {
                  "percentiles reported as p<P>_<metric>_ms, comma-separated")
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  // A server that closes a connection mid-write must fail that request, not kill the client.
+  std::signal(SIGPIPE, SIG_IGN);
 
   if (!(f.burstiness > 0)) return fail(invalid_argument("--burstiness must be > 0"), 2);
   if (f.max_concurrency < 0) return fail(invalid_argument("--max-concurrency must be >= 0"), 2);
