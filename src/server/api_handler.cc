@@ -18,7 +18,8 @@ ApiResponse error_response(const ApiError& error) {
   ApiResponse r;
   r.status = error.http_status;
   r.body = dump_json(error_json(error));
-  if (error.http_status == 429 || error.http_status == 503) r.headers.emplace_back("Retry-After", "1");
+  if (error.http_status == 429 || error.http_status == 503)
+    r.headers.emplace_back("Retry-After", "1");
   return r;
 }
 
@@ -103,9 +104,9 @@ void Generation::end_early(EndReason reason, double timeout_s, std::string* sse,
       error = shutting_down();
       break;
     case EndReason::kTimeout:
-      error = ApiError{504, fmt::format("the request took longer than {} s (--request-timeout-s)",
-                                        timeout_s),
-                       "timeout", "", "request_timeout"};
+      error = ApiError{
+          504, fmt::format("the request took longer than {} s (--request-timeout-s)", timeout_s),
+          "timeout", "", "request_timeout"};
       break;
   }
   if (!streaming_) {
@@ -171,8 +172,8 @@ ApiHandler::Outcome ApiHandler::handle(ApiRequest& request) {
   }
   if (path == "/v1/completions" || path == "/v1/chat/completions") {
     if (!post) return error_response(not_allowed());
-    return handle_generate(request, path == "/v1/completions" ? Endpoint::kCompletions
-                                                              : Endpoint::kChatCompletions);
+    return handle_generate(
+        request, path == "/v1/completions" ? Endpoint::kCompletions : Endpoint::kChatCompletions);
   }
   if (path == "/tokenize" || path == "/detokenize") {
     if (!post) return error_response(not_allowed());
@@ -336,9 +337,9 @@ ApiResponse ApiHandler::handle_detokenize(const ApiRequest& request) const {
     if (!t.is_number_integer() ||
         !runtime.tokenizer->is_valid_id(static_cast<int32_t>(t.get<int64_t>())) ||
         t.get<int64_t>() != static_cast<int32_t>(t.get<int64_t>())) {
-      return error_response(
-          ApiError{400, fmt::format("token id {} is outside the vocabulary", t.dump()),
-                   "invalid_request_error", "tokens", ""});
+      return error_response(ApiError{400,
+                                     fmt::format("token id {} is outside the vocabulary", t.dump()),
+                                     "invalid_request_error", "tokens", ""});
     }
     ids.push_back(static_cast<int32_t>(t.get<int64_t>()));
   }

@@ -11,6 +11,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include <fmt/format.h>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
@@ -21,11 +22,10 @@
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/error.hpp>
-#include <boost/beast/http/read.hpp>
 #include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
 #include <boost/beast/http/status.hpp>
 #include <boost/beast/http/string_body.hpp>
-#include <fmt/format.h>
 
 #include "core/log.h"
 #include "server/api_handler.h"
@@ -45,8 +45,8 @@ std::chrono::milliseconds to_ms(double seconds) {
 }
 
 constexpr size_t kReadChunkBytes = 4096;
-constexpr size_t kMaxBufferedBytes = 64u << 10;     // pipelined bytes kept while a response runs
-constexpr size_t kMaxDiscardBytes = 64u << 20;      // body bytes drained after a 413 before closing
+constexpr size_t kMaxBufferedBytes = 64u << 10;  // pipelined bytes kept while a response runs
+constexpr size_t kMaxDiscardBytes = 64u << 20;   // body bytes drained after a 413 before closing
 constexpr auto kLingerTimeout = std::chrono::seconds(5);
 constexpr auto kStopGrace = std::chrono::seconds(2);
 
@@ -54,10 +54,10 @@ constexpr auto kStopGrace = std::chrono::seconds(2);
 std::string serialize(const ApiResponse& r, bool keep_alive) {
   const auto status = http::int_to_status(static_cast<unsigned>(r.status));
   const beast::string_view reason = http::obsolete_reason(status);
-  std::string out = fmt::format(
-      "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: {}\r\n", r.status,
-      std::string_view(reason.data(), reason.size()), r.content_type, r.body.size(),
-      keep_alive ? "keep-alive" : "close");
+  std::string out =
+      fmt::format("HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: {}\r\n",
+                  r.status, std::string_view(reason.data(), reason.size()), r.content_type,
+                  r.body.size(), keep_alive ? "keep-alive" : "close");
   for (const auto& [name, value] : r.headers) out += fmt::format("{}: {}\r\n", name, value);
   out += "\r\n";
   out += r.body;
@@ -163,10 +163,9 @@ class Session : public std::enable_shared_from_this<Session> {
   void read_header() {
     // The whole header must arrive within the timeout, however slowly it is dribbled (slowloris).
     stream_.expires_after(to_ms(config().header_timeout_s));
-    http::async_read_header(stream_, buffer_, *parser_,
-                            [self = shared_from_this()](error_code ec, size_t) {
-                              self->on_header(ec);
-                            });
+    http::async_read_header(
+        stream_, buffer_, *parser_,
+        [self = shared_from_this()](error_code ec, size_t) { self->on_header(ec); });
   }
 
   // A read error while parsing: answer with a status when one fits, else close.
@@ -215,10 +214,11 @@ class Session : public std::enable_shared_from_this<Session> {
   void read_body() {
     if (parser_->is_done()) return on_request();
     stream_.expires_after(to_ms(config().body_timeout_s));
-    http::async_read(stream_, buffer_, *parser_, [self = shared_from_this()](error_code ec, size_t) {
-      if (ec) return self->on_read_error(ec);
-      self->on_request();
-    });
+    http::async_read(stream_, buffer_, *parser_,
+                     [self = shared_from_this()](error_code ec, size_t) {
+                       if (ec) return self->on_read_error(ec);
+                       self->on_request();
+                     });
   }
 
   void on_request() {
@@ -414,8 +414,8 @@ class Session : public std::enable_shared_from_this<Session> {
 
 // The answer to a connection beyond --max-connections, written without reading the request.
 std::string overload_response() {
-  ApiResponse r = error_response(ApiError{503, "too many open connections; try again later",
-                                          "service_unavailable", "", ""});
+  ApiResponse r = error_response(
+      ApiError{503, "too many open connections; try again later", "service_unavailable", "", ""});
   return serialize(r, false);
 }
 

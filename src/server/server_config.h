@@ -20,16 +20,16 @@ struct ServerConfig {
   int num_http_threads = 1;                // I/O threads running the event loop
 
   // Limits.
-  size_t max_body_bytes = 8u << 20;    // larger bodies: 413
+  size_t max_body_bytes = 8u << 20;     // larger bodies: 413
   size_t max_header_bytes = 16u << 10;  // request line + headers; larger: 431
-  int64_t max_prompt_tokens = 0;       // 0: the context; longer prompts: 400
-  int64_t max_output_tokens = 0;       // 0: the context; larger max_tokens: 400
-  int64_t max_connections = 8192;      // open connections; beyond: 503 + Retry-After, closed
-  double header_timeout_s = 10;        // a request's headers must arrive within this
-  double body_timeout_s = 60;          // ... and its body within this after the headers
-  double keep_alive_timeout_s = 5;     // idle connections between requests are closed after this
-  double write_timeout_s = 60;         // a write the client does not read within this: closed
-  double request_timeout_s = 600;      // a generation running longer is ended (0: no limit)
+  int64_t max_prompt_tokens = 0;        // 0: the context; longer prompts: 400
+  int64_t max_output_tokens = 0;        // 0: the context; larger max_tokens: 400
+  int64_t max_connections = 8192;       // open connections; beyond: 503 + Retry-After, closed
+  double header_timeout_s = 10;         // a request's headers must arrive within this
+  double body_timeout_s = 60;           // ... and its body within this after the headers
+  double keep_alive_timeout_s = 5;      // idle connections between requests are closed after this
+  double write_timeout_s = 60;          // a write the client does not read within this: closed
+  double request_timeout_s = 600;       // a generation running longer is ended (0: no limit)
 
   Status validate() const;
 };
