@@ -158,6 +158,28 @@ void CausalLm::linear(const WeightTensor& w, const std::vector<float>& bias, con
   if (!bias.empty()) cpu::add_bias(y, bias.data(), num_tokens, v.rows);
 }
 
+void CausalLm::linears(std::span<const LinearOut> outs, const float* x, int64_t num_tokens) {
+  cpu::WeightView views[4];
+  float* ys[4];
+  bool fused = outs.size() <= 4;
+  for (size_t i = 0; fused && i < outs.size(); ++i) {
+    views[i] = view_of(*outs[i].w);
+    ys[i] = outs[i].y;
+    fused = views[i].dtype == views[0].dtype && views[i].cols == views[0].cols;
+  }
+  if (!fused) {
+    for (const LinearOut& o : outs) linear(*o.w, *o.bias, x, num_tokens, o.y);
+    return;
+  }
+  cpu::matmul_multi(std::span(views, outs.size()), x, num_tokens, std::span(ys, outs.size()),
+                    *pool_);
+  for (size_t i = 0; i < outs.size(); ++i) {
+    if (!outs[i].bias->empty()) {
+      cpu::add_bias(ys[i], outs[i].bias->data(), num_tokens, views[i].rows);
+    }
+  }
+}
+
 void CausalLm::embed(std::span<const ForwardSeq> seqs, int64_t num_tokens) {
   const ModelConfig& c = config();
   const cpu::WeightView tok = view_of(model_.weights.tok_embd);
@@ -189,9 +211,9 @@ void CausalLm::layer(int64_t l, std::span<const cpu::AttentionSeq> attn_seqs, in
 
   // Attention block: h = norm(x); x += Wo attention(rope(Wq h), rope(Wk h), Wv h).
   norm(x_.data(), lf.attn_norm, lf.attn_norm_bias, num_tokens, h_.data());
-  linear(lw.wq, lf.bq, h_.data(), num_tokens, q_.data());
-  linear(lw.wk, lf.bk, h_.data(), num_tokens, k_.data());
-  linear(lw.wv, lf.bv, h_.data(), num_tokens, v_.data());
+  const LinearOut qkv[] = {
+      {&lw.wq, &lf.bq, q_.data()}, {&lw.wk, &lf.bk, k_.data()}, {&lw.wv, &lf.bv, v_.data()}};
+  linears(qkv, h_.data(), num_tokens);
   if (c.position == PositionKind::kRope) {
     cpu::apply_rope(rope_, q_.data(), positions_.data(), num_tokens, c.num_heads);
     cpu::apply_rope(rope_, k_.data(), positions_.data(), num_tokens, c.num_kv_heads);
@@ -204,14 +226,18 @@ void CausalLm::layer(int64_t l, std::span<const cpu::AttentionSeq> attn_seqs, in
 
   // MLP block: h = norm(x); x += W_down act(W_gate h, W_up h).
   norm(x_.data(), lf.ffn_norm, lf.ffn_norm_bias, num_tokens, h_.data());
-  linear(lw.w_up, lf.b_up, h_.data(), num_tokens, up_.data());
   switch (c.activation) {
-    case Activation::kSiluGated:
-      linear(*get(lw.w_gate), {}, h_.data(), num_tokens, gate_.data());
+    case Activation::kSiluGated: {
+      static const std::vector<float> kNoBias;
+      const LinearOut gate_up[] = {{get(lw.w_gate), &kNoBias, gate_.data()},
+                                   {&lw.w_up, &lf.b_up, up_.data()}};
+      linears(gate_up, h_.data(), num_tokens);
       cpu::silu_mul(gate_.data(), up_.data(), num_tokens * ffn);
       linear(lw.w_down, lf.b_down, gate_.data(), num_tokens, proj_.data());
       break;
+    }
     case Activation::kRelu:
+      linear(lw.w_up, lf.b_up, h_.data(), num_tokens, up_.data());
       cpu::relu_inplace(up_.data(), num_tokens * ffn);
       linear(lw.w_down, lf.b_down, up_.data(), num_tokens, proj_.data());
       break;

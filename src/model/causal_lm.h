@@ -55,6 +55,14 @@ class CausalLm {
             int64_t num_tokens, float* y) const;
   void linear(const WeightTensor& w, const std::vector<float>& bias, const float* x,
               int64_t num_tokens, float* y);
+  struct LinearOut {
+    const WeightTensor* w;
+    const std::vector<float>* bias;  // empty: none
+    float* y;                        // [num_tokens, w rows]
+  };
+  // y = x W^T + b for several weights on the same input (Q/K/V, gate/up): one fused matmul_multi
+  // when they share dtype and cols, else one linear() each. Results are the same either way.
+  void linears(std::span<const LinearOut> outs, const float* x, int64_t num_tokens);
 
   struct LayerF32 {  // small per-layer tensors converted to f32 at load; empty when absent
     std::vector<float> attn_norm, attn_norm_bias, ffn_norm, ffn_norm_bias;

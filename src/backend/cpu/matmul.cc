@@ -133,31 +133,45 @@ bool matmul_uses_sgemm(DType t, int64_t n_tokens) {
 }
 
 void matmul(const WeightView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool) {
-  check_view(w);
-  if (n_tokens <= 0 || w.rows == 0) return;
-  const MatmulKernels& k = kernels_for(w.dtype);
-  if (matmul_uses_sgemm(w.dtype, n_tokens)) {
+  matmul_multi(std::span(&w, 1), x, n_tokens, std::span(&y, 1), pool);
+}
+
+void matmul_multi(std::span<const WeightView> ws, const float* x, int64_t n_tokens,
+                  std::span<float* const> ys, ThreadPool& pool) {
+  constexpr size_t kMaxWeights = 4;
+  FS_CHECK(!ws.empty() && ws.size() <= kMaxWeights && ws.size() == ys.size(),
+           "matmul_multi: {} weights, {} outputs", ws.size(), ys.size());
+  for (const WeightView& w : ws) {
+    check_view(w);
+    FS_CHECK(w.dtype == ws[0].dtype && w.cols == ws[0].cols,
+             "matmul_multi: weights differ in dtype or cols");
+  }
+  const int64_t cols = ws[0].cols;
+  if (n_tokens <= 0) return;
+  const MatmulKernels& k = kernels_for(ws[0].dtype);
+  if (matmul_uses_sgemm(ws[0].dtype, n_tokens)) {
     if (k.act_type != DType::kF32) {
       thread_local std::vector<float> rounded;  // [n_tokens, cols], caller thread's, reused
-      if (rounded.size() < static_cast<size_t>(n_tokens * w.cols))
-        rounded.resize(n_tokens * w.cols);
-      round_activations(k, x, n_tokens, w.cols, rounded.data(), pool);
+      if (rounded.size() < static_cast<size_t>(n_tokens * cols)) rounded.resize(n_tokens * cols);
+      round_activations(k, x, n_tokens, cols, rounded.data(), pool);
       x = rounded.data();
     }
-    matmul_blas(k, w, x, n_tokens, y, pool);
+    for (size_t i = 0; i < ws.size(); ++i) {
+      if (ws[i].rows > 0) matmul_blas(k, ws[i], x, n_tokens, ys[i], pool);
+    }
     return;
   }
   const uint8_t* xa = reinterpret_cast<const uint8_t*>(x);
-  int64_t xa_stride = w.cols * static_cast<int64_t>(sizeof(float));
+  int64_t xa_stride = cols * static_cast<int64_t>(sizeof(float));
   if (k.act_type != DType::kF32) {
-    xa_stride = dtype_row_bytes(k.act_type, w.cols);
+    xa_stride = dtype_row_bytes(k.act_type, cols);
     std::vector<uint8_t>& scratch = activation_scratch();
     if (scratch.size() < static_cast<size_t>(n_tokens * xa_stride)) {
       scratch.resize(n_tokens * xa_stride);
     }
     uint8_t* q = scratch.data();
     auto quantize = [&](int64_t b, int64_t e) {
-      for (int64_t t = b; t < e; ++t) k.quantize_row(x + t * w.cols, q + t * xa_stride, w.cols);
+      for (int64_t t = b; t < e; ++t) k.quantize_row(x + t * cols, q + t * xa_stride, cols);
     };
     if (n_tokens < 8) {
       quantize(0, n_tokens);  // not worth waking the pool
@@ -166,14 +180,28 @@ void matmul(const WeightView& w, const float* x, int64_t n_tokens, float* y, Thr
     }
     xa = q;
   }
-  // Rows are handed out in grains (multiples of the tile, about four per thread) from a shared
-  // counter, so a descheduled thread's rows are taken over by the others; each grain is a
-  // contiguous stream of W. A row's result does not depend on its grain.
-  const int64_t per_grain = (w.rows + 4 * pool.num_threads() - 1) / (4 * pool.num_threads());
-  const int64_t grain =
-      std::max<int64_t>(16, (per_grain + kMaxTileRows - 1) / kMaxTileRows * kMaxTileRows);
-  pool.parallel_for_dynamic(w.rows, grain, [&](int64_t b, int64_t e) {
-    run_tiles(k, w, xa, xa_stride, n_tokens, y, b, e);
+  // Rows are handed out in grains (multiples of the tile, about four per thread and weight) from a
+  // shared counter, so a descheduled thread's rows are taken over by the others; each grain is a
+  // contiguous stream of one W. A row's result does not depend on its grain.
+  int64_t grain_end[kMaxWeights];  // grain_end[i]: grains of weights 0..i
+  int64_t grain_rows[kMaxWeights];
+  int64_t num_grains = 0;
+  for (size_t i = 0; i < ws.size(); ++i) {
+    const int64_t per_grain = (ws[i].rows + 4 * pool.num_threads() - 1) / (4 * pool.num_threads());
+    grain_rows[i] =
+        std::max<int64_t>(16, (per_grain + kMaxTileRows - 1) / kMaxTileRows * kMaxTileRows);
+    num_grains += (ws[i].rows + grain_rows[i] - 1) / grain_rows[i];
+    grain_end[i] = num_grains;
+  }
+  pool.parallel_for_dynamic(num_grains, 1, [&](int64_t gb, int64_t ge) {
+    for (int64_t g = gb; g < ge; ++g) {
+      size_t i = 0;
+      while (g >= grain_end[i]) ++i;
+      const int64_t first = i == 0 ? 0 : grain_end[i - 1];
+      const int64_t r = (g - first) * grain_rows[i];
+      run_tiles(k, ws[i], xa, xa_stride, n_tokens, ys[i], r,
+                std::min(ws[i].rows, r + grain_rows[i]));
+    }
   });
 }
 

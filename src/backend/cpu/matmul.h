@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 
 #include "core/dtype.h"
@@ -33,6 +34,12 @@ struct WeightView {
 // Threaded over `pool` (the caller must not be inside pool.run). Steady-state decode calls allocate
 // nothing (scratch for quantized activations is reused). Not reentrant on the same pool.
 void matmul(const WeightView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool);
+
+// ys[i] = x W_i^T for several weights of one dtype and one cols (fused Q/K/V, gate/up): the
+// activations are quantized once and all rows of all weights are shared out in one pass over the
+// pool. Each ys[i] is bit-identical to matmul(ws[i], x, n_tokens, ys[i], pool). At most 4 weights.
+void matmul_multi(std::span<const WeightView> ws, const float* x, int64_t n_tokens,
+                  std::span<float* const> ys, ThreadPool& pool);
 
 // Same contract, computed by the scalar reference kernels on the calling thread (tests, debugging).
 void matmul_reference(const WeightView& w, const float* x, int64_t n_tokens, float* y);

@@ -142,7 +142,8 @@ void check_case(const Case& c, ThreadPool& pool, std::mt19937& rng) {
         // weights rounds the activations to the same 8-bit blocks): much closer to each other (so
         // a sequence's result does not depend on the batch it runs in; for Q4_1 the tiles use the
         // fp16-rounded block sum of Q8_1, hence the wider margin on that path).
-        ASSERT_LE(std::fabs(fast - ref), is_float(c.dtype) ? 1e-5 * l1 : (sgemm ? 0.25 : 0.05) * bound)
+        ASSERT_LE(std::fabs(fast - ref),
+                  is_float(c.dtype) ? 1e-5 * l1 : (sgemm ? 0.25 : 0.05) * bound)
             << "t=" << t << " r=" << r;
       }
     }
@@ -214,6 +215,40 @@ TEST(Matmul, Avx2TilesMatchScalarTilesOnSameActivations) {
                 << dtype_name(t) << " nr=" << nr << " nt=" << nt;
           }
         }
+      }
+    }
+  }
+}
+
+// Fused Q/K/V-style calls give every weight exactly what its own matmul() gives, on every path.
+TEST(Matmul, MultiIsBitIdenticalToSeparateCalls) {
+  std::mt19937 rng(5);
+  ThreadPool pool(3);
+  for (DType t : kAllTypes) {
+    const int64_t cols = 512;
+    const int64_t rows[] = {96, 32, 40};
+    std::vector<std::vector<uint8_t>> data;
+    std::vector<WeightView> ws;
+    for (int64_t r : rows) {
+      data.push_back(random_weights(t, r, cols, rng));
+      ws.push_back({t, r, cols, data.back().data()});
+    }
+    for (int64_t n : {1, 5, 70}) {
+      std::vector<float> x(n * cols);
+      std::normal_distribution<float> normal(0.0f, 1.0f);
+      for (auto& v : x) v = normal(rng);
+      std::vector<std::vector<float>> fused(3), alone(3);
+      std::vector<float*> ys;
+      for (int i = 0; i < 3; ++i) {
+        fused[i].assign(n * rows[i], NAN);
+        alone[i].assign(n * rows[i], NAN);
+        ys.push_back(fused[i].data());
+        matmul(ws[i], x.data(), n, alone[i].data(), pool);
+      }
+      matmul_multi(ws, x.data(), n, ys, pool);
+      for (int i = 0; i < 3; ++i) {
+        ASSERT_EQ(0, std::memcmp(fused[i].data(), alone[i].data(), fused[i].size() * sizeof(float)))
+            << dtype_name(t) << " n=" << n << " weight " << i;
       }
     }
   }
