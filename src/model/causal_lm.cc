@@ -222,6 +222,7 @@ void CausalLm::layer(int64_t l, std::span<const cpu::AttentionSeq> attn_seqs, in
   const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
   cpu::paged_attention(cache, l, attn_seqs, q_.data(), c.num_heads, scale, attn_.data(), *pool_);
   linear(lw.wo, lf.bo, attn_.data(), num_tokens, proj_.data());
+  if (dist_.all_reduce) dist_.all_reduce(proj_.data(), num_tokens * hidden);  // TP partial sums
   cpu::add_inplace(x_.data(), proj_.data(), num_tokens * hidden);
 
   // MLP block: h = norm(x); x += W_down act(W_gate h, W_up h).
@@ -242,6 +243,7 @@ void CausalLm::layer(int64_t l, std::span<const cpu::AttentionSeq> attn_seqs, in
       linear(lw.w_down, lf.b_down, up_.data(), num_tokens, proj_.data());
       break;
   }
+  if (dist_.all_reduce) dist_.all_reduce(proj_.data(), num_tokens * hidden);  // TP partial sums
   cpu::add_inplace(x_.data(), proj_.data(), num_tokens * hidden);
 }
 
@@ -293,7 +295,12 @@ Result<std::span<const float>> CausalLm::forward(std::span<const ForwardSeq> seq
   grow(logits_, num_rows * c.vocab_size);
 
   embed(seqs, num_tokens);
+  if (dist_.recv_hidden) dist_.recv_hidden(x_.data(), num_tokens * c.hidden_size);  // PP stage > 0
   for (int64_t l = 0; l < c.num_layers; ++l) layer(l, attn_seqs_, num_tokens, cache);
+  if (dist_.send_hidden) {  // PP: not the last stage; the next stage continues from x_
+    dist_.send_hidden(x_.data(), num_tokens * c.hidden_size);
+    return std::span<const float>();
+  }
 
   // Final norm and LM head only for the rows that need logits.
   int64_t row = 0;

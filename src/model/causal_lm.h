@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -45,6 +46,21 @@ class CausalLm {
   // Number of floats of activations a batch of num_tokens needs (for memory planning and logs).
   int64_t workspace_floats(int64_t num_tokens) const;
 
+  // Hooks for distributed execution (src/dist/, docs/DISTRIBUTED.md); all empty on one rank. The
+  // model is then a shard made by dist::shard_model (its config holds this rank's heads, kv heads,
+  // intermediate rows and layers). Each hook gets `count` floats of [num_tokens, hidden].
+  struct DistHooks {
+    // TP: sums the partial outputs of the attention-out and MLP-down projections over the tensor-
+    // parallel group, in place (before the residual add).
+    std::function<void(float* data, int64_t count)> all_reduce;
+    // PP, stages after the first: the hidden states entering this stage's first layer.
+    std::function<void(float* data, int64_t count)> recv_hidden;
+    // PP, stages before the last: the hidden states leaving this stage's last layer; forward()
+    // then returns an empty span (no final norm, no LM head).
+    std::function<void(const float* data, int64_t count)> send_hidden;
+  };
+  void set_dist_hooks(DistHooks hooks) { dist_ = std::move(hooks); }
+
  private:
   explicit CausalLm(LoadedModel model);
   void prepare();  // small tensors to f32, rope table
@@ -74,6 +90,7 @@ class CausalLm {
   std::vector<float> output_norm_, output_norm_bias_;
   cpu::RopeTable rope_;
   ThreadPool* pool_;
+  DistHooks dist_;
 
   // Activations, grown on demand. Shapes for a batch of T tokens:
   std::vector<float> x_;      // [T, hidden] residual stream

@@ -82,6 +82,9 @@ struct LoadedModel {
   std::shared_ptr<const HfCheckpoint> hf;  // set for HF folders
   std::shared_ptr<const void>
       dummy_data;  // set for dummy weights: the buffers the views point into
+  // Set for a tensor-parallel shard (dist/tp_shard.h): the column slices of row-parallel weights,
+  // copied at load, that some views point into.
+  std::shared_ptr<const void> shard_data;
 };
 
 // Loads a .gguf file or an HF checkpoint folder (config.json + safetensors). Errors name the file
