@@ -56,8 +56,8 @@ int main(int argc, char** argv) {
   check(logits.status());
   out["prompt_logits"] = std::vector<float>(logits->begin(), logits->end());
   const int64_t vocab = m.config().vocab_size;
-  int32_t next = static_cast<int32_t>(
-      std::max_element(logits->end() - vocab, logits->end()) - (logits->end() - vocab));
+  int32_t next = static_cast<int32_t>(std::max_element(logits->end() - vocab, logits->end()) -
+                                      (logits->end() - vocab));
   std::vector<int32_t> tokens = {next};
   std::vector<float> step_logits;
   int64_t past = static_cast<int64_t>(ids.size());

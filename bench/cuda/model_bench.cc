@@ -1,7 +1,7 @@
 // The CUDA model runtime at a real shape with dummy bf16 weights made on the device (Llama-3-8B by
 // default): measured HBM bandwidth (device-to-device copy) and bf16 cuBLAS peak, decode tokens/s at
-// several batch sizes against the HBM roofline (weight + KV bytes per step / bandwidth), and prefill
-// TFLOP/s of one long prompt against the GEMM peak. Prints markdown tables.
+// several batch sizes against the HBM roofline (weight + KV bytes per step / bandwidth), and
+// prefill TFLOP/s of one long prompt against the GEMM peak. Prints markdown tables.
 //   model_bench [--shape llama3-8b|opt-13b] [--batches 1,16,64,256] [--context 512] [--steps 32]
 //               [--prefill 2048]
 #include <algorithm>
@@ -157,12 +157,18 @@ int main(int argc, char** argv) {
   int context = 512, steps = 32, prefill = 2048;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i], v = argv[i + 1];
-    if (a == "--shape") shape = v;
-    else if (a == "--batches") batches = parse_list(v);
-    else if (a == "--context") context = std::atoi(v.c_str());
-    else if (a == "--steps") steps = std::atoi(v.c_str());
-    else if (a == "--prefill") prefill = std::atoi(v.c_str());
-    else die("unknown option " + a);
+    if (a == "--shape")
+      shape = v;
+    else if (a == "--batches")
+      batches = parse_list(v);
+    else if (a == "--context")
+      context = std::atoi(v.c_str());
+    else if (a == "--steps")
+      steps = std::atoi(v.c_str());
+    else if (a == "--prefill")
+      prefill = std::atoi(v.c_str());
+    else
+      die("unknown option " + a);
   }
   const std::vector<fs::cuda::DeviceInfo> devices = fs::cuda::list_devices();
   if (devices.empty()) die("no CUDA device");
@@ -170,9 +176,10 @@ int main(int argc, char** argv) {
 
   const double bw = measure_d2d_bytes_per_s();
   const double peak = measure_gemm_flops(8192, 8192, 8192);
-  std::printf("measured: device-to-device copy %.2f TB/s (read + write); bf16 cuBLAS 8192^3 %.0f "
-              "TFLOP/s\n\n",
-              bw / 1e12, peak / 1e12);
+  std::printf(
+      "measured: device-to-device copy %.2f TB/s (read + write); bf16 cuBLAS 8192^3 %.0f "
+      "TFLOP/s\n\n",
+      bw / 1e12, peak / 1e12);
 
   const ModelConfig c = shape_config(shape);
   const double t0 = now_s();
@@ -194,10 +201,12 @@ int main(int argc, char** argv) {
   const double kv_bytes_per_token = 2.0 * c.num_layers * c.num_kv_heads * c.head_dim * 2;
 
   // Decode: every sequence has `context` cached tokens (the pool's contents: the cost is the same)
-  // and decodes `steps` tokens, greedy on the GPU, one forward_greedy (with its host sync) per step.
-  std::printf("| batch | context | step ms | tokens/s | HBM bytes/step (weights + KV) | roofline ms | "
-              "of roofline | step ms, back-to-back (GPU) | of roofline |\n"
-              "|---|---|---|---|---|---|---|---|---|\n");
+  // and decodes `steps` tokens, greedy on the GPU, one forward_greedy (with its host sync) per
+  // step.
+  std::printf(
+      "| batch | context | step ms | tokens/s | HBM bytes/step (weights + KV) | roofline ms | "
+      "of roofline | step ms, back-to-back (GPU) | of roofline |\n"
+      "|---|---|---|---|---|---|---|---|---|\n");
   std::vector<std::string> profiles;
   std::vector<double> pipelined;
   for (int b : batches) {
@@ -242,7 +251,8 @@ int main(int argc, char** argv) {
                 per_step * 1e3, b / per_step, bytes / 1e9, roof * 1e3, 100.0 * roof / per_step,
                 gpu_step * 1e3, 100.0 * roof / gpu_step);
   }
-  std::printf("\nGPU time per decode step by phase (ms):\n\n| batch | phase | ms |\n|---|---|---|\n");
+  std::printf(
+      "\nGPU time per decode step by phase (ms):\n\n| batch | phase | ms |\n|---|---|---|\n");
   for (const std::string& line : profiles) std::printf("%s", line.c_str());
 
   // Prefill: one prompt of `prefill` tokens, logits of its last token.
@@ -259,21 +269,26 @@ int main(int argc, char** argv) {
     const double t = (now_s() - start) / reps;
     m.set_profiling(true);
     check(m.forward(std::span(&seq, 1), pool).status());
-    std::printf("\nGPU time of the %d-token prefill by phase (ms):\n\n| phase | ms |\n|---|---|\n", prefill);
-    for (const auto& [name, ms] : m.phase_times_ms()) std::printf("| %s | %.2f |\n", name.c_str(), ms);
+    std::printf("\nGPU time of the %d-token prefill by phase (ms):\n\n| phase | ms |\n|---|---|\n",
+                prefill);
+    for (const auto& [name, ms] : m.phase_times_ms())
+      std::printf("| %s | %.2f |\n", name.c_str(), ms);
     m.set_profiling(false);
     const double qd = c.num_heads * c.head_dim, kvd = c.num_kv_heads * c.head_dim;
     const double up = c.activation == fs::Activation::kSiluGated ? 2.0 * c.intermediate_size
                                                                  : c.intermediate_size;
-    const double layer_params =
-        c.hidden_size * (qd + 2 * kvd) + qd * c.hidden_size + c.hidden_size * (up + c.intermediate_size);
-    const double gemm_flops = 2.0 * prefill * layer_params * c.num_layers + 2.0 * c.hidden_size * c.vocab_size;
+    const double layer_params = c.hidden_size * (qd + 2 * kvd) + qd * c.hidden_size +
+                                c.hidden_size * (up + c.intermediate_size);
+    const double gemm_flops =
+        2.0 * prefill * layer_params * c.num_layers + 2.0 * c.hidden_size * c.vocab_size;
     // Causal attention: QK^T and PV over the lower triangle.
-    const double attn_flops = 2.0 * 2.0 * c.num_heads * c.head_dim * (prefill * (prefill + 1) / 2.0) * c.num_layers;
+    const double attn_flops =
+        2.0 * 2.0 * c.num_heads * c.head_dim * (prefill * (prefill + 1) / 2.0) * c.num_layers;
     const double flops = gemm_flops + attn_flops;
-    std::printf("\n| prefill tokens | time ms | tokens/s | TFLOP/s (GEMM + attention) | of cuBLAS "
-                "peak |\n|---|---|---|---|---|\n| %d | %.2f | %.0f | %.0f | %.0f%% |\n",
-                prefill, t * 1e3, prefill / t, flops / t / 1e12, 100.0 * flops / t / peak);
+    std::printf(
+        "\n| prefill tokens | time ms | tokens/s | TFLOP/s (GEMM + attention) | of cuBLAS "
+        "peak |\n|---|---|---|---|---|\n| %d | %.2f | %.0f | %.0f | %.0f%% |\n",
+        prefill, t * 1e3, prefill / t, flops / t / 1e12, 100.0 * flops / t / peak);
   }
   cudaFree(kv_mem);
   return 0;

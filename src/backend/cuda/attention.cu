@@ -15,8 +15,8 @@ __device__ __forceinline__ const bf16* kv_row(const bf16* cache, const KvLayout&
   const int64_t block = table[pos / kv.block_size];
   const int64_t slot = pos % kv.block_size;
   const int64_t row = static_cast<int64_t>(kv.num_kv_heads) * kv.head_dim;
-  return cache + ((block * kv.num_layers + layer) * 2 + kv_idx) * kv.block_size * row +
-         slot * row + static_cast<int64_t>(g) * kv.head_dim;
+  return cache + ((block * kv.num_layers + layer) * 2 + kv_idx) * kv.block_size * row + slot * row +
+         static_cast<int64_t>(g) * kv.head_dim;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -48,9 +48,9 @@ __global__ void __launch_bounds__(kPrefillThreads)
     attn_prefill_kernel(const bf16* q, const bf16* cache, KvLayout kv, int32_t layer,
                         const AttnSeqDesc* seqs, const int32_t* block_tables,
                         const PrefillTile* tiles, int32_t num_heads, float scale_log2, bf16* out) {
-  constexpr int kLdk = HD + 8;   // bf16 row stride of K [key][dim]: 16-byte rows, conflict-free
-  constexpr int kLdv = kBk + 8;  // bf16 row stride of V^T [dim][key]
-  constexpr int kChunks = HD / 8;                       // 16-byte chunks per K/V row
+  constexpr int kLdk = HD + 8;     // bf16 row stride of K [key][dim]: 16-byte rows, conflict-free
+  constexpr int kLdv = kBk + 8;    // bf16 row stride of V^T [dim][key]
+  constexpr int kChunks = HD / 8;  // 16-byte chunks per K/V row
   constexpr int kPer = kBk * kChunks / kPrefillThreads;  // chunks each thread stages per tile
   __shared__ __align__(16) bf16 sk[kBk * kLdk];
   __shared__ __align__(16) bf16 svt[HD * kLdv];
@@ -61,7 +61,7 @@ __global__ void __launch_bounds__(kPrefillThreads)
   const int32_t g = h / (num_heads / kv.num_kv_heads);
   const int32_t nq = min(kBq, seq.num_new - tile.q_begin);
   const int32_t q_pos0 = seq.num_past + tile.q_begin;  // position of tile row 0
-  const int32_t ctx_end = q_pos0 + nq;                  // keys [0, ctx_end)
+  const int32_t ctx_end = q_pos0 + nq;                 // keys [0, ctx_end)
   const int32_t* table = block_tables + seq.table_offset;
   const int64_t q_stride = static_cast<int64_t>(num_heads) * HD;
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
@@ -73,8 +73,10 @@ __global__ void __launch_bounds__(kPrefillThreads)
   uint32_t qa[HD / 16][4];
   {
     const int64_t base = (seq.token_begin + tile.q_begin) * q_stride + static_cast<int64_t>(h) * HD;
-    const uint32_t* q0 = r0 < nq ? reinterpret_cast<const uint32_t*>(q + base + r0 * q_stride) : nullptr;
-    const uint32_t* q1 = r1 < nq ? reinterpret_cast<const uint32_t*>(q + base + r1 * q_stride) : nullptr;
+    const uint32_t* q0 =
+        r0 < nq ? reinterpret_cast<const uint32_t*>(q + base + r0 * q_stride) : nullptr;
+    const uint32_t* q1 =
+        r1 < nq ? reinterpret_cast<const uint32_t*>(q + base + r1 * q_stride) : nullptr;
 #pragma unroll
     for (int kc = 0; kc < HD / 16; ++kc) {
       const int w = kc * 8 + tig;  // 32-bit word of dims kc*16 + 2 tig
@@ -259,7 +261,8 @@ __global__ void __launch_bounds__(kDecodeThreads)
   bf16* sv = sk + lay.tile_elems();
 
   const int64_t q_stride = static_cast<int64_t>(num_heads) * hd;
-  const bf16* qrow = q + static_cast<int64_t>(d.row) * q_stride + static_cast<int64_t>(g) * group * hd;
+  const bf16* qrow =
+      q + static_cast<int64_t>(d.row) * q_stride + static_cast<int64_t>(g) * group * hd;
   for (int i = tid; i < group * hd; i += kDecodeThreads) {
     sq[i] = __bfloat162float(qrow[i]) * scale_log2;
   }
@@ -350,8 +353,9 @@ __global__ void __launch_bounds__(kDecodeThreads)
       out[static_cast<int64_t>(d.row) * q_stride + static_cast<int64_t>(head) * hd + c] =
           __float2bfloat16(o / l);
     } else {
-      float* part = partials + ((static_cast<int64_t>(blockIdx.z) * num_heads + head) * max_splits +
-                                split) * (hd + 2);
+      float* part =
+          partials +
+          ((static_cast<int64_t>(blockIdx.z) * num_heads + head) * max_splits + split) * (hd + 2);
       part[c] = o;
       if (c == 0) {
         part[hd] = m;
@@ -362,10 +366,11 @@ __global__ void __launch_bounds__(kDecodeThreads)
 }
 
 // The decode kernel for head_dim 64/128 and GQA groups up to kFastMaxGroup: the same
-// block/split/warp structure, with the state in registers. Per 32-key tile, lane k loads the whole K
-// and V rows of key k (all 16-byte loads in flight at once), scores K against each query head of the
-// group (q in shared memory, broadcast reads) and parks V in shared memory; for P V, lane l owns
-// dims [l*DPL, l*DPL+DPL) and reads each key's V row there, so one V row serves the whole group.
+// block/split/warp structure, with the state in registers. Per 32-key tile, lane k loads the whole
+// K and V rows of key k (all 16-byte loads in flight at once), scores K against each query head of
+// the group (q in shared memory, broadcast reads) and parks V in shared memory; for P V, lane l
+// owns dims [l*DPL, l*DPL+DPL) and reads each key's V row there, so one V row serves the whole
+// group.
 constexpr int kFastMaxGroup = 8;
 
 __device__ __forceinline__ float2 bf2(uint32_t w) {
@@ -394,7 +399,8 @@ __global__ void __launch_bounds__(kDecodeThreads)
   bf16* sv = reinterpret_cast<bf16*>(sstate + kDecodeWarps * group * (HD + 2)) + warp * 32 * kLdv;
 
   const int64_t q_stride = static_cast<int64_t>(num_heads) * HD;
-  const bf16* qrow = q + static_cast<int64_t>(d.row) * q_stride + static_cast<int64_t>(g) * group * HD;
+  const bf16* qrow =
+      q + static_cast<int64_t>(d.row) * q_stride + static_cast<int64_t>(g) * group * HD;
   for (int i = tid; i < group * HD; i += kDecodeThreads) {
     sq[i] = __bfloat162float(qrow[i]) * scale_log2;
   }
@@ -526,8 +532,9 @@ __global__ void __launch_bounds__(kDecodeThreads)
       out[static_cast<int64_t>(d.row) * q_stride + static_cast<int64_t>(head) * HD + c] =
           __float2bfloat16(o / ll);
     } else {
-      float* part = partials + ((static_cast<int64_t>(blockIdx.z) * num_heads + head) * max_splits +
-                                split) * (HD + 2);
+      float* part =
+          partials +
+          ((static_cast<int64_t>(blockIdx.z) * num_heads + head) * max_splits + split) * (HD + 2);
       part[c] = o;
       if (c == 0) {
         part[HD] = mm;
@@ -553,9 +560,9 @@ void decode_fast_for(const bf16* q, const bf16* cache, KvLayout kv, int32_t laye
   }
   const dim3 grid(static_cast<unsigned>(max_splits), static_cast<unsigned>(kv.num_kv_heads),
                   static_cast<unsigned>(num_tokens));
-  attn_decode_fast_kernel<HD><<<grid, kDecodeThreads, bytes, stream>>>(
-      q, cache, kv, layer, descs, tables, max_splits, split_len, num_heads, scale_log2, partials,
-      out);
+  attn_decode_fast_kernel<HD>
+      <<<grid, kDecodeThreads, bytes, stream>>>(q, cache, kv, layer, descs, tables, max_splits,
+                                                split_len, num_heads, scale_log2, partials, out);
 }
 
 // Merges the splits of one (token, head): grid (num_tokens, num_heads).
@@ -648,9 +655,10 @@ void launch_attention_decode(const bf16* q, const bf16* kv_cache, KvLayout kv, i
         partials, out);
   }
   if (max_splits > 1) {
-    attn_merge_kernel<<<dim3(static_cast<unsigned>(num_tokens), static_cast<unsigned>(num_heads)),
-                        kv.head_dim < 128 ? 64 : 128, 0, stream>>>(descs, max_splits, num_heads,
-                                                                    kv.head_dim, partials, out);
+    const dim3 merge_grid(static_cast<unsigned>(num_tokens), static_cast<unsigned>(num_heads));
+    const int merge_threads = kv.head_dim < 128 ? 64 : 128;
+    attn_merge_kernel<<<merge_grid, merge_threads, 0, stream>>>(descs, max_splits, num_heads,
+                                                                kv.head_dim, partials, out);
   }
 }
 

@@ -44,7 +44,8 @@ int64_t CudaExecutor::max_device_blocks(int64_t block_size, int64_t max_batched_
 Status CudaExecutor::allocate_kv(int64_t block_size, int64_t device_blocks, int64_t host_blocks) {
   if (arena_) return make_error(StatusCode::kInternal, "KV pools are already allocated");
   if (block_size <= 0) return invalid_argument("KV block size {} must be positive", block_size);
-  FS_ASSIGN_OR_RETURN(arena_, KvArena::create(kv_block_bytes(block_size), device_blocks, host_blocks));
+  FS_ASSIGN_OR_RETURN(arena_,
+                      KvArena::create(kv_block_bytes(block_size), device_blocks, host_blocks));
   FS_ASSIGN_OR_RETURN(swap_, SwapEngine::create(*arena_, swap_options_));
   block_size_ = block_size;
   return Status::ok();
@@ -66,8 +67,8 @@ Status CudaExecutor::prepare(std::span<const ForwardSeq> seqs) {
   if (!arena_) return make_error(StatusCode::kInternal, "KV pools are not allocated");
   touched_.clear();
   for (const ForwardSeq& s : seqs) {
-    const int64_t needed = (s.num_past + static_cast<int64_t>(s.tokens.size()) + block_size_ - 1) /
-                           block_size_;
+    const int64_t needed =
+        (s.num_past + static_cast<int64_t>(s.tokens.size()) + block_size_ - 1) / block_size_;
     const int64_t n = std::min<int64_t>(needed, static_cast<int64_t>(s.block_table.size()));
     for (int64_t b = 0; b < n; ++b) {
       const int32_t id = s.block_table[b];

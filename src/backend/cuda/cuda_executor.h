@@ -1,7 +1,8 @@
 // The CUDA executor: CudaModel's forward over the device pool of a KvArena, with the SwapEngine
 // moving blocks between that pool and its pinned host pool on copy streams. The forward waits for
 // the moves of the blocks it touches on the GPU (before_forward), never on the host.
-// Not thread-safe: the engine thread is the only caller; it must keep the executor's device current.
+// Not thread-safe: the engine thread is the only caller; it must keep the executor's device
+// current.
 #pragma once
 
 #include <cstdint>

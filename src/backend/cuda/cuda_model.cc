@@ -201,8 +201,8 @@ Result<float*> CudaModel::small_constant(int64_t n, float value, const char* wha
 
 Status CudaModel::set_rope(const std::vector<float>& inv_freq) {
   FS_ASSIGN_OR_RETURN(void* p, alloc(sizeof(float) * inv_freq.size(), "rope frequencies"));
-  FS_CUDA_OK(cudaMemcpy(p, inv_freq.data(), sizeof(float) * inv_freq.size(),
-                        cudaMemcpyHostToDevice));
+  FS_CUDA_OK(
+      cudaMemcpy(p, inv_freq.data(), sizeof(float) * inv_freq.size(), cudaMemcpyHostToDevice));
   inv_freq_ = static_cast<float*>(p);
   return Status::ok();
 }
@@ -331,8 +331,8 @@ int64_t CudaModel::workspace_bytes(int64_t num_tokens) const {
   const ModelConfig& c = config_;
   const int64_t t = num_tokens;
   const int64_t qd = c.num_heads * c.head_dim, kvd = c.num_kv_heads * c.head_dim;
-  const int64_t up = c.activation == Activation::kSiluGated ? 2 * c.intermediate_size
-                                                            : c.intermediate_size;
+  const int64_t up =
+      c.activation == Activation::kSiluGated ? 2 * c.intermediate_size : c.intermediate_size;
   return t * (4 * c.hidden_size + 2 * c.hidden_size + 4 * (qd + 2 * kvd) + 2 * qd + 2 * qd +
               2 * up + 2 * c.intermediate_size + 4 * c.vocab_size) +
          static_cast<int64_t>(kCublasWorkspaceBytes);
@@ -342,8 +342,8 @@ Status CudaModel::reserve(int64_t num_tokens) {
   const ModelConfig& c = config_;
   const int64_t t = std::max<int64_t>(num_tokens, 1);
   const int64_t qd = c.num_heads * c.head_dim, kvd = c.num_kv_heads * c.head_dim;
-  const int64_t up = c.activation == Activation::kSiluGated ? 2 * c.intermediate_size
-                                                            : c.intermediate_size;
+  const int64_t up =
+      c.activation == Activation::kSiluGated ? 2 * c.intermediate_size : c.intermediate_size;
   FS_RETURN_IF_ERROR(x_.ensure(sizeof(float) * t * c.hidden_size, "the residual stream"));
   FS_RETURN_IF_ERROR(h_.ensure(sizeof(bf16) * t * c.hidden_size, "normed activations"));
   FS_RETURN_IF_ERROR(qkv_.ensure(sizeof(float) * t * (qd + 2 * kvd), "q/k/v"));
@@ -415,8 +415,8 @@ Status CudaModel::build_metadata(std::span<const ForwardSeq> seqs, const KvPoolV
   // Split-K: enough blocks to fill the GPU about twice, splits of >= 128 positions (4 warps x 32).
   if (decode > 0) {
     const int64_t blocks_per_split = decode * config_.num_kv_heads;
-    const int64_t want_splits = std::max<int64_t>(1, (2 * num_sms_ + blocks_per_split - 1) /
-                                                         blocks_per_split);
+    const int64_t want_splits =
+        std::max<int64_t>(1, (2 * num_sms_ + blocks_per_split - 1) / blocks_per_split);
     const int64_t len = (max_ctx + want_splits - 1) / want_splits;
     split_len_ = static_cast<int32_t>(std::max<int64_t>(128, round_up(len, 32)));
     max_splits_ = static_cast<int32_t>((max_ctx + split_len_ - 1) / split_len_);
@@ -496,9 +496,9 @@ Status CudaModel::gemm(const bf16* w, int64_t out, int64_t in, const bf16* x, in
   const float alpha = 1.0f;
   FS_CUBLAS_OK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(out),
                             static_cast<int>(num_tokens), static_cast<int>(in), &alpha, w,
-                            CUDA_R_16BF, static_cast<int>(in), x, CUDA_R_16BF,
-                            static_cast<int>(in), &beta, y, y_type, static_cast<int>(out),
-                            CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+                            CUDA_R_16BF, static_cast<int>(in), x, CUDA_R_16BF, static_cast<int>(in),
+                            &beta, y, y_type, static_cast<int>(out), CUBLAS_COMPUTE_32F,
+                            CUBLAS_GEMM_DEFAULT));
   return Status::ok();
 }
 
@@ -532,15 +532,16 @@ Status CudaModel::run_layers(const KvPoolView& kv) {
     launch_norm(x, pending_bias, nullptr, l.attn_norm, l.attn_norm_b, norm, eps, T, hidden, h,
                 stream_);
     mark("norm");
-    FS_RETURN_IF_ERROR(gemm(l.w_qkv, qd + 2 * kvd, hidden, h, T, qkv_.as<void>(), CUDA_R_32F, 0.0f));
+    FS_RETURN_IF_ERROR(
+        gemm(l.w_qkv, qd + 2 * kvd, hidden, h, T, qkv_.as<void>(), CUDA_R_32F, 0.0f));
     mark("gemm qkv");
     launch_qkv_rope_store(qkv_.as<float>(), l.bq, l.bk, l.bv, positions, slots, inv_freq_,
                           c.rope_style == RopeStyle::kNeox, T, heads, kv.layout,
                           static_cast<int32_t>(li), q_.as<bf16>(), kv.data, stream_);
     mark("rope + kv store");
-    launch_attention_prefill(q_.as<bf16>(), kv.data, kv.layout, static_cast<int32_t>(li),
-                             seq_descs, tables, tiles, static_cast<int32_t>(num_tiles_), heads,
-                             scale, attn_.as<bf16>(), stream_);
+    launch_attention_prefill(q_.as<bf16>(), kv.data, kv.layout, static_cast<int32_t>(li), seq_descs,
+                             tables, tiles, static_cast<int32_t>(num_tiles_), heads, scale,
+                             attn_.as<bf16>(), stream_);
     mark("attention prefill");
     launch_attention_decode(q_.as<bf16>(), kv.data, kv.layout, static_cast<int32_t>(li), decode,
                             tables, static_cast<int32_t>(num_decode_), max_splits_, split_len_,
@@ -573,8 +574,8 @@ Status CudaModel::run_layers(const KvPoolView& kv) {
   // Final norm (with the last pending bias) and LM head, only for the rows that need logits.
   launch_norm(x, pending_bias, meta + off_rows_, output_norm_, output_norm_b_, norm, eps, num_rows_,
               hidden, h, stream_);
-  FS_RETURN_IF_ERROR(gemm(output_, c.vocab_size, hidden, h, num_rows_, logits_.as<void>(),
-                          CUDA_R_32F, 0.0f));
+  FS_RETURN_IF_ERROR(
+      gemm(output_, c.vocab_size, hidden, h, num_rows_, logits_.as<void>(), CUDA_R_32F, 0.0f));
   mark("final norm + LM head");
   return check_launch("forward kernels");
 }

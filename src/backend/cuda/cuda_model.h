@@ -1,8 +1,9 @@
 // The decoder-only transformer forward pass on one GPU (mirror of model/causal_lm.h): Llama family
 // (GQA, RoPE incl. llama3 scaling, tied embeddings; SmolLM2, Mistral), Qwen2 (q/k/v biases) and OPT
 // (LayerNorm, learned positions at offset 2, ReLU, biases). Weights live on the device in bf16;
-// GEMMs run on cuBLAS (bf16 in, f32 accumulate); the residual stream is f32; attention reads a paged
-// KV cache (kernels.h KvLayout) through block tables, over a ragged batch of prefills and decodes.
+// GEMMs run on cuBLAS (bf16 in, f32 accumulate); the residual stream is f32; attention reads a
+// paged KV cache (kernels.h KvLayout) through block tables, over a ragged batch of prefills and
+// decodes.
 //
 // Not thread-safe: one caller (the engine thread), which must have the model's device current.
 #pragma once
@@ -80,14 +81,14 @@ class CudaModel {
   Status reserve(int64_t num_tokens);
 
   // Runs the new tokens of every sequence (ForwardSeq: tokens after num_past cached ones, the block
-  // table), writes their K/V into `kv` and returns logits [rows, vocab] f32 on the host: one row per
-  // sequence (its last new token) or one per new token with all_logits, in batch order. Valid until
-  // the next call. Waits for the GPU. kInvalidArgument for a token outside the vocabulary, a block
-  // table that is too short or names a block outside the pool; kOutOfRange past the context length;
-  // kInternal for a CUDA error.
+  // table), writes their K/V into `kv` and returns logits [rows, vocab] f32 on the host: one row
+  // per sequence (its last new token) or one per new token with all_logits, in batch order. Valid
+  // until the next call. Waits for the GPU. kInvalidArgument for a token outside the vocabulary, a
+  // block table that is too short or names a block outside the pool; kOutOfRange past the context
+  // length; kInternal for a CUDA error.
   Result<std::span<const float>> forward(std::span<const ForwardSeq> seqs, const KvPoolView& kv);
-  // The same forward with greedy sampling on the GPU: the argmax token of each logits row (lowest id
-  // among ties). Copies only the token ids to the host.
+  // The same forward with greedy sampling on the GPU: the argmax token of each logits row (lowest
+  // id among ties). Copies only the token ids to the host.
   Result<std::span<const int32_t>> forward_greedy(std::span<const ForwardSeq> seqs,
                                                   const KvPoolView& kv);
   // Enqueues the forward on stream() without waiting; logits [rows, vocab] f32 stay on the device
@@ -103,10 +104,10 @@ class CudaModel {
 
  private:
   struct Layer {
-    bf16* w_qkv = nullptr;     // [(heads + 2 kv_heads) * head_dim, hidden]: Wq, Wk, Wv stacked
-    bf16* wo = nullptr;        // [hidden, heads * head_dim]
-    bf16* w_up = nullptr;      // [2 ffn, hidden] (gate rows, then up rows) or [ffn, hidden] (OPT fc1)
-    bf16* w_down = nullptr;    // [hidden, ffn]
+    bf16* w_qkv = nullptr;   // [(heads + 2 kv_heads) * head_dim, hidden]: Wq, Wk, Wv stacked
+    bf16* wo = nullptr;      // [hidden, heads * head_dim]
+    bf16* w_up = nullptr;    // [2 ffn, hidden] (gate rows, then up rows) or [ffn, hidden] (OPT fc1)
+    bf16* w_down = nullptr;  // [hidden, ffn]
     float* attn_norm = nullptr;  // [hidden] f32, as the small tensors below
     float* attn_norm_b = nullptr;
     float* ffn_norm = nullptr;
@@ -164,15 +165,15 @@ class CudaModel {
          off_tables_ = 0, off_tiles_ = 0, off_decode_ = 0;
 
   // Activations (grown on demand). For a batch of T tokens and R logits rows:
-  DeviceBuffer x_;        // [T, hidden] f32 residual stream
-  DeviceBuffer h_;        // [T, hidden] bf16 normed input of a block; [R, hidden] for the head
-  DeviceBuffer qkv_;      // [T, (heads + 2 kv_heads) * head_dim] f32
-  DeviceBuffer q_;        // [T, heads * head_dim] bf16, after rope
-  DeviceBuffer attn_;     // [T, heads * head_dim] bf16
-  DeviceBuffer up_;       // [T, 2 ffn] bf16 (gate, up) or [T, ffn] (OPT fc1)
-  DeviceBuffer act_;      // [T, ffn] bf16
-  DeviceBuffer partials_; // decode split partials, [D, heads, max_splits, head_dim + 2] f32
-  DeviceBuffer logits_;   // [R, vocab] f32
+  DeviceBuffer x_;           // [T, hidden] f32 residual stream
+  DeviceBuffer h_;           // [T, hidden] bf16 normed input of a block; [R, hidden] for the head
+  DeviceBuffer qkv_;         // [T, (heads + 2 kv_heads) * head_dim] f32
+  DeviceBuffer q_;           // [T, heads * head_dim] bf16, after rope
+  DeviceBuffer attn_;        // [T, heads * head_dim] bf16
+  DeviceBuffer up_;          // [T, 2 ffn] bf16 (gate, up) or [T, ffn] (OPT fc1)
+  DeviceBuffer act_;         // [T, ffn] bf16
+  DeviceBuffer partials_;    // decode split partials, [D, heads, max_splits, head_dim + 2] f32
+  DeviceBuffer logits_;      // [R, vocab] f32
   DeviceBuffer tokens_out_;  // [R] int32 (greedy)
   DeviceBuffer cublas_workspace_;
   bool profiling_ = false;

@@ -11,8 +11,8 @@ namespace fs::cuda {
 
 // kResourceExhausted for out-of-memory, kInternal otherwise; the message names the call.
 inline Status cuda_status(cudaError_t err, const char* what) {
-  const StatusCode code = err == cudaErrorMemoryAllocation ? StatusCode::kResourceExhausted
-                                                           : StatusCode::kInternal;
+  const StatusCode code =
+      err == cudaErrorMemoryAllocation ? StatusCode::kResourceExhausted : StatusCode::kInternal;
   return make_error(code, "cuda: {} failed: {}", what, cudaGetErrorString(err));
 }
 
@@ -23,16 +23,16 @@ inline Status cublas_status(cublasStatus_t err, const char* what) {
 
 }  // namespace fs::cuda
 
-#define FS_CUDA_OK(expr)                                                        \
-  do {                                                                          \
-    const cudaError_t fs_cuda_ok_err_ = (expr);                                 \
+#define FS_CUDA_OK(expr)                                                                        \
+  do {                                                                                          \
+    const cudaError_t fs_cuda_ok_err_ = (expr);                                                 \
     if (fs_cuda_ok_err_ != cudaSuccess) return ::fs::cuda::cuda_status(fs_cuda_ok_err_, #expr); \
   } while (0)
 
-#define FS_CUBLAS_OK(expr)                                                        \
-  do {                                                                            \
-    const cublasStatus_t fs_cublas_ok_err_ = (expr);                              \
-    if (fs_cublas_ok_err_ != CUBLAS_STATUS_SUCCESS) {                             \
-      return ::fs::cuda::cublas_status(fs_cublas_ok_err_, #expr);                 \
-    }                                                                             \
+#define FS_CUBLAS_OK(expr)                                        \
+  do {                                                            \
+    const cublasStatus_t fs_cublas_ok_err_ = (expr);              \
+    if (fs_cublas_ok_err_ != CUBLAS_STATUS_SUCCESS) {             \
+      return ::fs::cuda::cublas_status(fs_cublas_ok_err_, #expr); \
+    }                                                             \
   } while (0)

@@ -96,15 +96,24 @@ bool gemv_supported(int64_t num_tokens, int64_t cols) {
 void launch_gemv(const bf16* w, int64_t rows, int64_t cols, const bf16* x, int64_t num_tokens,
                  void* y, bool y_f32, float beta, cudaStream_t stream) {
   switch (num_tokens) {
-    case 1: return gemv_for<1>(w, rows, cols, x, y, y_f32, beta, stream);
-    case 2: return gemv_for<2>(w, rows, cols, x, y, y_f32, beta, stream);
-    case 3: return gemv_for<3>(w, rows, cols, x, y, y_f32, beta, stream);
-    case 4: return gemv_for<4>(w, rows, cols, x, y, y_f32, beta, stream);
-    case 5: return gemv_for<5>(w, rows, cols, x, y, y_f32, beta, stream);
-    case 6: return gemv_for<6>(w, rows, cols, x, y, y_f32, beta, stream);
-    case 7: return gemv_for<7>(w, rows, cols, x, y, y_f32, beta, stream);
-    case 8: return gemv_for<8>(w, rows, cols, x, y, y_f32, beta, stream);
-    default: return;  // callers check gemv_supported
+    case 1:
+      return gemv_for<1>(w, rows, cols, x, y, y_f32, beta, stream);
+    case 2:
+      return gemv_for<2>(w, rows, cols, x, y, y_f32, beta, stream);
+    case 3:
+      return gemv_for<3>(w, rows, cols, x, y, y_f32, beta, stream);
+    case 4:
+      return gemv_for<4>(w, rows, cols, x, y, y_f32, beta, stream);
+    case 5:
+      return gemv_for<5>(w, rows, cols, x, y, y_f32, beta, stream);
+    case 6:
+      return gemv_for<6>(w, rows, cols, x, y, y_f32, beta, stream);
+    case 7:
+      return gemv_for<7>(w, rows, cols, x, y, y_f32, beta, stream);
+    case 8:
+      return gemv_for<8>(w, rows, cols, x, y, y_f32, beta, stream);
+    default:
+      return;  // callers check gemv_supported
   }
 }
 

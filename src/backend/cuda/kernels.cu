@@ -113,8 +113,8 @@ __global__ void qkv_rope_store_kernel(const float* qkv, const float* bq, const f
       x0 = r0;
       x1 = r1;
     }
-    bf16* dst = is_q ? q_out + t * qd + static_cast<int64_t>(h) * hd
-                     : k_dst + static_cast<int64_t>(h) * hd;
+    bf16* dst =
+        is_q ? q_out + t * qd + static_cast<int64_t>(h) * hd : k_dst + static_cast<int64_t>(h) * hd;
     dst[a_idx] = __float2bfloat16(x0);
     dst[b_idx] = __float2bfloat16(x1);
   }
@@ -248,8 +248,8 @@ void launch_embed(const int32_t* tokens, const int32_t* positions, const bf16* t
 }
 
 void launch_norm(float* x, const float* add_bias, const int32_t* row_index, const float* weight,
-                 const float* bias, NormType type, float eps, int64_t rows, int64_t hidden,
-                 bf16* y, cudaStream_t stream) {
+                 const float* bias, NormType type, float eps, int64_t rows, int64_t hidden, bf16* y,
+                 cudaStream_t stream) {
   if (rows == 0) return;
   norm_kernel<<<static_cast<unsigned>(rows), kNormThreads, 0, stream>>>(
       x, add_bias, row_index, weight, bias, type, eps, hidden, y);

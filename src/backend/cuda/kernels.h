@@ -64,8 +64,8 @@ void launch_embed(const int32_t* tokens, const int32_t* positions, const bf16* t
 //   y[r, :] = norm(x[t, :]) * weight (+ bias for LayerNorm).
 // x: [*, hidden] f32 (updated in place); y: [rows, hidden] bf16; weight, bias, add_bias: [hidden].
 void launch_norm(float* x, const float* add_bias, const int32_t* row_index, const float* weight,
-                 const float* bias, NormType type, float eps, int64_t rows, int64_t hidden,
-                 bf16* y, cudaStream_t stream);
+                 const float* bias, NormType type, float eps, int64_t rows, int64_t hidden, bf16* y,
+                 cudaStream_t stream);
 
 // The attention input of one layer: qkv [T, (heads + 2 kv_heads) * head_dim] f32 (one GEMM of the
 // concatenated Wq, Wk, Wv); adds the biases (each may be null), rotates q and k by
@@ -104,7 +104,8 @@ void launch_gemv(const bf16* w, int64_t rows, int64_t cols, const bf16* x, int64
 // Paged causal attention, prefill tiles: for each tile and query head, the tile's new tokens
 // against positions [0, own position] of their sequence. q: [T, heads, head_dim] bf16; out: [T,
 // heads * head_dim] bf16. Tensor cores (WMMA bf16), FlashAttention-style online softmax over 64-key
-// tiles. Supports head_dim 16, 32, 64, 128 (prefill_head_dim_supported); others use the decode path.
+// tiles. Supports head_dim 16, 32, 64, 128 (prefill_head_dim_supported); others use the decode
+// path.
 bool prefill_head_dim_supported(int32_t head_dim);
 void launch_attention_prefill(const bf16* q, const bf16* kv_cache, KvLayout kv, int32_t layer,
                               const AttnSeqDesc* seqs, const int32_t* block_tables,

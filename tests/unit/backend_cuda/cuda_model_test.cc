@@ -1,6 +1,6 @@
 // The CUDA forward pass against transformers' f32 logits (the fixtures the CPU runtime is checked
-// against, tests/fixtures/logits), ragged batches against single runs, the executor with swaps, dummy
-// weights, and the default model against the CPU runtime.
+// against, tests/fixtures/logits), ragged batches against single runs, the executor with swaps,
+// dummy weights, and the default model against the CPU runtime.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -109,10 +109,10 @@ std::vector<float> cpu_last_logits(const std::string& rel, const std::vector<int
 }
 
 // bf16 weights and activations against transformers in f32: logits within 8% of their spread
-// (transformers itself in bf16 is off by ~10% on such models: scripts/device/cuda_vs_transformers.py),
-// the same argmax wherever the reference's top-2 gap is clearly larger than the error, and the
-// same greedy tokens up to a near-tie: where our greedy leaves the reference's, the two tokens' f32
-// logits differ by less than our logit error.
+// (transformers itself in bf16 is off by ~10% on such models:
+// scripts/device/cuda_vs_transformers.py), the same argmax wherever the reference's top-2 gap is
+// clearly larger than the error, and the same greedy tokens up to a near-tie: where our greedy
+// leaves the reference's, the two tokens' f32 logits differ by less than our logit error.
 TEST_P(CudaTinyModelTest, LogitsAndGreedyTokensMatchTransformersWithinBf16) {
   SKIP_WITHOUT_GPU();
   const nlohmann::json fixture =
@@ -183,9 +183,10 @@ TEST(CudaRaggedBatchTest, SequenceLogitsAreTheSameAloneOrBatched) {
   ASSERT_TRUE(m);
   // A prefill of 7 (prefill tiles), a decode after 5 cached, a 5-token chunk after 3 (tiles), a
   // 2-token chunk after 6 (decode kernel).
-  const std::vector<std::vector<int32_t>> seqs = {
-      {1, 9, 8, 7, 6, 5, 4}, {1, 2, 3, 4, 5, 60}, {1, 100, 101, 102, 103, 104, 105, 106},
-      {1, 17, 250, 3, 99, 42, 7, 30}};
+  const std::vector<std::vector<int32_t>> seqs = {{1, 9, 8, 7, 6, 5, 4},
+                                                  {1, 2, 3, 4, 5, 60},
+                                                  {1, 100, 101, 102, 103, 104, 105, 106},
+                                                  {1, 17, 250, 3, 99, 42, 7, 30}};
   const std::vector<int64_t> past = {0, 5, 3, 6};
   const int64_t bs = 2;
   Pool pool(*m, 32, bs);
@@ -360,9 +361,10 @@ TEST(CudaDefaultModelTest, AgreesWithTransformersAndTheCpuRuntime) {
     EXPECT_EQ(argmax(gpu), argmax(*cpu_logits)) << c["text"];
     EXPECT_LT(max_err, 0.4 * sigma) << c["text"];
     EXPECT_LT(rms_err, 0.15 * sigma) << c["text"];
-    std::printf("[ smollm2 cuda ] %-12.12s vs transformers: max |err| %.3f, rms %.3f; vs cpu: max "
-                "|diff| %.3f; sigma %.3f\n",
-                c["text"].get<std::string>().c_str(), max_err, rms_err, max_cpu, sigma);
+    std::printf(
+        "[ smollm2 cuda ] %-12.12s vs transformers: max |err| %.3f, rms %.3f; vs cpu: max "
+        "|diff| %.3f; sigma %.3f\n",
+        c["text"].get<std::string>().c_str(), max_err, rms_err, max_cpu, sigma);
   }
 }
 

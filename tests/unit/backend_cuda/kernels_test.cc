@@ -78,7 +78,8 @@ TEST(CudaNormTest, LayerNormOfGatheredRowsMatchesCpu) {
   launch_norm(dx.data(), nullptr, dindex.data(), dw.data(), db.data(), NormType::kLayerNorm, 1e-5f,
               static_cast<int64_t>(index.size()), hidden, dy.as<bf16>(), nullptr);
   std::vector<float> gathered, y(index.size() * hidden);
-  for (int32_t r : index) gathered.insert(gathered.end(), x.begin() + r * hidden, x.begin() + (r + 1) * hidden);
+  for (int32_t r : index)
+    gathered.insert(gathered.end(), x.begin() + r * hidden, x.begin() + (r + 1) * hidden);
   cpu::layer_norm(gathered.data(), w.data(), b.data(), static_cast<int64_t>(index.size()), hidden,
                   1e-5f, y.data());
   expect_near_all(from_bf16(dy.get()), y, 3e-2, "layer_norm");
@@ -105,9 +106,9 @@ TEST_P(CudaRopeTest, RotatesQAndKAndStoresKvInTheirSlots) {
   DeviceVec<int32_t> dpos(positions), dslots(slots);
   DeviceVec<uint16_t> dq(T * qd), dcache(num_blocks * kv.block_elems());
   const int32_t layer = 1;
-  launch_qkv_rope_store(dqkv.data(), dbq.data(), dbk.data(), dbv.data(), dpos.data(),
-                        dslots.data(), dfreq.data(), neox, T, heads, kv, layer, dq.as<bf16>(),
-                        dcache.as<bf16>(), nullptr);
+  launch_qkv_rope_store(dqkv.data(), dbq.data(), dbk.data(), dbv.data(), dpos.data(), dslots.data(),
+                        dfreq.data(), neox, T, heads, kv, layer, dq.as<bf16>(), dcache.as<bf16>(),
+                        nullptr);
   // CPU: bias, rope on q and k.
   std::vector<float> q(T * qd), k(T * kvd), v(T * kvd);
   for (int t = 0; t < T; ++t) {
@@ -191,7 +192,8 @@ TEST_P(CudaAttentionTest, RaggedBatchMatchesNaiveReference) {
   DeviceVec<uint16_t> dcache(cache), dq(q), dout(static_cast<size_t>(T) * qd);
   DeviceVec<int32_t> dtables(tables), ddescs(descs), dtiles(tiles), ddecode(decode);
   const int32_t num_decode = static_cast<int32_t>(decode.size() / 4);
-  DeviceVec<float> partials(static_cast<size_t>(std::max(1, num_decode)) * heads * max_splits * (hd + 2));
+  DeviceVec<float> partials(static_cast<size_t>(std::max(1, num_decode)) * heads * max_splits *
+                            (hd + 2));
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   launch_attention_prefill(dq.as<bf16>(), dcache.as<bf16>(), kv, layer, ddescs.as<AttnSeqDesc>(),
                            dtables.data(), dtiles.as<PrefillTile>(),
@@ -244,14 +246,14 @@ TEST_P(CudaAttentionTest, RaggedBatchMatchesNaiveReference) {
 
 INSTANTIATE_TEST_SUITE_P(
     Shapes, CudaAttentionTest,
-    ::testing::Values(AttnCase{128, 8, 2, true, 128},   // Llama-3-8B-like GQA group 4
-                      AttnCase{64, 9, 3, true, 128},    // SmolLM2: group 3
-                      AttnCase{128, 4, 4, true, 256},   // OPT: no GQA
-                      AttnCase{16, 4, 2, true, 128},    // tiny fixtures
-                      AttnCase{64, 8, 2, false, 128},   // every token through split-K
+    ::testing::Values(AttnCase{128, 8, 2, true, 128},         // Llama-3-8B-like GQA group 4
+                      AttnCase{64, 9, 3, true, 128},          // SmolLM2: group 3
+                      AttnCase{128, 4, 4, true, 256},         // OPT: no GQA
+                      AttnCase{16, 4, 2, true, 128},          // tiny fixtures
+                      AttnCase{64, 8, 2, false, 128},         // every token through split-K
                       AttnCase{128, 8, 2, false, 128, true},  // the generic decode kernel
-                      AttnCase{64, 16, 1, false, 128},  // group 16: generic decode kernel
-                      AttnCase{8, 4, 2, false, 160}));  // head_dim without a prefill kernel
+                      AttnCase{64, 16, 1, false, 128},        // group 16: generic decode kernel
+                      AttnCase{8, 4, 2, false, 160}));        // head_dim without a prefill kernel
 
 TEST(CudaArgmaxTest, PicksTheLowestIndexOfTheMaximum) {
   SKIP_WITHOUT_GPU();
