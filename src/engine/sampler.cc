@@ -4,6 +4,8 @@
 #include <cmath>
 #include <limits>
 
+#include "backend/cpu/ops.h"
+
 namespace fs {
 
 Status SamplingParams::validate() const {
@@ -78,9 +80,9 @@ Result<SampledToken> Sampler::sample(std::span<float> logits, std::span<const in
   if (max_raw == -kInf) {
     return make_error(StatusCode::kInternal, "the model produced no finite logits ({} tokens)", vocab);
   }
-  double sum_raw = 0.0;
-  for (float x : logits) sum_raw += std::exp(static_cast<double>(x) - max_raw);
-  const float log_z = max_raw + static_cast<float>(std::log(sum_raw));
+  // In f32 with AVX2: the double std::exp loop it replaces took ~0.3 ms per token over SmolLM2's
+  // 49152-entry vocabulary.
+  const float log_z = cpu::log_sum_exp(logits.data(), vocab);
   if (params_.num_top_logprobs > 0) {
     candidates_.resize(vocab);
     for (int64_t t = 0; t < vocab; ++t) candidates_[t] = {logits[t], static_cast<int32_t>(t)};

@@ -3,7 +3,13 @@
 #include <algorithm>
 #include <cmath>
 
+#include "backend/cpu/matmul_kernels.h"
+
 namespace fs::cpu {
+
+// AVX2+FMA versions (ops_avx2.cc), used when the matmuls use AVX2 (use_avx2_kernels).
+void silu_mul_avx2(float* gate, const float* up, int64_t n);
+float log_sum_exp_avx2(const float* x, int64_t n);
 
 void rms_norm(const float* x, const float* weight, int64_t num_tokens, int64_t dim, float eps,
               float* y) {
@@ -47,6 +53,7 @@ void add_inplace(float* x, const float* y, int64_t n) {
 }
 
 void silu_mul(float* gate, const float* up, int64_t n) {
+  if (use_avx2_kernels()) return silu_mul_avx2(gate, up, n);
   for (int64_t i = 0; i < n; ++i) {
     const float g = gate[i];
     gate[i] = g / (1.0f + std::exp(-g)) * up[i];
@@ -78,6 +85,16 @@ void apply_rope(const RopeTable& rope, float* x, const int32_t* positions, int64
       }
     }
   }
+}
+
+float log_sum_exp(const float* x, int64_t n) {
+  if (use_avx2_kernels()) return log_sum_exp_avx2(x, n);
+  float max_v = -INFINITY;
+  for (int64_t i = 0; i < n; ++i) max_v = std::max(max_v, x[i]);
+  if (!std::isfinite(max_v)) return max_v;
+  float sum = 0.0f;
+  for (int64_t i = 0; i < n; ++i) sum += std::exp(x[i] - max_v);
+  return max_v + std::log(sum);
 }
 
 void softmax_inplace(float* x, int64_t n) {

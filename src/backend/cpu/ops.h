@@ -10,9 +10,11 @@
 namespace fs::cpu {
 
 // y[t, :] = x[t, :] / rms(x[t, :]) * weight. x, y: [num_tokens, dim]; weight: [dim]. y may alias x.
-void rms_norm(const float* x, const float* weight, int64_t num_tokens, int64_t dim, float eps, float* y);
+void rms_norm(const float* x, const float* weight, int64_t num_tokens, int64_t dim, float eps,
+              float* y);
 
-// y[t, :] = (x[t, :] - mean) / sqrt(var + eps) * weight + bias. Shapes as rms_norm; bias may be null.
+// y[t, :] = (x[t, :] - mean) / sqrt(var + eps) * weight + bias. Shapes as rms_norm; bias may be
+// null.
 void layer_norm(const float* x, const float* weight, const float* bias, int64_t num_tokens,
                 int64_t dim, float eps, float* y);
 
@@ -30,7 +32,8 @@ void relu_inplace(float* x, int64_t n);
 
 // How a head's dimensions are paired for rotation.
 enum class RopeStyle {
-  kInterleaved,  // pairs (2i, 2i+1): llama.cpp's "normal" rope, used by GGUF Llama (Q/K rows permuted)
+  kInterleaved,  // pairs (2i, 2i+1): llama.cpp's "normal" rope, used by GGUF Llama (Q/K rows
+                 // permuted)
   kNeox,         // pairs (i, i + d/2): HF Llama/Qwen2/Mistral, llama.cpp's NEOX rope
 };
 
@@ -45,6 +48,10 @@ struct RopeTable {
 // Rotates x in place: x: [num_tokens, num_heads, head_dim]; positions: [num_tokens].
 void apply_rope(const RopeTable& rope, float* x, const int32_t* positions, int64_t num_tokens,
                 int64_t num_heads);
+
+// log(sum_i exp(x[i])) over n > 0 values, in f32 (max-shifted; AVX2 when available): the
+// log-normalizer of a row of logits.
+float log_sum_exp(const float* x, int64_t n);
 
 // Numerically stable in-place softmax over n values; returns nothing, x sums to 1 afterwards.
 void softmax_inplace(float* x, int64_t n);

@@ -132,6 +132,24 @@ TEST(AttentionTest, LongContextsSplitIntoChunksAreExactAndBatchInvariant) {
   }
 }
 
+TEST(OpsTest, LogSumExpAndSiluMatchDoubleFormulas) {
+  std::mt19937 rng(3);
+  for (int64_t n : {1, 7, 16, 49152 + 3}) {
+    std::vector<float> x = random_vector(n, rng);
+    for (float& v : x) v *= 8.0f;
+    double m = -INFINITY, sum = 0;
+    for (float v : x) m = std::max<double>(m, v);
+    for (float v : x) sum += std::exp(v - m);
+    EXPECT_NEAR(log_sum_exp(x.data(), n), m + std::log(sum), 1e-5 * (1 + std::abs(m))) << n;
+    std::vector<float> gate = x, up = random_vector(n, rng);
+    silu_mul(gate.data(), up.data(), n);
+    for (int64_t i = 0; i < n; ++i) {
+      const double want = x[i] / (1.0 + std::exp(-static_cast<double>(x[i]))) * up[i];
+      ASSERT_NEAR(gate[i], want, 1e-6 * (1 + std::abs(want))) << i;
+    }
+  }
+}
+
 TEST(OpsTest, RopeStylesAreRelatedByPermutation) {
   // Interleaved rope on a head permuted as convert_hf_to_gguf permutes Q/K equals NEOX rope on the
   // unpermuted head, permuted the same way afterwards.
