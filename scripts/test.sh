@@ -22,5 +22,11 @@ FASTSERVE_TOKENIZER_CORPUS_LIMIT=1000 ASAN_OPTIONS=detect_leaks=1:abort_on_error
 echo "== fuzz targets (short run)"
 JOBS="$(nproc)" bash scripts/fuzz.sh "${FASTSERVE_FUZZ_SECONDS:-5}"
 
+# Not in CI by default (a third full build; docs/RELIABILITY.md): FASTSERVE_TSAN=1 adds it.
+if [[ "${FASTSERVE_TSAN:-0}" == 1 ]]; then
+  echo "== threaded unit tests under TSan"
+  JOBS="$(nproc)" bash scripts/tsan.sh
+fi
+
 echo "== end-to-end tests"
 .venv/bin/python -m pytest -q tests/e2e
