@@ -48,6 +48,7 @@ struct SimFlags {
   double starvation_multiple = 50;
   int32_t max_promotions = 1 << 30;
   int32_t headroom_blocks = -1;
+  double swap_budget = sched::SchedulerConfig{}.swap_budget_fraction;
   int32_t fcfs_reserve_tokens = 0;
   double slo_s_per_token = 0.3;
   bool check_integrity = false;
@@ -83,6 +84,7 @@ Result<nlohmann::json> run_one(const SimFlags& f, const sched::CostModel& cost,
   config.scheduler.mlfq.starvation_quantum_multiple = f.starvation_multiple;
   config.scheduler.mlfq.max_promotions_per_check = f.max_promotions;
   config.scheduler.kv_headroom_blocks = f.headroom_blocks;
+  config.scheduler.swap_budget_fraction = f.swap_budget;
   config.scheduler.fcfs_reserve_tokens = f.fcfs_reserve_tokens;
   FS_RETURN_IF_ERROR(config.scheduler.validate());
   const double device_bytes =
@@ -153,6 +155,9 @@ int run_sim(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--max-promotions", f.max_promotions, "promotions per check, at most");
   app.add_flag("--no-starvation", f.no_starvation, "disable starvation prevention");
+  app.add_option("--swap-budget", f.swap_budget,
+                 "blocking swaps may use at most this fraction of compute time (0: no limit)")
+      ->capture_default_str();
   app.add_option("--headroom-blocks", f.headroom_blocks,
                  "proactive free-block reserve (-1: max seqs)");
   app.add_option(

@@ -13,9 +13,14 @@ Scheduler::Scheduler(const SchedulerConfig& config, const KvPoolConfig& kv_confi
       cost_model_(cost_model),
       pools_(kv_config.num_device_blocks, kv_config.num_host_blocks, kv_config.block_size_tokens),
       policy_(make_policy(config, &cost_model_)),
-      planner_(config.kv_policy, &pools_) {
+      planner_(config.kv_policy, &pools_),
+      swap_credit_s_(config.swap_credit_max_s) {
   const Status s = config.validate();
   FS_CHECK(s.is_ok(), "{}", s.to_string());
+}
+
+bool Scheduler::swap_budget_on() const {
+  return config_.swap_budget_fraction > 0 && config_.kv_policy != KvPolicy::kRecompute;
 }
 
 Scheduler::Entry& Scheduler::entry(JobId id) {
@@ -164,6 +169,17 @@ bool Scheduler::victims_fit_on_host(const std::vector<JobId>& victims) const {
 }
 
 void Scheduler::select_batch(IterationPlan& plan) {
+  // Over the swap budget, jobs that need moves wait, except the first of the batch (the highest
+  // priority job that can run), so priorities still hold at the top; if nothing at all can run, the
+  // batch is chosen again ignoring the budget (skipped jobs changed nothing): it never stalls.
+  bool skipped_for_budget = false;
+  fill_batch(plan, /*enforce_swap_budget=*/true, skipped_for_budget);
+  if (plan.batch.empty() && skipped_for_budget) fill_batch(plan, false, skipped_for_budget);
+  plan.num_blocking_offload = static_cast<int32_t>(plan.offload.size());
+  plan.num_blocking_upload = static_cast<int32_t>(plan.upload.size());
+}
+
+void Scheduler::fill_batch(IterationPlan& plan, bool enforce_swap_budget, bool& skipped_for_budget) {
   int32_t tokens_left = config_.limits.max_tokens;
   int32_t num_scanned = 0;
   // While new jobs may not start, walk only the started ones: under overload thousands of new jobs
@@ -201,13 +217,13 @@ void Scheduler::select_batch(IterationPlan& plan) {
       if (policy_->stops_at_unfit_job()) break;
       continue;
     }
+    std::vector<JobId> victims;
     if (!pools_.can_allocate(need_blocks)) {
       // Preempt lower-priority resident jobs for this one, unless the policy runs jobs to
       // completion, or (vLLM) the job has never run: vLLM admits new jobs only into free memory.
       const bool may_evict =
           !policy_->run_to_completion() && (policy_->kind() != PolicyKind::kVllm ||
                                             pools_.has_job(id) || job.num_generated_tokens > 0);
-      std::vector<JobId> victims;
       if (may_evict) {
         victims = collect_victims(*it, need_blocks - pools_.num_free_device_blocks());
       }
@@ -216,8 +232,19 @@ void Scheduler::select_batch(IterationPlan& plan) {
         if (policy_->stops_at_unfit_job()) break;
         continue;
       }
-      for (JobId v : victims) evict(v, plan);
     }
+    if (swap_budget_on() && (on_host || !victims.empty())) {
+      // The moves this job needs block the forward: charge them to the swap budget.
+      int64_t blocks = on_host ? pools_.num_blocks(id) : 0;
+      for (JobId v : victims) blocks += pools_.num_blocks(v);
+      if (swap_credit_s_ <= 0 && enforce_swap_budget && !plan.batch.empty()) {
+        skipped_for_budget = true;
+        if (policy_->stops_at_unfit_job()) break;
+        continue;
+      }
+      swap_credit_s_ -= cost_model_.swap_time_s(static_cast<double>(blocks) * cost_model_.block_bytes());
+    }
+    for (JobId v : victims) evict(v, plan);
     if (on_host) planner_.upload(id, plan);
     const int32_t fresh_blocks = target_blocks - pools_.num_blocks(id);
     if (fresh_blocks > 0) {
@@ -232,8 +259,6 @@ void Scheduler::select_batch(IterationPlan& plan) {
     plan.batch.push_back(ScheduledJob{id, job.num_computed_tokens, chunk, chunk == remaining, {}});
     tokens_left -= chunk;
   }
-  plan.num_blocking_offload = static_cast<int32_t>(plan.offload.size());
-  plan.num_blocking_upload = static_cast<int32_t>(plan.upload.size());
 }
 
 void Scheduler::plan_ahead(IterationPlan& plan) {
@@ -242,6 +267,13 @@ void Scheduler::plan_ahead(IterationPlan& plan) {
   // upload a job and offload it again the next iteration (ping-pong), since it took victims from
   // the tail of the queues including the jobs it had just prefetched.
   const int32_t headroom = config_.headroom_blocks();
+  // Proactive moves are free only while the forward hides them.
+  const double bb = cost_model_.block_bytes();
+  double hidden_s = swap_budget_on() ? cost_model_.forward_time_s(plan) -
+                                           cost_model_.swap_time_s(bb * (plan.offload.size() + plan.upload.size() -
+                                                                         plan.num_blocking_offload -
+                                                                         plan.num_blocking_upload))
+                                     : 1e300;
   std::vector<JobId> window;
   for (auto it = order_.begin();
        it != order_.end() && static_cast<int32_t>(window.size()) < config_.upload_lookahead_jobs();
@@ -255,6 +287,9 @@ void Scheduler::plan_ahead(IterationPlan& plan) {
          it != resident_.rend() && pools_.num_free_device_blocks() + freed < headroom; ++it) {
       if (jobs_.at(it->id).job.in_batch) continue;
       if (std::find(window.begin(), window.end(), it->id) != window.end()) continue;
+      const double t = cost_model_.swap_time_s(bb * pools_.num_blocks(it->id));
+      if (t > hidden_s) break;
+      hidden_s -= t;
       victims.push_back(it->id);
       freed += pools_.num_blocks(it->id);
     }
@@ -264,6 +299,9 @@ void Scheduler::plan_ahead(IterationPlan& plan) {
   for (JobId id : window) {
     if (!pools_.has_job(id) || pools_.location(id) != kv::Location::kHost) continue;
     if (pools_.num_free_device_blocks() - pools_.num_blocks(id) < headroom) break;
+    const double t = cost_model_.swap_time_s(bb * pools_.num_blocks(id));
+    if (t > hidden_s) break;
+    hidden_s -= t;
     Entry& e = entry(id);
     planner_.upload(id, plan);
     resident_.insert(e.key);
@@ -311,6 +349,10 @@ IterationPlan Scheduler::schedule(double now_s) {
 void Scheduler::update(const IterationPlan& plan, const IterationResult& result) {
   const double duration_s = result.end_s - result.start_s;
   FS_CHECK(duration_s >= 0, "iteration ends before it starts");
+  if (swap_budget_on()) {
+    swap_credit_s_ = std::min(config_.swap_credit_max_s,
+                              swap_credit_s_ + config_.swap_budget_fraction * duration_s);
+  }
   std::unordered_set<JobId> stopped(result.finished.begin(), result.finished.end());
   for (const JobOutput& o : result.outputs) {
     if (o.error) stopped.insert(o.id);

@@ -73,6 +73,8 @@ class Scheduler {
   std::vector<JobId> priority_order() const;
 
  private:
+  bool swap_budget_on() const;
+  void fill_batch(IterationPlan& plan, bool enforce_swap_budget, bool& skipped_for_budget);
   struct Entry {
     Job job;
     PriorityKey key;
@@ -111,6 +113,7 @@ class Scheduler {
   std::vector<JobId> pending_aborts_;
   std::vector<JobId> evicted_in_plan_;  // victims of the plan being built
   SchedulerStats counters_;
+  double swap_credit_s_ = 0;  // swap budget left, seconds (SchedulerConfig::swap_budget_fraction)
 };
 
 }  // namespace fs::sched

@@ -68,6 +68,8 @@ Status SchedulerConfig::validate() const {
   if (mlfq.starvation_check_interval_iterations < 1) {
     return invalid_argument("starvation check interval must be >= 1");
   }
+  if (!(swap_budget_fraction >= 0)) return invalid_argument("swap budget fraction must be >= 0");
+  if (!(swap_credit_max_s >= 0)) return invalid_argument("swap credit max must be >= 0");
   if (max_scan_jobs < limits.max_seqs) return invalid_argument("max_scan_jobs must be >= max_seqs");
   return Status::ok();
 }
@@ -76,10 +78,11 @@ std::string SchedulerConfig::to_string() const {
   return fmt::format(
       "policy={} kv_policy={} max_seqs={} max_tokens={} q1_s={} ratio={} num_queues={} "
       "starvation_threshold_s={} starvation_quantum_multiple={} starvation={} headroom_blocks={} "
-      "lookahead_jobs={} admit_max_host_usage={}",
+      "lookahead_jobs={} admit_max_host_usage={} swap_budget_fraction={}",
       policy_name(policy), kv_policy_name(kv_policy), limits.max_seqs, limits.max_tokens, mlfq.q1_s,
       mlfq.ratio, mlfq.num_queues, mlfq.starvation_threshold_s, mlfq.starvation_quantum_multiple,
-      mlfq.starvation_prevention, headroom_blocks(), upload_lookahead_jobs(), admit_max_host_usage);
+      mlfq.starvation_prevention, headroom_blocks(), upload_lookahead_jobs(), admit_max_host_usage,
+      swap_budget_fraction);
 }
 
 }  // namespace fs::sched

@@ -60,6 +60,13 @@ struct SchedulerConfig {
   // fcfs only: KV tokens reserved per admitted job at least (0: prompt + max_new_tokens). Orca
   // reserves the model's maximum length (e.g. 2048) when output lengths are unknown.
   int32_t fcfs_reserve_tokens = 0;
+  // Swap budget (a guard against thrashing): the block moves a batch must wait for (blocking
+  // offloads and uploads) may use at most this fraction of the time spent computing, kept as a
+  // running credit of swap seconds capped at swap_credit_max_s; a job whose moves would overdraw it
+  // waits (the first job of a batch always goes, so everyone progresses). Proactive moves are
+  // limited to what the forward hides. 0 disables both limits.
+  double swap_budget_fraction = 0.02;
+  double swap_credit_max_s = 0.5;
   // Jobs examined per schedule() call before giving up on filling the batch (bounds the cost of an
   // iteration under overload, when thousands of jobs wait and none fits).
   int32_t max_scan_jobs = 512;

@@ -303,6 +303,38 @@ TEST(SchedulerTest, RecomputePlannerNeverSwaps) {
   EXPECT_EQ(s.stats().num_finished, 5);
 }
 
+// The swap budget (SchedulerConfig::swap_budget_fraction): with swaps as slow as a forward, a
+// preemptive MLFQ would block on swaps most of the time; with the budget the blocking swap time
+// stays a small fraction of the run and every job still finishes.
+TEST(SchedulerTest, SwapBudgetBoundsBlockingSwapTime) {
+  CostModelSpec spec = make_cost_model().spec();
+  spec.swap_bandwidth_bytes_per_s = 1e6;  // one 16 KB block: 16 ms, about a decode step
+  const CostModel cost = *CostModel::from_spec(spec);
+  auto run = [&](double fraction, double* blocking_s, double* total_s) {
+    SchedulerConfig c = make_config(PolicyKind::kMlfq, KvPolicy::kReactive);
+    c.limits.max_seqs = 4;
+    c.swap_budget_fraction = fraction;
+    c.swap_credit_max_s = 0.05;
+    Scheduler s(c, make_pools(12, 200), cost);
+    std::vector<testing::JobShape> shapes;
+    for (int i = 0; i < 16; ++i) shapes.push_back({0.05 * i, 40, 40 + 10 * (i % 3)});
+    *blocking_s = *total_s = 0;
+    run_until_done(s, cost, make_jobs(shapes), [&](const Scheduler&, const IterationPlan& plan, double) {
+      *blocking_s += cost.swap_time_s(cost.block_bytes() * (plan.num_blocking_offload + plan.num_blocking_upload));
+      *total_s += cost.iteration_time_s(plan);
+    });
+    EXPECT_EQ(s.stats().num_finished, 16);
+  };
+  double blocking_off, total_off, blocking_on, total_on;
+  run(0, &blocking_off, &total_off);
+  run(0.05, &blocking_on, &total_on);
+  std::printf("blocking swaps: %.3f of %.3f s without the budget, %.3f of %.3f s with it\n", blocking_off,
+              total_off, blocking_on, total_on);
+  EXPECT_GT(blocking_off, 0.2 * total_off);  // the scenario does thrash without the budget
+  EXPECT_LT(blocking_on, 0.5 * blocking_off);
+  EXPECT_LT(total_on, total_off);
+}
+
 TEST(SchedulerTest, AbortReleasesBlocksAtNextSchedule) {
   const CostModel cost = make_cost_model();
   Scheduler s(make_config(PolicyKind::kSkipJoinMlfq), make_pools(20, 0), cost);
