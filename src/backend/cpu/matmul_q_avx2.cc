@@ -216,18 +216,17 @@ void blocks_to_f32(const uint8_t* w, int64_t num_rows, int64_t cols, float* out)
   }
 }
 
-// From this many tokens the int8 tiles (72-81 GFLOP/s per thread) lose to dequantize + sgemm
-// (docs/KERNELS.md).
-constexpr int64_t kQuantSgemmMinTokens = 64;
-constexpr MatmulKernels kQ8_0{DType::kQ8_0, quantize_row_q8_0, TileDispatch<TileQ8_0>::tile,
-                              kQuantSgemmMinTokens, blocks_to_f32<BlockQ8_0>};
-constexpr MatmulKernels kQ4_0{DType::kQ8_0, quantize_row_q8_0, TileDispatch<TileQ4_0>::tile,
-                              kQuantSgemmMinTokens, blocks_to_f32<BlockQ4_0>};
-// Q4_1 stays on the tiles at every batch size: its dot product uses the Q8_1 block sum rounded to
-// fp16 (s), which f32 activations through sgemm cannot reproduce, and the difference grows to ~1 in
-// the logits over 30 layers. A sequence's logits must not depend on the batch it shares
-// (tests/unit/engine DefaultModelTest.QuantizedLogitsDoNotDependOnTheBatch). To do: sgemm on the
-// d*q part plus a small GEMM of the block minima times fp16(s).
+// The 32-element block types stay on the int8 tiles at every batch size. Through sgemm a
+// product differs from the tiles' in f32 rounding, and the next layer's activation quantization
+// turns such differences into whole quantization steps: a sequence's logits then moved by up to
+// ~0.7 with the batch it shared (tests/unit/engine
+// DefaultModelTest.QuantizedLogitsDoNotDependOnTheBatch), so prefill trades ~25% of matmul speed
+// (docs/KERNELS.md) for batch invariance. For Q4_1 the tiles also use the fp16-rounded Q8_1 block
+// sum, which f32 activations cannot reproduce.
+constexpr MatmulKernels kQ8_0{DType::kQ8_0, quantize_row_q8_0, TileDispatch<TileQ8_0>::tile, kNever,
+                              blocks_to_f32<BlockQ8_0>};
+constexpr MatmulKernels kQ4_0{DType::kQ8_0, quantize_row_q8_0, TileDispatch<TileQ4_0>::tile, kNever,
+                              blocks_to_f32<BlockQ4_0>};
 constexpr MatmulKernels kQ4_1{DType::kQ8_1, quantize_row_q8_1, TileDispatch<TileQ4_1>::tile,
                               kNever, blocks_to_f32<BlockQ4_1>};
 
