@@ -66,7 +66,7 @@ std::string serialize(const ApiResponse& r, bool keep_alive) {
 
 constexpr std::string_view kStreamHeaders =
     "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
-    "Transfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n";
+    "Transfer-Encoding: chunked\r\nConnection: ";
 constexpr std::string_view kLastChunk = "0\r\n\r\n";
 
 void append_chunk(std::string* out, std::string_view data) {
@@ -243,6 +243,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (gen_->streaming()) {
       ++core_.num_streams;
       pending_ += kStreamHeaders;
+      pending_ += keep_alive_ ? "keep-alive\r\n\r\n" : "close\r\n\r\n";
       append_chunk(&pending_, gen_->begin_stream());
     }
     if (config().request_timeout_s > 0) {

@@ -136,7 +136,7 @@ TEST_F(HttpServerTest, ClosesAConnectionWhoseHeadersDoNotArriveInTime) {
   bool closed = false;
   c.read_until("", std::chrono::seconds(5), &closed);
   EXPECT_TRUE(closed);
-  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(3));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(4));  // timeout 0.5 s
 }
 
 TEST_F(HttpServerTest, StopEndsAnOpenStreamWithAbortAndDone) {
@@ -145,15 +145,16 @@ TEST_F(HttpServerTest, StopEndsAnOpenStreamWithAbortAndDone) {
   c.send_all(post("/v1/completions",
                   R"({"prompt": [1, 5, 9], "max_tokens": 240, "stream": true, "logprobs": 0,
                       "temperature": 0, "ignore_eos": true})"));
-  ASSERT_NE(c.read_until("data: {", std::chrono::seconds(30)).find("200 OK"), std::string::npos);
+  const std::string head = c.read_until("data: {", std::chrono::seconds(30));
+  ASSERT_NE(head.find("200 OK"), std::string::npos) << head;
   std::thread stopper([this] { server_->stop(); });
-  bool closed = false;
-  const std::string rest = c.read_until("\r\n0\r\n\r\n", std::chrono::seconds(10), &closed);
+  // The tiny model may have streamed all 240 tokens already (then it ends with "length").
+  const std::string all = head + c.read_until("\r\n0\r\n\r\n", std::chrono::seconds(10));
   stopper.join();
-  const bool aborted = rest.find(R"("finish_reason":"abort")") != std::string::npos;
-  const bool finished = rest.find(R"("finish_reason":"length")") != std::string::npos;
-  EXPECT_TRUE(aborted || finished) << rest;  // the tiny model may finish 240 tokens first
-  EXPECT_NE(rest.find("data: [DONE]"), std::string::npos) << rest;
+  const bool aborted = all.find(R"("finish_reason":"abort")") != std::string::npos;
+  const bool finished = all.find(R"("finish_reason":"length")") != std::string::npos;
+  EXPECT_TRUE(aborted || finished) << all;
+  EXPECT_NE(all.find("data: [DONE]\n\n\r\n0\r\n\r\n"), std::string::npos) << all;
   serving_.join();  // serve() returned
 }
 
