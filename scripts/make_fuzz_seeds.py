@@ -7,8 +7,12 @@
                                        first few tensors shrunk to one small row of their real bytes
   tests/fuzz/corpus/safetensors_fuzz/  the test safetensors files the same way (real header fields,
                                        shrunk shapes, real bytes, __metadata__ kept)
+  tests/fuzz/corpus/tokenizer_json_fuzz/  the test tokenizer.json files with every section kept, the
+                                       vocabulary cut to its first 300 ids and the merges and added
+                                       tokens to those within it
 Plain Python, no dependencies:  python3 scripts/make_fuzz_seeds.py
 """
+import gzip
 import json
 import os
 import struct
@@ -149,6 +153,23 @@ def cut_safetensors(src, dst, num_tensors):
     return 8 + len(h) + len(blob)
 
 
+def cut_tokenizer_json(src, dst, num_vocab):
+    j = json.load(gzip.open(src))
+    model = j["model"]
+    kept = {k: v for k, v in model["vocab"].items() if v < num_vocab}
+    model["vocab"] = kept
+    merges = []
+    for m in model.get("merges", []):
+        a, b = m.split(" ", 1) if isinstance(m, str) else m
+        if a in kept and b in kept and a + b in kept:
+            merges.append(m)
+    model["merges"] = merges[:num_vocab]
+    j["added_tokens"] = [t for t in j.get("added_tokens", []) if t["id"] < num_vocab][:20]
+    data = json.dumps(j, ensure_ascii=False, separators=(",", ":")).encode()
+    open(dst, "wb").write(data)
+    return len(data)
+
+
 def main():
     gguf_out = os.path.join(OUT, "gguf_fuzz")
     st_out = os.path.join(OUT, "safetensors_fuzz")
@@ -168,6 +189,12 @@ def main():
                        "tiny-llama3-bf16-shard")]:
         size = cut_safetensors(os.path.join(FIX, src), os.path.join(st_out, name), 4)
         print(f"{name}: {size} bytes")
+    tj_out = os.path.join(OUT, "tokenizer_json_fuzz")
+    os.makedirs(tj_out, exist_ok=True)
+    for name in ["smollm2", "llama-spm", "nfc-bpe"]:
+        size = cut_tokenizer_json(os.path.join(FIX, "tokenizer", name + ".tokenizer.json.gz"),
+                                  os.path.join(tj_out, name), 300)
+        print(f"{name}.tokenizer.json: {size} bytes")
 
 
 if __name__ == "__main__":
