@@ -8,7 +8,8 @@ ROOT=$PWD
 
 APT_PACKAGES=(build-essential cmake pkg-config ccache git python3 python3-venv python3-pip unzip
   libgtest-dev libgmock-dev libfmt-dev nlohmann-json3-dev libpcre2-dev libboost-dev libcli11-dev
-  libopenblas-dev libcpp-httplib-dev libutf8proc-dev chromium chromium-driver)
+  libopenblas-dev libcpp-httplib-dev libutf8proc-dev chromium chromium-driver libopenmpi-dev
+  openmpi-bin)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -51,6 +51,7 @@ int run_generate(int argc, char** argv) {
     std::fprintf(stderr, "fastserve generate: %s\n", setup.status().message().c_str());
     return 1;
   }
+  if (setup->worker) return run_dist_worker(*setup, "generate");  // MPI rank > 0: rank 0 prints
   ModelRuntime* runtime = &setup->runtime;
   std::vector<int32_t> ids;
   if (!prompt_ids.empty()) {

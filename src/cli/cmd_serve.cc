@@ -85,6 +85,7 @@ int run_serve(int argc, char** argv) {
     std::fprintf(stderr, "fastserve serve: %s\n", setup.status().message().c_str());
     return 1;
   }
+  if (setup->worker) return run_dist_worker(*setup, "serve");  // MPI rank > 0: rank 0 serves
   const std::string model_path = setup->runtime.model_path;
   const std::string file_name = std::filesystem::path(model_path).filename().string();
   const std::string stem = std::filesystem::path(model_path).stem().string();

@@ -5,6 +5,7 @@
 
 #include "core/log.h"
 #include "core/thread_pool.h"
+#include "dist/mpi_communicator.h"
 #include "model/model_path.h"
 #include "model/model_shapes.h"
 #include "model/model_weights.h"
@@ -52,6 +53,26 @@ Status check_args(const ModelArgs& args) {
   return Status::ok();
 }
 
+// --tp/--pp > 1: this MPI rank's shard and its side of the distributed executor.
+Result<ModelSetup> load_dist_setup(const ModelArgs& args) {
+  if (args.device != "cpu") {
+    return unimplemented(
+        "--tp/--pp with --device {}: distributed runs are on the CPU over MPI for now (the NCCL "
+        "executor is not written yet; docs/DISTRIBUTED.md)",
+        args.device);
+  }
+  FS_ASSIGN_OR_RETURN(std::unique_ptr<dist::MpiCommunicator> world,
+                      dist::MpiCommunicator::init_world(nullptr, nullptr));
+  ModelSetup setup;
+  FS_ASSIGN_OR_RETURN(setup.runtime, load_runtime(args));
+  FS_ASSIGN_OR_RETURN(dist::DistSetup d, dist::make_dist(setup.runtime.lm->loaded(),
+                                                         std::move(world), args.tp, args.pp));
+  setup.runtime.lm.reset();  // the shard lives in the executor / worker
+  setup.executor = std::move(d.executor);
+  setup.worker = std::move(d.worker);
+  return setup;
+}
+
 }  // namespace
 
 void add_model_args(CLI::App& app, ModelArgs& args, bool with_device) {
@@ -73,6 +94,10 @@ void add_model_args(CLI::App& app, ModelArgs& args, bool with_device) {
   if (with_device) {
     app.add_option("--device", args.device, "cpu | cuda (the first GPU)")
         ->check(CLI::IsMember({"cpu", "cuda"}));
+    app.add_option("--tp", args.tp, "tensor-parallel ranks (run under mpirun -np tp*pp)")
+        ->check(CLI::PositiveNumber);
+    app.add_option("--pp", args.pp, "pipeline-parallel stages (run under mpirun -np tp*pp)")
+        ->check(CLI::PositiveNumber);
   }
 }
 
@@ -88,6 +113,7 @@ Result<ModelRuntime> load_runtime(const ModelArgs& args) {
 }
 
 Result<ModelSetup> load_model_setup(const ModelArgs& args) {
+  if (args.tp * args.pp > 1) return load_dist_setup(args);
   ModelSetup setup;
   if (args.device == "cpu") {
     FS_ASSIGN_OR_RETURN(setup.runtime, load_runtime(args));
@@ -124,6 +150,15 @@ Result<ModelSetup> load_model_setup(const ModelArgs& args) {
   log_info("model '{}' on {}", setup.runtime.model_path, setup.executor->device_name());
   return setup;
 #endif
+}
+
+int run_dist_worker(ModelSetup& setup, const char* command) {
+  const Status s = setup.worker->run();
+  if (!s.is_ok()) {
+    std::fprintf(stderr, "fastserve %s: %s\n", command, s.message().c_str());
+    return 1;
+  }
+  return 0;
 }
 
 Result<std::vector<int32_t>> parse_id_list(const std::string& text) {

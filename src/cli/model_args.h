@@ -9,6 +9,7 @@
 #include <CLI/CLI.hpp>
 
 #include "backend/executor.h"
+#include "dist/dist_executor.h"
 #include "engine/model_runtime.h"
 #include "tokenizer/incremental_decoder.h"
 
@@ -20,9 +21,11 @@ struct ModelArgs {
   std::string load_format = "auto";  // auto: the file's weights | dummy: random weights of a shape
   std::string tokenizer;             // dummy: a .gguf or tokenizer.json folder (default model's)
   std::string device = "cpu";        // cpu | cuda
+  int tp = 1;                        // tensor-parallel ranks (under mpirun; docs/DISTRIBUTED.md)
+  int pp = 1;                        // pipeline stages
 };
 
-// --model, --threads, --load-format, --tokenizer; --device when with_device.
+// --model, --threads, --load-format, --tokenizer; --device, --tp and --pp when with_device.
 void add_model_args(CLI::App& app, ModelArgs& args, bool with_device = true);
 
 // Sizes the thread pool and loads the runtime with its CPU model: --model resolved as a file, or
@@ -34,11 +37,18 @@ Result<ModelRuntime> load_runtime(const ModelArgs& args);
 // runtime.lm), a CudaExecutor for cuda (weights uploaded from the file, or made on the GPU for
 // dummy; runtime.lm is then null). kUnimplemented when this binary has no CUDA backend,
 // kUnavailable when no GPU is visible.
+// With --tp/--pp > 1 (under mpirun, CPU only): MPI starts, every rank loads its shard; rank 0 gets
+// a dist::DistExecutor (runtime.lm null) and every other rank a `worker` (then run_dist_worker
+// instead of the command's work). kInvalidArgument when tp * pp is not the MPI world size.
 struct ModelSetup {
   ModelRuntime runtime;
   std::unique_ptr<Executor> executor;
+  std::unique_ptr<dist::DistWorker> worker;  // set on MPI ranks other than 0
 };
 Result<ModelSetup> load_model_setup(const ModelArgs& args);
+
+// A worker rank's whole job: carries out rank 0's commands until it shuts down. The exit code.
+int run_dist_worker(ModelSetup& setup, const char* command);
 
 // "1,2,3" -> {1, 2, 3}.
 Result<std::vector<int32_t>> parse_id_list(const std::string& text);

@@ -1,0 +1,47 @@
+// The collectives the distributed executor needs, over a group of ranks: MPI on the CPU (and to
+// bootstrap across hosts), NCCL for GPU buffers (nccl_communicator.h, built when nccl.h is found).
+// Every call is collective or point-to-point as named; all ranks of the group must make the same
+// collective calls in the same order. Errors: a peer that does not take part within the
+// communicator's timeout (it died or hangs) gives kUnavailable naming the call; a transport
+// error gives kInternal with the library's message. After an error the group is unusable: the
+// caller reports it and exits (dist::fatal).
+// Not thread-safe: one caller thread per communicator.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+
+#include "core/status.h"
+
+namespace fs::dist {
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+
+  virtual int rank() const = 0;  // 0 .. size() - 1
+  virtual int size() const = 0;
+
+  // data = sum of every rank's data, on every rank.
+  virtual Status all_reduce_sum(std::span<float> data) = 0;
+  // recv [size(), send.size()] = every rank's send, in rank order. recv.size() == size() *
+  // send.size().
+  virtual Status all_gather(std::span<const float> send, std::span<float> recv) = 0;
+  // bytes of `root` to every rank (all pass the same size).
+  virtual Status broadcast(std::span<uint8_t> bytes, int root) = 0;
+  // As broadcast, without the timeout: a worker waiting for rank 0's next command may wait forever
+  // (an idle server sends none).
+  virtual Status broadcast_untimed(std::span<uint8_t> bytes, int root) = 0;
+  virtual Status send(std::span<const uint8_t> bytes, int dst, int tag) = 0;
+  virtual Status recv(std::span<uint8_t> bytes, int src, int tag) = 0;
+  virtual Status barrier() = 0;
+  // A communicator over the ranks that pass the same color, ranked by key (collective).
+  virtual Result<std::unique_ptr<Communicator>> split(int color, int key) = 0;
+};
+
+// Logs "rank R: <what>: <status>" and exits the process with status 1: a collective that failed
+// leaves the group in no state to continue, and mpirun then stops the other ranks.
+[[noreturn]] void fatal(int rank, const char* what, const Status& status);
+
+}  // namespace fs::dist

@@ -1,0 +1,299 @@
+#include "dist/dist_executor.h"
+
+#include <cstring>
+
+#include "core/log.h"
+#include "engine/cpu_executor.h"
+
+namespace fs::dist {
+namespace {
+
+// Commands rank 0 broadcasts; a message is [command, payload words] then the payload (int64 words).
+enum Command : int64_t { kAllocateKv = 1, kSwap = 2, kForward = 3, kShutdown = 4 };
+// Point-to-point tags.
+constexpr int kHiddenTag = 1;  // [num_tokens, hidden] f32 from stage s to stage s + 1
+constexpr int kLogitsTag = 2;  // [rows, vocab] f32 from the last stage to rank 0
+
+std::span<uint8_t> bytes_of(std::span<int64_t> words) {
+  return {reinterpret_cast<uint8_t*>(words.data()), words.size_bytes()};
+}
+
+// The forward call as the payload carries it: per sequence num_past, all_logits, n_tokens, tokens,
+// n_blocks, blocks.
+void encode_forward(std::span<const ForwardSeq> seqs, std::vector<int64_t>& out) {
+  out.push_back(static_cast<int64_t>(seqs.size()));
+  for (const ForwardSeq& s : seqs) {
+    out.push_back(s.num_past);
+    out.push_back(s.all_logits ? 1 : 0);
+    out.push_back(static_cast<int64_t>(s.tokens.size()));
+    out.insert(out.end(), s.tokens.begin(), s.tokens.end());
+    out.push_back(static_cast<int64_t>(s.block_table.size()));
+    out.insert(out.end(), s.block_table.begin(), s.block_table.end());
+  }
+}
+
+struct DecodedForward {
+  std::vector<int32_t> ids;  // every sequence's tokens, then every block table
+  std::vector<ForwardSeq> seqs;
+};
+
+void decode_forward(std::span<const int64_t> in, DecodedForward& out) {
+  size_t i = 0;
+  const int64_t n = in[i++];
+  struct Range {
+    size_t tokens_begin, tokens_size, blocks_begin, blocks_size;
+  };
+  std::vector<Range> ranges;
+  out.ids.clear();
+  out.seqs.assign(n, ForwardSeq{});
+  for (int64_t s = 0; s < n; ++s) {
+    out.seqs[s].num_past = in[i++];
+    out.seqs[s].all_logits = in[i++] != 0;
+    Range r{};
+    r.tokens_size = static_cast<size_t>(in[i++]);
+    r.tokens_begin = out.ids.size();
+    for (size_t k = 0; k < r.tokens_size; ++k) out.ids.push_back(static_cast<int32_t>(in[i++]));
+    r.blocks_size = static_cast<size_t>(in[i++]);
+    r.blocks_begin = out.ids.size();
+    for (size_t k = 0; k < r.blocks_size; ++k) out.ids.push_back(static_cast<int32_t>(in[i++]));
+    ranges.push_back(r);
+  }
+  for (int64_t s = 0; s < n; ++s) {  // spans once ids no longer grows
+    out.seqs[s].tokens =
+        std::span<const int32_t>(out.ids).subspan(ranges[s].tokens_begin, ranges[s].tokens_size);
+    out.seqs[s].block_table =
+        std::span<const int32_t>(out.ids).subspan(ranges[s].blocks_begin, ranges[s].blocks_size);
+  }
+}
+
+void encode_swap(std::span<const BlockCopy> offloads, std::span<const BlockCopy> uploads,
+                 std::vector<int64_t>& out) {
+  for (std::span<const BlockCopy> moves : {offloads, uploads}) {
+    out.push_back(static_cast<int64_t>(moves.size()));
+    for (const BlockCopy& m : moves) {
+      out.push_back(m.src);
+      out.push_back(m.dst);
+    }
+  }
+}
+
+void decode_swap(std::span<const int64_t> in, std::vector<BlockCopy>& offloads,
+                 std::vector<BlockCopy>& uploads) {
+  size_t i = 0;
+  for (std::vector<BlockCopy>* moves : {&offloads, &uploads}) {
+    moves->assign(static_cast<size_t>(in[i++]), BlockCopy{});
+    for (BlockCopy& m : *moves) {
+      m.src = static_cast<int32_t>(in[i++]);
+      m.dst = static_cast<int32_t>(in[i++]);
+    }
+  }
+}
+
+int64_t num_logit_rows(std::span<const ForwardSeq> seqs) {
+  int64_t rows = 0;
+  for (const ForwardSeq& s : seqs) rows += s.all_logits ? static_cast<int64_t>(s.tokens.size()) : 1;
+  return rows;
+}
+
+}  // namespace
+
+// One rank's shard, its KV pools (a CpuExecutor over the shard) and the hooks that connect it to
+// the other ranks.
+class ShardRunner {
+ public:
+  ShardRunner(std::shared_ptr<Communicator> world, std::unique_ptr<Communicator> tp_group,
+              ParallelLayout layout, std::unique_ptr<CausalLm> lm)
+      : world_(std::move(world)),
+        tp_group_(std::move(tp_group)),
+        layout_(layout),
+        lm_(std::move(lm)),
+        local_(*lm_) {
+    CausalLm::DistHooks hooks;
+    if (layout_.tp > 1) {
+      hooks.all_reduce = [this](float* data, int64_t count) {
+        check(tp_group_->all_reduce_sum(std::span<float>(data, count)),
+              "tensor-parallel all-reduce");
+      };
+    }
+    if (!layout_.first_stage()) {
+      const int src = layout_.rank_of(layout_.stage() - 1, layout_.tp_rank());
+      hooks.recv_hidden = [this, src](float* data, int64_t count) {
+        check(world_->recv({reinterpret_cast<uint8_t*>(data), count * sizeof(float)}, src,
+                           kHiddenTag),
+              "receiving hidden states from the previous stage");
+      };
+    }
+    if (!layout_.last_stage()) {
+      const int dst = layout_.rank_of(layout_.stage() + 1, layout_.tp_rank());
+      hooks.send_hidden = [this, dst](const float* data, int64_t count) {
+        check(world_->send({reinterpret_cast<const uint8_t*>(data), count * sizeof(float)}, dst,
+                           kHiddenTag),
+              "sending hidden states to the next stage");
+      };
+    }
+    lm_->set_dist_hooks(std::move(hooks));
+  }
+
+  const ParallelLayout& layout() const { return layout_; }
+  Communicator& world() { return *world_; }
+  CausalLm& lm() { return *lm_; }
+  CpuExecutor& local() { return local_; }
+
+  void check(const Status& s, const char* what) const {
+    if (!s.is_ok()) fatal(layout_.rank, what, s);
+  }
+
+  // The local forward; the last stage's tp_rank 0 then sends the logits to rank 0 when that is
+  // another rank. Returns this rank's logits (empty before the last stage).
+  Result<std::span<const float>> forward(std::span<const ForwardSeq> seqs) {
+    FS_ASSIGN_OR_RETURN(std::span<const float> logits, local_.forward(seqs));
+    if (layout_.pp > 1 && layout_.last_stage() && layout_.tp_rank() == 0) {
+      check(world_->send({reinterpret_cast<const uint8_t*>(logits.data()), logits.size_bytes()}, 0,
+                         kLogitsTag),
+            "sending logits to rank 0");
+    }
+    return logits;
+  }
+
+ private:
+  std::shared_ptr<Communicator> world_;
+  std::unique_ptr<Communicator> tp_group_;
+  ParallelLayout layout_;
+  std::unique_ptr<CausalLm> lm_;
+  CpuExecutor local_;
+};
+
+DistExecutor::DistExecutor(ModelConfig full_config, std::unique_ptr<ShardRunner> runner)
+    : full_config_(std::move(full_config)), runner_(std::move(runner)) {}
+
+DistExecutor::~DistExecutor() { shutdown(); }
+
+std::string DistExecutor::device_name() const {
+  const ParallelLayout& l = runner_->layout();
+  return fmt::format("cpu x {} ranks (tp {}, pp {}, MPI)", l.world_size(), l.tp, l.pp);
+}
+
+int64_t DistExecutor::weight_bytes() const { return runner_->lm().loaded().weight_bytes; }
+
+int64_t DistExecutor::kv_block_bytes(int64_t block_size) const {
+  return runner_->local().kv_block_bytes(block_size);
+}
+
+Status DistExecutor::send_command(int64_t command, std::span<const int64_t> payload) {
+  int64_t header[2] = {command, static_cast<int64_t>(payload.size())};
+  runner_->check(runner_->world().broadcast(bytes_of(header), 0), "broadcasting a command");
+  if (!payload.empty()) {
+    message_.assign(payload.begin(), payload.end());
+    runner_->check(runner_->world().broadcast(bytes_of(message_), 0), "broadcasting a command");
+  }
+  return Status::ok();
+}
+
+Status DistExecutor::allocate_kv(int64_t block_size, int64_t device_blocks, int64_t host_blocks) {
+  const int64_t payload[3] = {block_size, device_blocks, host_blocks};
+  FS_RETURN_IF_ERROR(send_command(kAllocateKv, payload));
+  return runner_->local().allocate_kv(block_size, device_blocks, host_blocks);
+}
+
+Status DistExecutor::swap(std::span<const BlockCopy> offloads, std::span<const BlockCopy> uploads) {
+  if (offloads.empty() && uploads.empty()) return Status::ok();
+  std::vector<int64_t> payload;
+  encode_swap(offloads, uploads, payload);
+  FS_RETURN_IF_ERROR(send_command(kSwap, payload));
+  return runner_->local().swap(offloads, uploads);
+}
+
+Result<std::span<const float>> DistExecutor::forward(std::span<const ForwardSeq> seqs) {
+  std::vector<int64_t> payload;
+  encode_forward(seqs, payload);
+  FS_RETURN_IF_ERROR(send_command(kForward, payload));
+  // Every rank validates the same inputs the same way: an error here is an error everywhere, and
+  // no rank has started a collective.
+  FS_ASSIGN_OR_RETURN(std::span<const float> logits, runner_->forward(seqs));
+  if (runner_->layout().pp == 1) return logits;
+  const ParallelLayout& l = runner_->layout();
+  logits_.resize(num_logit_rows(seqs) * full_config_.vocab_size);
+  runner_->check(runner_->world().recv(
+                     {reinterpret_cast<uint8_t*>(logits_.data()), logits_.size() * sizeof(float)},
+                     l.rank_of(l.pp - 1, 0), kLogitsTag),
+                 "receiving logits from the last stage");
+  return std::span<const float>(logits_);
+}
+
+void DistExecutor::shutdown() {
+  if (shut_down_) return;
+  shut_down_ = true;
+  (void)send_command(kShutdown, {});
+}
+
+DistWorker::DistWorker(std::unique_ptr<ShardRunner> runner) : runner_(std::move(runner)) {}
+
+DistWorker::~DistWorker() = default;
+
+Status DistWorker::run() {
+  Communicator& world = runner_->world();
+  std::vector<int64_t> payload;
+  DecodedForward fwd;
+  std::vector<BlockCopy> offloads, uploads;
+  for (;;) {
+    int64_t header[2] = {0, 0};
+    runner_->check(world.broadcast_untimed(bytes_of(header), 0), "waiting for rank 0's command");
+    payload.resize(static_cast<size_t>(header[1]));
+    if (!payload.empty()) {
+      runner_->check(world.broadcast(bytes_of(payload), 0), "receiving rank 0's command");
+    }
+    switch (static_cast<Command>(header[0])) {
+      case kAllocateKv:
+        FS_RETURN_IF_ERROR(runner_->local().allocate_kv(payload[0], payload[1], payload[2]));
+        break;
+      case kSwap:
+        decode_swap(payload, offloads, uploads);
+        if (Status s = runner_->local().swap(offloads, uploads); !s.is_ok()) {
+          log_warn("rank {}: swap: {}", runner_->layout().rank, s.message());
+        }
+        break;
+      case kForward:
+        decode_forward(payload, fwd);
+        if (Result<std::span<const float>> r = runner_->forward(fwd.seqs); !r.is_ok()) {
+          // Rank 0 validated the same batch and reports the error to its requests.
+          log_warn("rank {}: forward: {}", runner_->layout().rank, r.status().message());
+        }
+        break;
+      case kShutdown:
+        return Status::ok();
+      default:
+        return make_error(StatusCode::kInternal, "rank {}: unknown command {} from rank 0",
+                          runner_->layout().rank, header[0]);
+    }
+  }
+}
+
+Result<DistSetup> make_dist(const LoadedModel& model, std::shared_ptr<Communicator> world, int tp,
+                            int pp) {
+  if (tp * pp != world->size()) {
+    return invalid_argument(
+        "--tp {} x --pp {} = {} ranks, but MPI started {} (run under mpirun -np {})", tp, pp,
+        tp * pp, world->size(), tp * pp);
+  }
+  DistSetup setup;
+  setup.layout = ParallelLayout{tp, pp, world->rank()};
+  const ParallelLayout& layout = setup.layout;
+  FS_ASSIGN_OR_RETURN(LoadedModel shard, shard_model(model, layout));
+  FS_ASSIGN_OR_RETURN(std::unique_ptr<Communicator> tp_group,
+                      world->split(layout.stage(), layout.tp_rank()));
+  log_info("rank {}: {}, layers [{}, {}), {} heads, {} kv heads, {:.1f} MiB of weights",
+           layout.rank, layout.to_string(),
+           layout.layer_begin(layout.stage(), model.config.num_layers),
+           layout.layer_end(layout.stage(), model.config.num_layers), shard.config.num_heads,
+           shard.config.num_kv_heads, shard.weight_bytes / 1048576.0);
+  auto runner = std::make_unique<ShardRunner>(std::move(world), std::move(tp_group), layout,
+                                              CausalLm::create(std::move(shard)));
+  if (layout.rank == 0) {
+    setup.executor = std::make_unique<DistExecutor>(model.config, std::move(runner));
+  } else {
+    setup.worker = std::make_unique<DistWorker>(std::move(runner));
+  }
+  return setup;
+}
+
+}  // namespace fs::dist
