@@ -337,7 +337,8 @@ void Engine::Impl::finish(sched::JobId id, LiveJob& job, const std::string& reas
   }
   monitor.observe_finished(
       job.first_token_s >= 0 ? job.first_token_s - job.arrival_s : -1,
-      job.num_output_tokens > 1 ? (t - job.first_token_s) / (job.num_output_tokens - 1) : -1, t - job.arrival_s);
+      job.num_output_tokens > 1 ? (t - job.first_token_s) / (job.num_output_tokens - 1) : -1,
+      t - job.arrival_s);
   log_info("request {} (job {}): {} prompt + {} output tokens, ttft {:.3f} s, jct {:.3f} s, {}",
            job.request.request_id, id, job.request.prompt_tokens.size(), job.num_output_tokens,
            job.first_token_s - job.arrival_s, t - job.arrival_s, reason);
@@ -512,8 +513,9 @@ void Engine::Impl::publish_snapshot(const sched::IterationPlan* plan, double ite
     auto it = jobs.find(id);
     return it != jobs.end() ? it->second.request.request_id : std::string();
   };
-  monitor.publish(t, {*scheduler, metrics, plan, iteration_s, now(), executor->kv_block_bytes(config.kv_block_size),
-                      config.policy, config.kv_policy, request_id});
+  monitor.publish(t, {*scheduler, metrics, plan, iteration_s, now(),
+                      executor->kv_block_bytes(config.kv_block_size), config.policy,
+                      config.kv_policy, request_id});
 }
 
 void Engine::Impl::publish_metrics(int64_t num_prompt, int64_t num_generated) {

@@ -76,7 +76,8 @@ void SchedulerMonitor::observe_finished(double ttft_s, double tpot_s, double jct
 
 bool SchedulerMonitor::due(double now_s) const {
   if (now_s - last_point_s_ >= options_.series_interval_s) return true;
-  const bool watched = now_s - last_read_s_.load(std::memory_order_relaxed) < options_.reader_active_s;
+  const bool watched =
+      now_s - last_read_s_.load(std::memory_order_relaxed) < options_.reader_active_s;
   return watched && now_s - last_build_s_ >= options_.min_build_interval_s;
 }
 
@@ -88,15 +89,18 @@ void SchedulerMonitor::add_series_point(double now_s, const Inputs& in) {
   p.num_running = m.num_requests_running;
   p.num_waiting = m.num_requests_waiting;
   p.device_kv_usage = m.device_kv_blocks_total > 0
-                          ? static_cast<double>(m.device_kv_blocks_used) / static_cast<double>(m.device_kv_blocks_total)
+                          ? static_cast<double>(m.device_kv_blocks_used) /
+                                static_cast<double>(m.device_kv_blocks_total)
                           : 0;
-  p.host_kv_usage = m.host_kv_blocks_total > 0
-                        ? static_cast<double>(m.host_kv_blocks_used) / static_cast<double>(m.host_kv_blocks_total)
-                        : 0;
+  p.host_kv_usage = m.host_kv_blocks_total > 0 ? static_cast<double>(m.host_kv_blocks_used) /
+                                                     static_cast<double>(m.host_kv_blocks_total)
+                                               : 0;
   const double dt = now_s - last_point_s_;
   if (!series_.empty() && dt > 0) {
-    p.generation_tokens_per_s = static_cast<double>(m.generation_tokens_total - last_point_generation_tokens_) / dt;
-    p.prompt_tokens_per_s = static_cast<double>(m.prompt_tokens_total - last_point_prompt_tokens_) / dt;
+    p.generation_tokens_per_s =
+        static_cast<double>(m.generation_tokens_total - last_point_generation_tokens_) / dt;
+    p.prompt_tokens_per_s =
+        static_cast<double>(m.prompt_tokens_total - last_point_prompt_tokens_) / dt;
     p.swap_bytes_per_s = static_cast<double>(swap_bytes - last_point_swap_bytes_) / dt;
   }
   last_point_s_ = now_s;
@@ -136,12 +140,14 @@ void SchedulerMonitor::publish(double now_s, const Inputs& in) {
     SchedulerQueueView& q = snap->queues[i];
     q.level = static_cast<int32_t>(i);
     q.num_jobs = i < st.queue_lengths.size() ? st.queue_lengths[i] : 0;
-    if (mlfq && static_cast<int32_t>(i) + 1 < mc.num_queues) q.quantum_s = mc.q1_s * std::pow(mc.ratio, i);
+    if (mlfq && static_cast<int32_t>(i) + 1 < mc.num_queues)
+      q.quantum_s = mc.q1_s * std::pow(mc.ratio, i);
   }
   for (sched::JobId id : sc.priority_order()) {
     const sched::Job* job = sc.job(id);
     if (job == nullptr) continue;
-    const size_t level = std::min<size_t>(static_cast<size_t>(std::max(job->level, 0)), num_levels - 1);
+    const size_t level =
+        std::min<size_t>(static_cast<size_t>(std::max(job->level, 0)), num_levels - 1);
     SchedulerQueueView& q = snap->queues[level];
     if (q.jobs.size() >= static_cast<size_t>(options_.max_jobs_per_queue)) continue;
     SchedulerJobView v;
@@ -155,7 +161,9 @@ void SchedulerMonitor::publish(double now_s, const Inputs& in) {
     v.num_generated_tokens = job->num_generated_tokens;
     v.max_new_tokens = job->spec.max_new_tokens;
     v.age_s = std::max(0.0, in.sched_now_s - job->spec.arrival_s);
-    v.waiting_s = job->state == sched::JobState::kRunning ? 0 : std::max(0.0, in.sched_now_s - job->idle_since_s);
+    v.waiting_s = job->state == sched::JobState::kRunning
+                      ? 0
+                      : std::max(0.0, in.sched_now_s - job->idle_since_s);
     v.num_preemptions = job->num_preemptions;
     v.num_demotions = job->num_demotions;
     q.jobs.push_back(std::move(v));

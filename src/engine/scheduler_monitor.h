@@ -3,9 +3,9 @@
 // thread and read by the dashboard (GET /v1/scheduler/state, docs/SERVER.md).
 //
 // Cost: the engine thread builds a snapshot at most once per series_interval_s while nobody reads,
-// and at most once per min_build_interval_s while a reader has asked within reader_active_s; between
-// builds an iteration pays one atomic load and a clock read (due()). Readers take a shared_ptr to the
-// latest immutable snapshot under a short mutex and never wait for an iteration.
+// and at most once per min_build_interval_s while a reader has asked within reader_active_s;
+// between builds an iteration pays one atomic load and a clock read (due()). Readers take a
+// shared_ptr to the latest immutable snapshot under a short mutex and never wait for an iteration.
 #pragma once
 
 #include <atomic>
@@ -77,8 +77,9 @@ struct SchedulerSnapshot {
   int64_t num_iterations = 0;
   double last_iteration_s = 0;  // wall time of the latest iteration
   int64_t num_running = 0, num_waiting = 0, num_live_jobs = 0;
-  std::vector<SchedulerQueueView> queues;  // levels 0 .. the deepest non-empty one (MLFQ: at least 4)
-  std::vector<SchedulerBatchView> batch;   // the latest iteration's batch, in execution order
+  std::vector<SchedulerQueueView>
+      queues;  // levels 0 .. the deepest non-empty one (MLFQ: at least 4)
+  std::vector<SchedulerBatchView> batch;  // the latest iteration's batch, in execution order
   int32_t kv_block_size_tokens = 0;
   int64_t kv_block_bytes = 0;
   int64_t device_kv_blocks_used = 0, device_kv_blocks_total = 0;
@@ -141,7 +142,8 @@ class SchedulerMonitor {
   double last_build_s_ = -1e300;
   double last_iteration_s_ = 0;
   double last_point_s_ = -1e300;
-  int64_t last_point_generation_tokens_ = 0, last_point_prompt_tokens_ = 0, last_point_swap_bytes_ = 0;
+  int64_t last_point_generation_tokens_ = 0, last_point_prompt_tokens_ = 0,
+          last_point_swap_bytes_ = 0;
   Ring ttft_, tpot_, jct_;
   std::deque<SchedulerSeriesPoint> series_;
 

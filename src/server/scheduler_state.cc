@@ -6,7 +6,11 @@ namespace {
 using nlohmann::json;
 
 json latency_json(const LatencySummary& s) {
-  return {{"count", s.count}, {"mean_s", s.mean_s}, {"p50_s", s.p50_s}, {"p90_s", s.p90_s}, {"p99_s", s.p99_s}};
+  return {{"count", s.count},
+          {"mean_s", s.mean_s},
+          {"p50_s", s.p50_s},
+          {"p90_s", s.p90_s},
+          {"p99_s", s.p99_s}};
 }
 
 json pool_json(int64_t used, int64_t total) {
@@ -82,7 +86,8 @@ json scheduler_state_json(const SchedulerSnapshot* snapshot) {
           {"policy", s.policy},
           {"kv_policy", s.kv_policy},
           {"iterations", {{"total", s.num_iterations}, {"last_s", s.last_iteration_s}}},
-          {"requests", {{"running", s.num_running}, {"waiting", s.num_waiting}, {"live", s.num_live_jobs}}},
+          {"requests",
+           {{"running", s.num_running}, {"waiting", s.num_waiting}, {"live", s.num_live_jobs}}},
           {"queues", std::move(queues)},
           {"batch", std::move(batch)},
           {"kv",
@@ -102,7 +107,10 @@ json scheduler_state_json(const SchedulerSnapshot* snapshot) {
             {"aborted", s.num_aborted_total},
             {"prompt_tokens", s.prompt_tokens_total},
             {"generation_tokens", s.generation_tokens_total}}},
-          {"latency", {{"ttft", latency_json(s.ttft)}, {"tpot", latency_json(s.tpot)}, {"jct", latency_json(s.jct)}}},
+          {"latency",
+           {{"ttft", latency_json(s.ttft)},
+            {"tpot", latency_json(s.tpot)},
+            {"jct", latency_json(s.jct)}}},
           {"series", series_json(s.series)}};
 }
 

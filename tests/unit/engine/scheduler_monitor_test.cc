@@ -42,7 +42,14 @@ struct Fixture {
     ASSERT_TRUE(scheduler.add(spec, now).is_ok());
   }
   SchedulerMonitor::Inputs inputs(const sched::IterationPlan* plan, double sched_now) {
-    return {scheduler, metrics, plan, 0.02, sched_now, 4096, "skip-join-mlfq", "proactive",
+    return {scheduler,
+            metrics,
+            plan,
+            0.02,
+            sched_now,
+            4096,
+            "skip-join-mlfq",
+            "proactive",
             [](sched::JobId id) { return "req-" + std::to_string(id); }};
   }
 };

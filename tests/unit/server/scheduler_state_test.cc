@@ -102,7 +102,8 @@ TEST(SchedulerState, NullSnapshotGivesTheSameShapeEmpty) {
   EXPECT_TRUE(j["batch"].empty());
   EXPECT_EQ(j["kv"]["device"]["usage"], 0.0);
   EXPECT_TRUE(j["series"]["t_s"].empty());
-  for (const char* key : {"iterations", "requests", "kv", "swap", "counters", "latency", "series"}) {
+  for (const char* key :
+       {"iterations", "requests", "kv", "swap", "counters", "latency", "series"}) {
     EXPECT_TRUE(j.contains(key)) << key;
   }
 }
