@@ -20,7 +20,7 @@ export FASTSERVE_THREADS="${FASTSERVE_THREADS:-2}"
 status=0
 for t in "${tests[@]}"; do
   echo "== $t (TSan)"
-  if ! "$build/$t" --gtest_filter="$filter" --gtest_brief=1; then
+  if ! "$build/tests/$t" --gtest_filter="$filter" --gtest_brief=1; then
     echo "!! $t failed under TSan"
     status=1
   fi
