@@ -1,6 +1,7 @@
 #include "cli/model_args.h"
 
 #include <charconv>
+#include <csignal>
 #include <cstdio>
 
 #include "core/log.h"
@@ -153,6 +154,10 @@ Result<ModelSetup> load_model_setup(const ModelArgs& args) {
 }
 
 int run_dist_worker(ModelSetup& setup, const char* command) {
+  // mpirun forwards SIGINT/SIGTERM to every rank; rank 0 stops the server and then tells the
+  // workers to exit, so a worker must outlive that signal rather than leave rank 0 waiting.
+  std::signal(SIGINT, SIG_IGN);
+  std::signal(SIGTERM, SIG_IGN);
   const Status s = setup.worker->run();
   if (!s.is_ok()) {
     std::fprintf(stderr, "fastserve %s: %s\n", command, s.message().c_str());

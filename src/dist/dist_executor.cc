@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include <unistd.h>
+
 #include "core/log.h"
 #include "engine/cpu_executor.h"
 
@@ -281,8 +283,8 @@ Result<DistSetup> make_dist(const LoadedModel& model, std::shared_ptr<Communicat
   FS_ASSIGN_OR_RETURN(LoadedModel shard, shard_model(model, layout));
   FS_ASSIGN_OR_RETURN(std::unique_ptr<Communicator> tp_group,
                       world->split(layout.stage(), layout.tp_rank()));
-  log_info("rank {}: {}, layers [{}, {}), {} heads, {} kv heads, {:.1f} MiB of weights",
-           layout.rank, layout.to_string(),
+  log_info("rank {} (pid {}): {}, layers [{}, {}), {} heads, {} kv heads, {:.1f} MiB of weights",
+           layout.rank, static_cast<int64_t>(getpid()), layout.to_string(),
            layout.layer_begin(layout.stage(), model.config.num_layers),
            layout.layer_end(layout.stage(), model.config.num_layers), shard.config.num_heads,
            shard.config.num_kv_heads, shard.weight_bytes / 1048576.0);

@@ -1,0 +1,228 @@
+"""Distributed serving over MPI on the CPU (docs/DISTRIBUTED.md): `mpirun -np 2 fastserve ... --tp 2`
+and `--pp 2` give the same greedy tokens as one rank, through `fastserve generate` and through the
+server with the official openai client, on the default model (PP; its 9 heads do not split by 2)
+and on random-weight models whose heads do (TP and PP). Also: the errors for a wrong world size or
+an indivisible model, and a rank that dies makes the others exit instead of hanging."""
+import json
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import time
+import urllib.request
+
+import openai
+import pytest
+
+from conftest import FIXTURES, free_port
+
+pytestmark = pytest.mark.skipif(shutil.which("mpirun") is None,
+                                reason="mpirun not found (scripts/setup.sh installs openmpi-bin)")
+
+PROMPTS = ["The capital of France is", "Once upon a time, a little robot",
+           "def fibonacci(n):"]
+
+
+def mpi_env():
+    env = dict(os.environ)
+    # Shared-memory transport only: no network probing in containers; no CMA (ptrace) copies.
+    env.update({"OMPI_MCA_btl": "self,vader", "OMPI_MCA_btl_vader_single_copy_mechanism": "none",
+                "OMPI_MCA_rmaps_base_oversubscribe": "1", "OMPI_ALLOW_RUN_AS_ROOT": "1",
+                "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1", "OMPI_MCA_plm_rsh_agent": "false"})
+    return env
+
+
+def mpirun(np_):
+    return ["mpirun", "-np", str(np_), "--oversubscribe"]
+
+
+@pytest.fixture(scope="module")
+def random_config(tmp_path_factory):
+    """A llama shape whose heads split over 2 ranks, with the default model's vocabulary (so the
+    default tokenizer serves it); --load-format dummy gives it deterministic random weights."""
+    config = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 128,
+              "intermediate_size": 256, "num_attention_heads": 4, "num_key_value_heads": 2,
+              "head_dim": 32, "num_hidden_layers": 4, "max_position_embeddings": 512,
+              "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "vocab_size": 49152,
+              "bos_token_id": 1, "eos_token_id": 2, "tie_word_embeddings": False,
+              "hidden_act": "silu"}
+    path = tmp_path_factory.mktemp("random_model") / "config.json"
+    path.write_text(json.dumps(config))
+    return str(path)
+
+
+def model_args(name, default_model, random_config):
+    if name == "default":
+        return ["--model", default_model]
+    if name == "random":
+        return ["--model", random_config, "--load-format", "dummy"]
+    return ["--model", str(FIXTURES / "models" / name)]
+
+
+def generate(fastserve_bin, margs, layout, prompt_args):
+    np_ = 1
+    cmd = [fastserve_bin, "generate", *margs, "--json", "--threads", "1", "--max-tokens", "16",
+           "--ignore-eos", *prompt_args]
+    if layout:
+        np_ = layout[1]
+        cmd = mpirun(np_) + cmd + [layout[0], str(layout[1])]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=mpi_env())
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
+    assert len(lines) == 1, "only rank 0 prints: " + proc.stdout
+    return json.loads(lines[0])
+
+
+@pytest.mark.parametrize("name,layout", [
+    ("default", ("--pp", 2)),
+    ("random", ("--tp", 2)),
+    ("random", ("--pp", 2)),
+    ("tiny-qwen2", ("--tp", 2)),   # q/k/v biases sliced
+    ("tiny-opt", ("--tp", 2)),     # LayerNorm, ReLU, fc1/fc2 and out-proj biases (added once)
+    ("tiny-llama", ("--pp", 2)),
+])
+def test_generate_matches_one_rank(fastserve_bin, default_model, random_config, name, layout):
+    margs = model_args(name, default_model, random_config)
+    prompt = ["--prompt", PROMPTS[0]] if name in ("default", "random") else ["--prompt-ids",
+                                                                            "1,5,9,20"]
+    one = generate(fastserve_bin, margs, None, prompt)
+    dist = generate(fastserve_bin, margs, layout, prompt)
+    assert dist["token_ids"] == one["token_ids"]
+    # Row-parallel partial sums are added in another order: logprobs agree to float rounding.
+    assert dist["logprobs"] == pytest.approx(one["logprobs"], abs=1e-3)
+
+
+class Server:
+    """`fastserve serve` on one rank, or under mpirun with a layout."""
+
+    def __init__(self, fastserve_bin, margs, layout, log_path, extra_env=None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = pathlib.Path(log_path)
+        self.layout = layout
+        cmd = [fastserve_bin, "serve", *margs, "--port", str(self.port), "--threads", "1",
+               "--device-kv-blocks", "256", "--host-kv-blocks", "256"]
+        if layout:
+            cmd = mpirun(layout[1]) + cmd + [layout[0], str(layout[1])]
+        env = mpi_env()
+        env.update(extra_env or {})
+        self._log_file = open(log_path, "w")
+        self.proc = subprocess.Popen(cmd, stdout=self._log_file, stderr=subprocess.STDOUT, env=env)
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            assert self.proc.poll() is None, self.log.read_text()
+            try:
+                with urllib.request.urlopen(self.url + "/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.2)
+        else:
+            raise AssertionError("server did not come up: " + self.log.read_text())
+        self.client = openai.OpenAI(base_url=self.url + "/v1", api_key="unused", max_retries=0,
+                                    timeout=120)
+        self.model = self.client.models.list().data[0].id
+
+    def rank_pid(self, rank):
+        import re
+        pids = re.findall(rf"rank {rank} \(pid (\d+)\)", self.log.read_text())
+        assert pids, self.log.read_text()
+        return int(pids[0])
+
+    def stop(self, timeout=60):
+        """SIGTERM to the server (rank 0: it stops serving, then tells the other ranks to exit;
+        mpirun's own exit code is 1 whenever it is signalled), then the exit code."""
+        if self.proc.poll() is None:
+            if self.layout:
+                os.kill(self.rank_pid(0), signal.SIGTERM)
+            else:
+                self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait()
+        self._log_file.close()
+        return rc
+
+
+def completions(server):
+    """Greedy text of every prompt (completions API) and of one streamed chat."""
+    out = []
+    for p in PROMPTS:
+        r = server.client.completions.create(model=server.model, prompt=p, max_tokens=16,
+                                             temperature=0)
+        out.append(r.choices[0].text)
+    stream = server.client.chat.completions.create(
+        model=server.model, messages=[{"role": "user", "content": "What is 2+2?"}],
+        max_tokens=16, temperature=0, stream=True)
+    out.append("".join(c.choices[0].delta.content or "" for c in stream if c.choices))
+    return out
+
+
+@pytest.mark.parametrize("name,layout", [
+    ("default", ("--pp", 2)),
+    ("random", ("--tp", 2)),
+    ("random", ("--pp", 2)),
+])
+def test_server_matches_one_rank(fastserve_bin, default_model, random_config, tmp_path, name,
+                                 layout):
+    margs = model_args(name, default_model, random_config)
+    one = Server(fastserve_bin, margs, None, tmp_path / "one.log")
+    try:
+        expected = completions(one)
+    finally:
+        assert one.stop() == 0
+    dist = Server(fastserve_bin, margs, layout, tmp_path / "dist.log")
+    try:
+        got = completions(dist)
+        # Several requests at once: batches of several sequences with their own block tables.
+        import concurrent.futures
+        with concurrent.futures.ThreadPoolExecutor(3) as pool:
+            futures = [pool.submit(dist.client.completions.create, model=dist.model, prompt=p,
+                                   max_tokens=16, temperature=0) for p in PROMPTS]
+            concurrent_texts = [f.result().choices[0].text for f in futures]
+    finally:
+        rc = dist.stop()
+    log = dist.log.read_text()
+    assert rc == 0, log
+    assert got == expected
+    assert concurrent_texts == expected[:len(PROMPTS)]
+    assert "rank 1 (pid" in log  # both ranks loaded their shard
+
+
+def test_wrong_world_size_is_a_clear_error(fastserve_bin, random_config):
+    cmd = mpirun(2) + [fastserve_bin, "generate", "--model", random_config, "--load-format",
+                       "dummy", "--prompt", "hi", "--tp", "3", "--threads", "1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=mpi_env())
+    assert proc.returncode != 0
+    assert "--tp 3 x --pp 1 = 3 ranks, but MPI started 2 (run under mpirun -np 3)" in proc.stderr
+
+
+def test_indivisible_heads_is_a_clear_error(fastserve_bin, default_model):
+    cmd = mpirun(2) + [fastserve_bin, "generate", "--model", default_model, "--prompt", "hi",
+                       "--tp", "2", "--threads", "1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=mpi_env())
+    assert proc.returncode != 0
+    assert "the model's 9 attention heads do not split evenly over 2 ranks" in proc.stderr
+
+
+def test_dead_rank_stops_the_others(fastserve_bin, random_config, tmp_path):
+    server = Server(fastserve_bin, ["--model", random_config, "--load-format", "dummy"],
+                    ("--pp", 2), tmp_path / "dist.log", {"FASTSERVE_DIST_TIMEOUT_S": "5"})
+    try:
+        os.kill(server.rank_pid(1), signal.SIGKILL)
+        try:  # the request fails (or the connection drops); the point is what happens next
+            server.client.completions.create(model=server.model, prompt="hi", max_tokens=8,
+                                             temperature=0, timeout=30)
+        except Exception:
+            pass
+        rc = server.proc.wait(timeout=60)  # exits instead of hanging
+    finally:
+        if server.proc.poll() is None:
+            server.proc.kill()
+        server.stop()
+    assert rc != 0
+    log = server.log.read_text()
+    assert "rank 1" in log and ("exited on signal" in log or "peer rank died" in log), log
