@@ -7,7 +7,8 @@
 #   scripts/fuzz.sh [seconds] [target...]   e.g. scripts/fuzz.sh 10 (CI), scripts/fuzz.sh 600 (the
 #                                           long run recorded in docs/RELIABILITY.md)
 # JOBS=1 by default (shared 2-core machines); NICE=19 runs the fuzzers at the lowest priority;
-# FUZZ_BUILD_DIR picks the build folder. Each target's final line reports execs, cov and ft.
+# FUZZ_TIMEOUT (seconds, default 10) is the per-input limit (raise it on an overloaded machine,
+# where a starved process can exceed it on a trivial input); FUZZ_BUILD_DIR picks the build folder. Each target's final line reports execs, cov and ft.
 set -euo pipefail
 seconds="${1:-10}"
 shift || true
@@ -33,7 +34,7 @@ for name in "${targets[@]}"; do
   dict=()
   [[ -f "$root/tests/fuzz/$name.dict" ]] && dict=(-dict="$root/tests/fuzz/$name.dict")
   echo "== $name: ${seconds}s"
-  if ! nice -n "${NICE:-0}" "$build/$name" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
+  if ! nice -n "${NICE:-0}" "$build/$name" -max_total_time="$seconds" -timeout="${FUZZ_TIMEOUT:-10}" -rss_limit_mb=2048 \
       -artifact_prefix="$artifacts" -print_final_stats=1 "${dict[@]}" "${args[@]}" \
       2>"$build/$name.log"; then
     echo "!! $name failed; log: $build/$name.log, reproducer in $artifacts"
