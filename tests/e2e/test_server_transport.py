@@ -98,7 +98,7 @@ def test_200_concurrent_streams_with_a_third_disconnecting(fastserve_bin, defaul
         def one(i):
             leaves = i % 3 == 0
             prompt, max_tokens = PROMPTS[i % len(PROMPTS)], max(LENGTHS) if leaves else LENGTHS[i % len(LENGTHS)]
-            c = openai.OpenAI(base_url=s.url + "/v1", api_key="unused", max_retries=0, timeout=300)
+            c = openai.OpenAI(base_url=s.url + "/v1", api_key="unused", max_retries=0, timeout=900)
             try:
                 start.wait(timeout=60)
                 stream = c.completions.create(model="SmolLM2-135M-Instruct.Q4_1", prompt=prompt,
@@ -123,7 +123,7 @@ def test_200_concurrent_streams_with_a_third_disconnecting(fastserve_bin, defaul
         for t in threads:
             t.start()
         for t in threads:
-            t.join(timeout=600)
+            t.join(timeout=1200)  # minutes when other jobs load the 2 cores; ~1 min when idle
         assert len(results) == n, sorted(set(range(n)) - set(results))
         num_left = 0
         for i, (text, reason, prompt, max_tokens) in sorted(results.items()):
