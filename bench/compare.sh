@@ -87,7 +87,7 @@ start_server() {  # $1 = system
         VLLM_NO_USAGE_STATS=1 TRANSFORMERS_OFFLINE=1 \
         nice -n "$NICE" "$VENV/bin/python" -m vllm.entrypoints.openai.api_server --model "$VLLM_MODEL" \
         "${extra[@]}" --dtype "$VLLM_DTYPE" --port "$PORT" --served-model-name "$NAME" \
-        --max-model-len "$MAX_LEN" --max-num-seqs "$MAX_SEQS" --disable-log-requests \
+        --max-model-len "$MAX_LEN" --max-num-seqs "$MAX_SEQS" \
         ${VLLM_EXTRA_ARGS:-} >"$logf" 2>&1 &
       ;;
     llamacpp)
