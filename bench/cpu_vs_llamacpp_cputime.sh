@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# One-thread CPU seconds (user+sys) of FastServe vs llama.cpp on the same GGUF files, for a machine
+# too loaded for wall-clock numbers (docs/BENCHMARKS.md, "Update 2026-11-29 10:05"). On a box without
+# SMT, a one-thread run's CPU time is what it takes uncontended, up to cache/memory interference.
+#   MODELS="a.gguf b.gguf" FASTSERVE=build/fastserve bash bench/cpu_vs_llamacpp_cputime.sh
+# Prints per model and round the CPU seconds of: generate with 1 id + 1 token (base), 512 ids + 1
+# token, 512 ids + 129 tokens; llama-bench -p 1 -n 0 (base), -p 512 -n 0, -p 0 -n 128.
+set -u
+cd "$(dirname "$0")/.."
+FASTSERVE=${FASTSERVE:-build/fastserve}
+LLAMA_BIN=${LLAMA_BIN:-/tmp/llama-build/bin}
+PROMPT_IDS=$(seq -s, 100 611)
+cpu() { /usr/bin/time -f "%U %S" -o /tmp/cputime.$$ "$@" > /dev/null 2>&1; awk '{print $1+$2}' /tmp/cputime.$$; }
+for r in $(seq 1 "${ROUNDS:-2}"); do
+for M in ${MODELS:-models/SmolLM2-135M-Instruct.Q4_1.gguf}; do
+  f1=$(cpu "$FASTSERVE" generate --model "$M" --threads 1 --prompt-ids 1 --max-tokens 1 --json)
+  f2=$(cpu "$FASTSERVE" generate --model "$M" --threads 1 --prompt-ids "$PROMPT_IDS" --max-tokens 1 --json)
+  f3=$(cpu "$FASTSERVE" generate --model "$M" --threads 1 --prompt-ids "$PROMPT_IDS" --max-tokens 129 --ignore-eos --json)
+  l1=$(cpu "$LLAMA_BIN/llama-bench" -m "$M" -t 1 -p 1 -n 0 -r 1 --no-warmup)
+  l2=$(cpu "$LLAMA_BIN/llama-bench" -m "$M" -t 1 -p 512 -n 0 -r 1 --no-warmup)
+  l3=$(cpu "$LLAMA_BIN/llama-bench" -m "$M" -t 1 -p 0 -n 128 -r 1 --no-warmup)
+  awk -v r="$r" -v m="$(basename "$M")" -v f1="$f1" -v f2="$f2" -v f3="$f3" -v l1="$l1" -v l2="$l2" -v l3="$l3" 'BEGIN {
+    printf "round %s %s: prefill512 fastserve %.0f tok/s llama.cpp %.0f | decode fastserve %.1f (ctx 512-640) llama.cpp tg128 %.1f (ctx 0-128)\n",
+      r, m, 511 / (f2 - f1), 512 / (l2 - l1), 128 / (f3 - f2), 128 / (l3 - l1) }'
+done
+done
+rm -f /tmp/cputime.$$
