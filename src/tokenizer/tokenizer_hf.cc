@@ -29,6 +29,17 @@ const Json& member(const Json& j, const char* key) {
   auto it = j.find(key);
   return it == j.end() ? kNull : *it;
 }
+// A token id field: a JSON integer in [0, 2^31). Anything else (a float, a string, a negative or
+// huge number) throws Json::type_error, which from_hf_json turns into kDataLoss; get<int32_t>() on
+// a float would convert it, undefined behaviour out of range (found by tokenizer_json_fuzz).
+int32_t json_id(const Json& v) {
+  const bool in_range = v.is_number_unsigned() ? v.get<uint64_t>() <= INT32_MAX
+                                               : v.is_number_integer() && v.get<int64_t>() >= 0 &&
+                                                     v.get<int64_t>() <= INT32_MAX;
+  if (!in_range)
+    throw Json::type_error::create(302, "a token id must be an integer in [0, 2^31)", &v);
+  return static_cast<int32_t>(v.get<int64_t>());
+}
 bool bool_or(const Json& j, const char* key, bool fallback) {
   auto it = j.find(key);
   return it != j.end() && it->is_boolean() ? it->get<bool>() : fallback;
@@ -97,7 +108,7 @@ class HfLoader {
     const Json& vocab = model.at("vocab");
     if (!vocab.is_object()) return data_loss("{}: model.vocab is not an object", source_);
     for (const auto& [text, id] : vocab.items()) {
-      const int64_t i = id.get<int64_t>();
+      const int64_t i = json_id(id);
       if (i < 0 || i > (1 << 24)) return data_loss("{}: bad id {} in model.vocab", source_, i);
       if (static_cast<size_t>(i) >= spec_.vocab.size()) spec_.vocab.resize(i + 1);
       spec_.vocab[i] = text;
@@ -136,7 +147,7 @@ class HfLoader {
     options.fuse_unk = bool_or(model, "fuse_unk", false);
     options.ignore_merges = bool_or(model, "ignore_merges", false);
     const std::string unk = str_or(model, "unk_token", "");
-    if (!unk.empty() && vocab.contains(unk)) options.unk_id = vocab[unk].get<int32_t>();
+    if (!unk.empty() && vocab.contains(unk)) options.unk_id = json_id(vocab[unk]);
     spec_.unk_id = options.unk_id;
     FS_ASSIGN_OR_RETURN(spec_.model, BpeModel::create(std::move(pieces), merges, options));
     return Status::ok();
@@ -148,7 +159,7 @@ class HfLoader {
     for (const Json& a : *it) {
       AddedToken t;
       t.content = a.at("content").get<std::string>();
-      t.id = a.at("id").get<int32_t>();
+      t.id = json_id(a.at("id"));
       t.special = bool_or(a, "special", false);
       t.lstrip = bool_or(a, "lstrip", false);
       t.rstrip = bool_or(a, "rstrip", false);
@@ -239,7 +250,7 @@ class HfLoader {
   Result<int32_t> special_id(const Json& special_tokens, const std::string& name) {
     if (special_tokens.is_object() && special_tokens.contains(name)) {
       const Json& ids = special_tokens[name].at("ids");
-      if (ids.is_array() && ids.size() == 1) return ids[0].get<int32_t>();
+      if (ids.is_array() && ids.size() == 1) return json_id(ids[0]);
     }
     for (const AddedToken& a : spec_.added_tokens) {
       if (a.content == name) return a.id;
@@ -269,8 +280,8 @@ class HfLoader {
         }
       }
     } else if (type == "BertProcessing" || type == "RobertaProcessing") {
-      spec_.prefix_ids.push_back(p.at("cls").at(1).get<int32_t>());
-      spec_.suffix_ids.push_back(p.at("sep").at(1).get<int32_t>());
+      spec_.prefix_ids.push_back(json_id(p.at("cls").at(1)));
+      spec_.suffix_ids.push_back(json_id(p.at("sep").at(1)));
     } else {
       return unimplemented("{}: post-processor '{}' is not supported", source_, type);
     }
