@@ -35,12 +35,12 @@ void RequestStream::set_notifier(std::function<void()> notify) {
 
 std::optional<GenerationEvent> RequestStream::next(std::chrono::milliseconds timeout) {
   std::unique_lock<std::mutex> lock(shared_->mu);
-  if (finished_) return std::nullopt;
+  if (num_unfinished_ == 0) return std::nullopt;
   shared_->cv.wait_for(lock, timeout, [&] { return !shared_->events.empty(); });
   if (shared_->events.empty()) return std::nullopt;
   GenerationEvent e = std::move(shared_->events.front());
   shared_->events.pop_front();
-  if (e.kind != GenerationEvent::Kind::kToken) finished_ = true;
+  if (e.kind != GenerationEvent::Kind::kToken) --num_unfinished_;
   return e;
 }
 
@@ -78,6 +78,7 @@ struct LiveJob {
   StopMatcher stop_matcher;
   double arrival_s = 0, first_token_s = -1;
   int64_t num_output_tokens = 0;
+  int32_t index = 0;  // choice index (GenerationRequest::n)
 
   std::span<const int32_t> prompt() const {
     return std::span(tokens).first(request.prompt_tokens.size());
@@ -91,7 +92,7 @@ struct LiveJob {
 bool push_event(RequestStream::Shared& shared, GenerationEvent e) {
   std::lock_guard<std::mutex> lock(shared.mu);
   if (shared.cancelled) return false;
-  if (e.kind != GenerationEvent::Kind::kToken) shared.done = true;
+  if (e.kind != GenerationEvent::Kind::kToken && --shared.num_open == 0) shared.done = true;
   const bool was_empty = shared.events.empty();
   shared.events.push_back(std::move(e));
   shared.cv.notify_one();
@@ -280,27 +281,38 @@ Result<std::unique_ptr<RequestStream>> Engine::submit(GenerationRequest request)
                       "prompt + max_tokens ({} tokens) exceed the KV cache ({} tokens)", total,
                       impl_->device_blocks * bs);
   }
-  if (impl_->num_queued.load() >= impl_->config.max_queued_requests) {
+  if (impl_->num_queued.load() + std::max(request.n, 1) > impl_->config.max_queued_requests) {
     return make_error(StatusCode::kResourceExhausted, "{} requests are queued; try again later",
                       impl_->num_queued.load());
   }
-  LiveJob job;
-  job.shared = std::make_shared<RequestStream::Shared>();
-  job.tokens = request.prompt_tokens;
-  job.sampler = std::make_unique<Sampler>(request.sampling);
-  if (impl_->runtime.tokenizer) {
-    job.decoder = std::make_unique<IncrementalDecoder>(*impl_->runtime.tokenizer, request.skip_special_tokens);
+  if (request.n < 1 || request.n > 128) return invalid_argument("n must be in [1, 128], got {}", request.n);
+  const int32_t n = request.n;
+  auto shared = std::make_shared<RequestStream::Shared>();
+  shared->num_open = n;
+  std::vector<LiveJob> choices(n);
+  for (int32_t i = 0; i < n; ++i) {
+    LiveJob& job = choices[i];
+    job.shared = shared;
+    job.index = i;
+    job.request = request;
+    if (job.request.sampling.seed) *job.request.sampling.seed += static_cast<uint64_t>(i);
+    job.tokens = job.request.prompt_tokens;
+    job.sampler = std::make_unique<Sampler>(job.request.sampling);
+    if (impl_->runtime.tokenizer) {
+      job.decoder = std::make_unique<IncrementalDecoder>(*impl_->runtime.tokenizer, job.request.skip_special_tokens);
+    }
+    job.stop_matcher = StopMatcher(job.request.stop);
+    job.arrival_s = impl_->now();
   }
-  job.stop_matcher = StopMatcher(request.stop);
-  job.arrival_s = impl_->now();
-  std::string request_id = request.request_id;
-  job.request = std::move(request);
-  auto stream = std::unique_ptr<RequestStream>(new RequestStream(request_id, job.shared));
+  auto stream = std::unique_ptr<RequestStream>(new RequestStream(choices[0].request.request_id, shared));
+  stream->num_unfinished_ = n;
   {
     std::lock_guard<std::mutex> lock(impl_->mu);
     if (impl_->stopping) return make_error(StatusCode::kUnavailable, "the server is shutting down");
-    impl_->incoming.emplace_back(impl_->next_job_id++, std::move(job));
-    impl_->num_queued++;
+    for (LiveJob& job : choices) {
+      impl_->incoming.emplace_back(impl_->next_job_id++, std::move(job));
+      impl_->num_queued++;
+    }
   }
   impl_->cv.notify_all();
   return stream;
@@ -310,6 +322,7 @@ void Engine::Impl::fail(LiveJob& job, Status status) {
   GenerationEvent e;
   e.kind = GenerationEvent::Kind::kError;
   e.error = std::move(status);
+  e.index = job.index;
   e.num_prompt_tokens = static_cast<int64_t>(job.request.prompt_tokens.size());
   e.num_output_tokens = job.num_output_tokens;
   num_queued--;  // before the event: a reader may submit again as soon as it sees it
@@ -320,6 +333,7 @@ void Engine::Impl::finish(sched::JobId id, LiveJob& job, const std::string& reas
   GenerationEvent e;
   e.kind = GenerationEvent::Kind::kFinished;
   e.finish_reason = reason;
+  e.index = job.index;
   e.num_prompt_tokens = static_cast<int64_t>(job.request.prompt_tokens.size());
   e.num_output_tokens = job.num_output_tokens;
   num_queued--;  // before the event: a reader may submit again as soon as it sees it
@@ -477,6 +491,7 @@ bool Engine::Impl::run_iteration() {
     e.text = std::move(step.text);
     e.logprob = tok.logprob;
     e.top_logprobs = std::move(tok.top);
+    e.index = job.index;
     bool alive = push_event(*job.shared, std::move(e));
     if (step.stopped || stop_token) {
       result.finished.push_back(s.id);

@@ -54,6 +54,9 @@ struct GenerationRequest {
   std::vector<int32_t> stop_token_ids;    // besides the model's EOS
   bool ignore_eos = false;
   bool skip_special_tokens = true;
+  // Choices (OpenAI `n`): n independent jobs over one stream, their events tagged with
+  // GenerationEvent::index; choice i samples with seed + i when a seed is set.
+  int32_t n = 1;
 };
 
 struct GenerationEvent {
@@ -70,6 +73,7 @@ struct GenerationEvent {
   Status error;
   int64_t num_prompt_tokens = 0;
   int64_t num_output_tokens = 0;
+  int32_t index = 0;  // the choice this event belongs to (GenerationRequest::n)
 };
 
 class Engine;
@@ -81,8 +85,8 @@ struct SchedulerSnapshot;  // engine/scheduler_monitor.h
 class RequestStream {
  public:
   ~RequestStream();
-  // Blocks up to `timeout` for the next event; nullopt on timeout. After kFinished/kError, returns
-  // nullopt immediately.
+  // Blocks up to `timeout` for the next event; nullopt on timeout. Once every choice has had its
+  // kFinished/kError, returns nullopt immediately.
   std::optional<GenerationEvent> next(std::chrono::milliseconds timeout);
   // For event loops (push instead of pull): `notify` is called when an event is queued into an
   // empty queue (edge-triggered: read with next(0ms) until it returns nullopt, then wait for the
@@ -99,7 +103,8 @@ class RequestStream {
     std::mutex mu;
     std::condition_variable cv;
     std::deque<GenerationEvent> events;
-    bool done = false;       // a final event was queued
+    int32_t num_open = 1;    // choices without a final event yet
+    bool done = false;       // every choice's final event was queued
     bool cancelled = false;  // the reader went away
     std::function<void()> notify;  // set_notifier()
   };
@@ -110,7 +115,7 @@ class RequestStream {
       : request_id_(std::move(request_id)), shared_(std::move(shared)) {}
   std::string request_id_;
   std::shared_ptr<Shared> shared_;
-  bool finished_ = false;
+  int32_t num_unfinished_ = 1;  // choices whose final event the reader has not read yet
 };
 
 // A Prometheus-style histogram: counts[i] = observations <= bounds[i] (not cumulative here; the

@@ -46,43 +46,64 @@ ApiError shutting_down() {
 // Generation
 
 Generation::Generation(std::unique_ptr<RequestStream> stream, ResponseBuilder builder,
-                       bool streaming, bool chat, bool include_usage)
+                       bool streaming, bool chat, bool include_usage, int32_t num_choices)
     : stream_(std::move(stream)),
-      builder_(std::move(builder)),
       streaming_(streaming),
       chat_(chat),
-      include_usage_(include_usage) {}
+      include_usage_(include_usage),
+      finish_reasons_(std::max(num_choices, 1)) {
+  builders_.assign(finish_reasons_.size(), builder);
+  for (size_t i = 0; i < builders_.size(); ++i) builders_[i].set_index(static_cast<int32_t>(i));
+}
 
 std::string Generation::with_usage(json chunk) const {
   if (include_usage_) chunk["usage"] = nullptr;
   return sse_event(chunk);
 }
 
-std::string Generation::begin_stream() { return chat_ ? with_usage(builder_.role_chunk()) : ""; }
+std::string Generation::begin_stream() {
+  std::string out;
+  if (chat_) {
+    for (const ResponseBuilder& b : builders_) out += with_usage(b.role_chunk());
+  }
+  return out;
+}
 
 void Generation::on_event(const GenerationEvent& event, std::string* sse, ApiResponse* response) {
   if (done_) return;
+  const size_t index = static_cast<size_t>(event.index);
+  if (index >= builders_.size()) return;  // cannot happen: the engine tags choices 0 .. n-1
+  ResponseBuilder& builder = builders_[index];
   switch (event.kind) {
     case GenerationEvent::Kind::kToken: {
-      json chunk = builder_.token_chunk(event);
+      json chunk = builder.token_chunk(event);
       if (streaming_ && (!event.text.empty() || !chunk["choices"][0]["logprobs"].is_null()))
         *sse += with_usage(std::move(chunk));
       return;
     }
-    case GenerationEvent::Kind::kFinished:
+    case GenerationEvent::Kind::kFinished: {
+      finish_reasons_[index] = event.finish_reason;
+      num_prompt_tokens_ = event.num_prompt_tokens;
+      num_output_tokens_ += event.num_output_tokens;
+      if (streaming_) *sse += with_usage(builder.finish_chunk(event.finish_reason));
+      if (++num_finished_ < builders_.size()) return;
       done_ = true;
       if (!streaming_) {
-        *response = json_response(builder_.full_response(
-            event.finish_reason, event.num_prompt_tokens, event.num_output_tokens));
+        json full = builders_[0].full_response(finish_reasons_[0], num_prompt_tokens_, num_output_tokens_);
+        for (size_t i = 1; i < builders_.size(); ++i) {
+          full["choices"].push_back(builders_[i].full_response(finish_reasons_[i], 0, 0)["choices"][0]);
+        }
+        *response = json_response(full);
         return;
       }
-      *sse += with_usage(builder_.finish_chunk(event.finish_reason));
       if (include_usage_)
-        *sse += sse_event(builder_.usage_chunk(event.num_prompt_tokens, event.num_output_tokens));
+        *sse += sse_event(builder.usage_chunk(num_prompt_tokens_, num_output_tokens_));
       *sse += kSseDone;
       return;
+    }
     case GenerationEvent::Kind::kError:
       done_ = true;
+      stream_->cancel();  // the other choices end too
       if (!streaming_) {
         *response = error_response(error_from_status(event.error));
         return;
@@ -114,7 +135,9 @@ void Generation::end_early(EndReason reason, double timeout_s, std::string* sse,
     return;
   }
   if (reason == EndReason::kShutdown) {
-    *sse += with_usage(builder_.finish_chunk("abort"));
+    for (size_t i = 0; i < builders_.size(); ++i) {
+      if (finish_reasons_[i].empty()) *sse += with_usage(builders_[i].finish_chunk("abort"));
+    }
   } else {
     *sse += sse_event(error_json(error));
   }
@@ -268,6 +291,7 @@ ApiHandler::Outcome ApiHandler::handle_generate(const ApiRequest& request, Endpo
   g.stop_token_ids = parsed.stop_token_ids;
   g.ignore_eos = parsed.ignore_eos;
   g.skip_special_tokens = parsed.skip_special_tokens;
+  g.n = parsed.n;
   const std::string id =
       fmt::format("{}-{}{}", chat ? "chatcmpl" : "cmpl", id_prefix_, next_request_++);
   g.request_id = id;
@@ -281,7 +305,7 @@ ApiHandler::Outcome ApiHandler::handle_generate(const ApiRequest& request, Endpo
   ResponseBuilder builder(endpoint, id, config_.served_model_name, parsed.logprobs,
                           runtime.tokenizer.get());
   return std::make_unique<Generation>(std::move(submitted).value(), std::move(builder),
-                                      parsed.stream, chat, parsed.include_usage);
+                                      parsed.stream, chat, parsed.include_usage, parsed.n);
 }
 
 ApiResponse ApiHandler::handle_tokenize(const ApiRequest& request) const {

@@ -43,8 +43,9 @@ ApiResponse error_response(const ApiError& error);
 // with stream().next(0ms) and passes each to on_event().
 class Generation {
  public:
+  // num_choices: the request's `n`; the builder is copied for each choice.
   Generation(std::unique_ptr<RequestStream> stream, ResponseBuilder builder, bool streaming,
-             bool chat, bool include_usage);
+             bool chat, bool include_usage, int32_t num_choices = 1);
 
   bool streaming() const { return streaming_; }
   bool done() const { return done_; }
@@ -66,8 +67,11 @@ class Generation {
  private:
   std::string with_usage(nlohmann::json chunk) const;
   std::unique_ptr<RequestStream> stream_;
-  ResponseBuilder builder_;
   bool streaming_, chat_, include_usage_;
+  std::vector<std::string> finish_reasons_;  // per choice; empty until it finished
+  std::vector<ResponseBuilder> builders_;     // per choice
+  size_t num_finished_ = 0;
+  int64_t num_prompt_tokens_ = 0, num_output_tokens_ = 0;  // usage: the prompt once, outputs summed
   bool done_ = false;
 };
 

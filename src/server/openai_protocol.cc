@@ -276,7 +276,7 @@ std::optional<ApiError> parse_completion_request(const std::string& body, Endpoi
   if (chat) r.integer("max_completion_tokens", &max_tokens, 1, std::numeric_limits<int32_t>::max());
   out->max_tokens = max_tokens;
   r.integer("n", &n, 1, 128);
-  if (n && *n != 1) r.fail("n", "only n = 1 is supported");
+  if (n) out->n = static_cast<int32_t>(*n);
   r.integer("best_of", &best_of, 1, 128);
   if (best_of && *best_of != 1) r.fail("best_of", "only best_of = 1 is supported");
   r.integer("seed", &seed, std::numeric_limits<int64_t>::min(),

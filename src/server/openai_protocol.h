@@ -39,6 +39,7 @@ struct CompletionRequest {
   std::vector<int32_t> prompt_tokens;      // completions: a token-id prompt
   nlohmann::json messages;                 // chat: [{"role", "content": string}] (parts joined)
   std::optional<int64_t> max_tokens;  // unset: 16 for completions, the rest of the context for chat
+  int32_t n = 1;                       // choices
   SamplingParams sampling;
   std::vector<std::string> stop;
   std::vector<int32_t> stop_token_ids;

@@ -84,7 +84,7 @@ json ResponseBuilder::token_chunk(const GenerationEvent& event) {
   const size_t offset = text_.size();
   text_ += event.text;
   if (logprobs_ >= 0) events_.push_back(event);
-  json choice = {{"index", 0},
+  json choice = {{"index", index_},
                  {"logprobs", logprobs_ >= 0 ? logprobs_json({&event}, offset) : json(nullptr)},
                  {"finish_reason", nullptr}};
   if (endpoint_ == Endpoint::kChatCompletions)
@@ -98,7 +98,7 @@ json ResponseBuilder::token_chunk(const GenerationEvent& event) {
 
 json ResponseBuilder::role_chunk() const {
   json j = envelope(true);
-  j["choices"] = json::array({{{"index", 0},
+  j["choices"] = json::array({{{"index", index_},
                                {"delta", {{"role", "assistant"}, {"content", ""}}},
                                {"logprobs", nullptr},
                                {"finish_reason", nullptr}}});
@@ -106,7 +106,7 @@ json ResponseBuilder::role_chunk() const {
 }
 
 json ResponseBuilder::finish_chunk(const std::string& finish_reason) const {
-  json choice = {{"index", 0}, {"logprobs", nullptr}, {"finish_reason", finish_reason}};
+  json choice = {{"index", index_}, {"logprobs", nullptr}, {"finish_reason", finish_reason}};
   if (endpoint_ == Endpoint::kChatCompletions)
     choice["delta"] = json::object();
   else
@@ -131,7 +131,7 @@ json ResponseBuilder::full_response(const std::string& finish_reason, int64_t pr
     for (const GenerationEvent& e : events_) events.push_back(&e);
     logprobs = logprobs_json(events, 0);
   }
-  json choice = {{"index", 0}, {"logprobs", logprobs}, {"finish_reason", finish_reason}};
+  json choice = {{"index", index_}, {"logprobs", logprobs}, {"finish_reason", finish_reason}};
   if (endpoint_ == Endpoint::kChatCompletions) {
     choice["message"] = {{"role", "assistant"}, {"content", text_}};
   } else {

@@ -23,6 +23,10 @@ class ResponseBuilder {
   ResponseBuilder(Endpoint endpoint, std::string id, std::string model, int32_t logprobs,
                   const Tokenizer* tokenizer);
 
+  // The choice index this builder writes (OpenAI `n`: one builder per choice).
+  void set_index(int32_t index) { index_ = index; }
+  int32_t index() const { return index_; }
+
   // Accumulates one token event (for the full response) and returns its stream chunk.
   nlohmann::json token_chunk(const GenerationEvent& event);
   // The chat stream's first chunk (delta.role = "assistant").
@@ -46,6 +50,7 @@ class ResponseBuilder {
   int64_t created_;
   int32_t logprobs_;
   const Tokenizer* tokenizer_;
+  int32_t index_ = 0;
   std::string text_;
   std::vector<GenerationEvent> events_;  // token events with logprobs (only when logprobs >= 0)
 };

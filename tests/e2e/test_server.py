@@ -149,6 +149,36 @@ def test_seed_reproducible(client, model_id):
     assert len(others | {a}) > 1
 
 
+def test_n_choices(client, model_id):
+    """n choices: choice i samples with seed + i (the same text as a single request with that seed);
+    greedy choices are equal; streams tag chunks with their index; usage sums the completions."""
+    def single(seed):
+        return client.completions.create(model=model_id, prompt="Once upon a time", max_tokens=8,
+                                         temperature=1.0, seed=seed,
+                                         extra_body={"ignore_eos": True}).choices[0].text
+    r = client.completions.create(model=model_id, prompt="Once upon a time", max_tokens=8,
+                                  temperature=1.0, seed=77, n=3, extra_body={"ignore_eos": True})
+    assert [c.index for c in r.choices] == [0, 1, 2]
+    assert [c.text for c in r.choices] == [single(77), single(78), single(79)]
+    assert all(c.finish_reason == "length" for c in r.choices)
+    assert r.usage.completion_tokens == 24
+    chunks = list(client.chat.completions.create(
+        model=model_id, messages=[{"role": "user", "content": "Say hi"}], max_tokens=6, temperature=0,
+        n=2, stream=True, stream_options={"include_usage": True}))
+    texts, reasons = {0: "", 1: ""}, {}
+    for c in chunks:
+        for ch in c.choices:
+            texts[ch.index] += ch.delta.content or ""
+            if ch.finish_reason:
+                reasons[ch.index] = ch.finish_reason
+    assert texts[0] == texts[1] and texts[0]
+    assert set(reasons) == {0, 1}
+    assert chunks[-1].usage.completion_tokens > 0 and chunks[-1].usage.completion_tokens % 2 == 0
+    greedy = client.chat.completions.create(
+        model=model_id, messages=[{"role": "user", "content": "Say hi"}], max_tokens=6, temperature=0, n=1)
+    assert greedy.choices[0].message.content == texts[0]
+
+
 def test_logprobs_shape(client, model_id):
     r = client.completions.create(model=model_id, prompt=PROMPT, max_tokens=4, temperature=0, logprobs=2,
                                   extra_body={"ignore_eos": True})
@@ -198,7 +228,7 @@ def assert_error(response, status, param=None):
     ({"prompt": "x", "temperature": 9}, "temperature"),
     ({"prompt": "x", "top_p": 0}, "top_p"),
     ({"prompt": "x", "logprobs": 50}, "logprobs"),
-    ({"prompt": "x", "n": 2}, "n"),
+    ({"prompt": "x", "n": 0}, "n"),
     ({"prompt": "x", "stop": 3}, "stop"),
     ({"prompt": "x", "echo": True}, "echo"),
     ({"prompt": {"x": 1}}, "prompt"),

@@ -315,3 +315,61 @@ TEST(LatencyHistogramTest, CountsIntoTheFirstBucketThatHoldsTheValue) {
 
 }  // namespace
 }  // namespace fs
+
+namespace fs {
+namespace {
+
+// OpenAI `n`: n choices of one request over one stream. Greedy choices all equal the reference;
+// seeded sampling gives choice i the tokens of a single request with seed + i.
+TEST(EngineChoicesTest, NChoicesShareOneStreamWithSeedPerChoice) {
+  std::unique_ptr<Engine> engine = make_engine(EngineConfig{});
+  const std::vector<int32_t> prompt = prompts()[5];
+  GenerationRequest greedy = greedy_request(prompt, 6);
+  greedy.n = 3;
+  auto stream = engine->submit(greedy);
+  ASSERT_TRUE(stream.is_ok());
+  std::vector<std::vector<int32_t>> tokens(3);
+  std::vector<int> finals(3, 0);
+  for (;;) {
+    std::optional<GenerationEvent> e = (*stream)->next(std::chrono::seconds(60));
+    if (!e) break;
+    ASSERT_GE(e->index, 0);
+    ASSERT_LT(e->index, 3);
+    if (e->kind == GenerationEvent::Kind::kToken) {
+      EXPECT_EQ(finals[e->index], 0) << "token after the choice's final event";
+      tokens[e->index].push_back(e->token);
+    } else {
+      EXPECT_EQ(e->finish_reason, "length");
+      ++finals[e->index];
+    }
+  }
+  EXPECT_EQ(finals, std::vector<int>({1, 1, 1}));
+  const std::vector<int32_t> want = reference_tokens(prompt, 6);
+  for (const auto& t : tokens) EXPECT_EQ(t, want);
+
+  GenerationRequest sampled = greedy_request(prompt, 8);
+  sampled.sampling.temperature = 1.5;
+  sampled.sampling.seed = 100;
+  sampled.n = 2;
+  auto both = engine->submit(sampled);
+  ASSERT_TRUE(both.is_ok());
+  std::vector<std::vector<int32_t>> got(2);
+  while (std::optional<GenerationEvent> e = (*both)->next(std::chrono::seconds(60))) {
+    if (e->kind == GenerationEvent::Kind::kToken) got[e->index].push_back(e->token);
+  }
+  for (int i = 0; i < 2; ++i) {
+    GenerationRequest single = sampled;
+    single.n = 1;
+    single.sampling.seed = 100 + i;
+    auto s = engine->submit(single);
+    ASSERT_TRUE(s.is_ok());
+    EXPECT_EQ(collect(**s).tokens, got[i]) << "choice " << i;
+  }
+  EXPECT_NE(got[0], got[1]);
+  GenerationRequest bad = greedy;
+  bad.n = 0;
+  EXPECT_EQ(engine->submit(bad).status().code(), StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace fs

@@ -89,7 +89,7 @@ TEST(OpenAiProtocol, RejectsBadTypesAndRangesNamingTheField) {
       {R"({"prompt":"x","min_p":2})", Endpoint::kCompletions, "min_p"},
       {R"({"prompt":"x","presence_penalty":5})", Endpoint::kCompletions, "presence_penalty"},
       {R"({"prompt":"x","logprobs":21})", Endpoint::kCompletions, "logprobs"},
-      {R"({"prompt":"x","n":2})", Endpoint::kCompletions, "n"},
+      {R"({"prompt":"x","n":129})", Endpoint::kCompletions, "n"},
       {R"({"prompt":"x","echo":true})", Endpoint::kCompletions, "echo"},
       {R"({"prompt":"x","stop":5})", Endpoint::kCompletions, "stop"},
       {R"({"prompt":"x","stop":["a",1]})", Endpoint::kCompletions, "stop"},
