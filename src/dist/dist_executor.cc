@@ -181,34 +181,33 @@ int64_t DistExecutor::kv_block_bytes(int64_t block_size) const {
   return runner_->local().kv_block_bytes(block_size);
 }
 
-Status DistExecutor::send_command(int64_t command, std::span<const int64_t> payload) {
-  int64_t header[2] = {command, static_cast<int64_t>(payload.size())};
+Status DistExecutor::send_command(int64_t command) {
+  int64_t header[2] = {command, static_cast<int64_t>(message_.size())};
   runner_->check(runner_->world().broadcast(bytes_of(header), 0), "broadcasting a command");
-  if (!payload.empty()) {
-    message_.assign(payload.begin(), payload.end());
+  if (!message_.empty()) {
     runner_->check(runner_->world().broadcast(bytes_of(message_), 0), "broadcasting a command");
   }
   return Status::ok();
 }
 
 Status DistExecutor::allocate_kv(int64_t block_size, int64_t device_blocks, int64_t host_blocks) {
-  const int64_t payload[3] = {block_size, device_blocks, host_blocks};
-  FS_RETURN_IF_ERROR(send_command(kAllocateKv, payload));
+  message_ = {block_size, device_blocks, host_blocks};
+  FS_RETURN_IF_ERROR(send_command(kAllocateKv));
   return runner_->local().allocate_kv(block_size, device_blocks, host_blocks);
 }
 
 Status DistExecutor::swap(std::span<const BlockCopy> offloads, std::span<const BlockCopy> uploads) {
   if (offloads.empty() && uploads.empty()) return Status::ok();
-  std::vector<int64_t> payload;
-  encode_swap(offloads, uploads, payload);
-  FS_RETURN_IF_ERROR(send_command(kSwap, payload));
+  message_.clear();
+  encode_swap(offloads, uploads, message_);
+  FS_RETURN_IF_ERROR(send_command(kSwap));
   return runner_->local().swap(offloads, uploads);
 }
 
 Result<std::span<const float>> DistExecutor::forward(std::span<const ForwardSeq> seqs) {
-  std::vector<int64_t> payload;
-  encode_forward(seqs, payload);
-  FS_RETURN_IF_ERROR(send_command(kForward, payload));
+  message_.clear();
+  encode_forward(seqs, message_);
+  FS_RETURN_IF_ERROR(send_command(kForward));
   // Every rank validates the same inputs the same way: an error here is an error everywhere, and
   // no rank has started a collective.
   FS_ASSIGN_OR_RETURN(std::span<const float> logits, runner_->forward(seqs));
@@ -225,7 +224,8 @@ Result<std::span<const float>> DistExecutor::forward(std::span<const ForwardSeq>
 void DistExecutor::shutdown() {
   if (shut_down_) return;
   shut_down_ = true;
-  (void)send_command(kShutdown, {});
+  message_.clear();
+  (void)send_command(kShutdown);
 }
 
 DistWorker::DistWorker(std::unique_ptr<ShardRunner> runner) : runner_(std::move(runner)) {}

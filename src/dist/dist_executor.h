@@ -44,11 +44,12 @@ class DistExecutor final : public Executor {
   void shutdown();
 
  private:
-  Status send_command(int64_t command, std::span<const int64_t> payload);
+  // Broadcasts [command, message_.size()] and then message_ (the payload) to every rank.
+  Status send_command(int64_t command);
 
   ModelConfig full_config_;
   std::unique_ptr<ShardRunner> runner_;
-  std::vector<int64_t> message_;  // reused encoding buffer
+  std::vector<int64_t> message_;  // the command's payload, reused across iterations
   std::vector<float> logits_;     // [rows, vocab] from the last stage (pp > 1)
   bool shut_down_ = false;
 };
