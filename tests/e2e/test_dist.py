@@ -241,3 +241,31 @@ def test_dead_rank_stops_the_others(fastserve_bin, random_config, tmp_path):
     assert rc != 0
     log = server.log.read_text()
     assert "rank 1" in log and ("exited on signal" in log or "peer rank died" in log), log
+
+
+def test_hung_rank_times_out_with_a_clear_error(fastserve_bin, random_config, tmp_path):
+    """A stopped (SIGSTOP) worker is not a death mpirun notices: rank 0's next collective gives up
+    after FASTSERVE_DIST_TIMEOUT_S and the job ends with the message."""
+    server = Server(fastserve_bin, ["--model", random_config, "--load-format", "dummy"],
+                    ("--pp", 2), tmp_path / "dist.log", {"FASTSERVE_DIST_TIMEOUT_S": "3"})
+    worker = server.rank_pid(1)
+    try:
+        os.kill(worker, signal.SIGSTOP)
+        try:
+            server.client.completions.create(model=server.model, prompt="hi", max_tokens=8,
+                                             temperature=0, timeout=60)
+        except Exception:
+            pass
+        rc = server.proc.wait(timeout=60)
+    finally:
+        try:
+            os.kill(worker, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+        if server.proc.poll() is None:
+            server.proc.kill()
+        server.stop()
+    assert rc != 0
+    log = server.log.read_text()
+    assert "rank 0: " in log and "did not complete within 3 s" in log and "peer rank died or hangs" \
+        in log, log
