@@ -102,8 +102,9 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = pathlib.Path(log_path)
         self.layout = layout
-        cmd = [fastserve_bin, "serve", *margs, "--port", str(self.port), "--threads", "1",
-               "--device-kv-blocks", "256", "--host-kv-blocks", "256"]
+        cmd = [fastserve_bin, "serve", *margs, "--port", str(self.port), "--threads", "1"]
+        if "--device-kv-blocks" not in margs:
+            cmd += ["--device-kv-blocks", "256", "--host-kv-blocks", "256"]
         if layout:
             cmd = mpirun(layout[1]) + cmd + [layout[0], str(layout[1])]
         env = mpi_env()
@@ -205,6 +206,47 @@ def test_quantized_tp_on_the_default_model(fastserve_bin, default_model, prompt)
     dist = generate(fastserve_bin, margs, ("--tp", 3), ["--prompt", prompt], max_tokens=12)
     assert dist["token_ids"] == one["token_ids"]
     assert dist["logprobs"] == pytest.approx(one["logprobs"], abs=0.5)
+
+
+def swapped_bytes(server):
+    with urllib.request.urlopen(server.url + "/metrics", timeout=10) as r:
+        text = r.read().decode()
+    out = 0
+    for line in text.splitlines():
+        if "kv_bytes_swapped_out_total" in line and not line.startswith("#"):
+            out += float(line.split()[-1])
+    return out
+
+
+@pytest.mark.parametrize("layout", [("--tp", 2), ("--pp", 2)])
+def test_kv_swaps_run_on_every_rank(fastserve_bin, random_config, tmp_path, layout):
+    """A device pool too small for the concurrent requests: the scheduler offloads and uploads KV
+    blocks; every rank moves its part of them, so the text still equals one rank's."""
+    import concurrent.futures
+    margs = ["--model", random_config, "--load-format", "dummy"]
+    prompts = [f"Story number {i}: once upon a time there was a" for i in range(6)]
+
+    def run(server):
+        with concurrent.futures.ThreadPoolExecutor(len(prompts)) as pool:
+            futures = [pool.submit(server.client.completions.create, model=server.model, prompt=p,
+                                   max_tokens=40, temperature=0) for p in prompts]
+            return [f.result().choices[0].text for f in futures]
+
+    extra = ["--device-kv-blocks", "12", "--host-kv-blocks", "64", "--kv-block-size", "8"]
+    one = Server(fastserve_bin, margs + extra, None, tmp_path / "one.log")
+    try:
+        expected = run(one)
+    finally:
+        one.stop()
+    dist = Server(fastserve_bin, margs + extra, layout, tmp_path / "dist.log")
+    try:
+        got = run(dist)
+        swapped = swapped_bytes(dist)
+    finally:
+        rc = dist.stop()
+    assert rc == 0, dist.log.read_text()
+    assert swapped > 0, "the test needs KV offloads; make the device pool smaller"
+    assert got == expected
 
 
 def test_wrong_world_size_is_a_clear_error(fastserve_bin, random_config):
