@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <numbers>
 #include <optional>
 
 #include "core/check.h"
@@ -27,40 +26,6 @@ std::vector<float> to_f32(const WeightTensor* w) {
   std::vector<float> out(v.rows * v.cols);
   cpu::dequantize_rows(v, 0, v.rows, out.data());
   return out;
-}
-
-// Inverse rotary frequencies as transformers computes them (rope_init_fn of modeling_rope_utils).
-std::vector<float> rope_inv_freq(const ModelConfig& c) {
-  const int64_t d = c.head_dim;
-  std::vector<float> inv(d / 2);
-  for (int64_t i = 0; i < d / 2; ++i) {
-    inv[i] = static_cast<float>(1.0 / std::pow(c.rope_theta, static_cast<double>(2 * i) / d));
-  }
-  const RopeScaling& s = c.rope_scaling;
-  switch (s.type) {
-    case RopeScalingType::kNone:
-      break;
-    case RopeScalingType::kLinear:
-      for (float& f : inv) f = static_cast<float>(f / s.factor);
-      break;
-    case RopeScalingType::kLlama3: {
-      const double old_ctx = static_cast<double>(s.original_max_position_embeddings);
-      const double low_wavelen = old_ctx / s.low_freq_factor;
-      const double high_wavelen = old_ctx / s.high_freq_factor;
-      for (float& f : inv) {
-        const double wavelen = 2.0 * std::numbers::pi / f;
-        if (wavelen > low_wavelen) {
-          f = static_cast<float>(f / s.factor);
-        } else if (wavelen >= high_wavelen) {
-          const double smooth =
-              (old_ctx / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
-          f = static_cast<float>((1.0 - smooth) * f / s.factor + smooth * f);
-        }
-      }
-      break;
-    }
-  }
-  return inv;
 }
 
 template <typename T>

@@ -1,6 +1,7 @@
 #include "model/model_config.h"
 
 #include <cmath>
+#include <numbers>
 
 namespace fs {
 
@@ -385,6 +386,39 @@ std::string ModelConfig::to_string() const {
   line("bos / eos", fmt::format("{} / {}", bos_token_id, eos_token_id));
   if (sliding_window > 0) line("sliding_window", fmt::format("{} (ignored)", sliding_window));
   return s;
+}
+
+std::vector<float> rope_inv_freq(const ModelConfig& c) {
+  const int64_t d = c.head_dim;
+  std::vector<float> inv(d / 2);
+  for (int64_t i = 0; i < d / 2; ++i) {
+    inv[i] = static_cast<float>(1.0 / std::pow(c.rope_theta, static_cast<double>(2 * i) / d));
+  }
+  const RopeScaling& s = c.rope_scaling;
+  switch (s.type) {
+    case RopeScalingType::kNone:
+      break;
+    case RopeScalingType::kLinear:
+      for (float& f : inv) f = static_cast<float>(f / s.factor);
+      break;
+    case RopeScalingType::kLlama3: {
+      const double old_ctx = static_cast<double>(s.original_max_position_embeddings);
+      const double low_wavelen = old_ctx / s.low_freq_factor;
+      const double high_wavelen = old_ctx / s.high_freq_factor;
+      for (float& f : inv) {
+        const double wavelen = 2.0 * std::numbers::pi / f;
+        if (wavelen > low_wavelen) {
+          f = static_cast<float>(f / s.factor);
+        } else if (wavelen >= high_wavelen) {
+          const double smooth =
+              (old_ctx / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+          f = static_cast<float>((1.0 - smooth) * f / s.factor + smooth * f);
+        }
+      }
+      break;
+    }
+  }
+  return inv;
 }
 
 }  // namespace fs

@@ -79,4 +79,8 @@ struct ModelConfig {
 
 const char* model_arch_name(ModelArch arch);
 
+// Inverse rotary frequencies [head_dim / 2] as transformers computes them (rope_init_fn of
+// modeling_rope_utils), with the config's rope scaling (linear, llama3). Shared by every backend.
+std::vector<float> rope_inv_freq(const ModelConfig& c);
+
 }  // namespace fs

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <numbers>
 
 #include "backend/cpu/matmul.h"
 #include "backend/cuda/cuda_status.h"
@@ -21,41 +20,6 @@ const WeightTensor* get(const std::optional<WeightTensor>& w) { return w ? &*w :
 
 cpu::WeightView view_of(const WeightTensor& w) {
   return cpu::WeightView{w.dtype, w.rows(), w.cols(), w.data};
-}
-
-// Inverse rotary frequencies as transformers computes them (the same formula as CausalLm's
-// rope_inv_freq in model/causal_lm.cc; keep the two in step).
-std::vector<float> rope_inv_freq(const ModelConfig& c) {
-  const int64_t d = c.head_dim;
-  std::vector<float> inv(d / 2);
-  for (int64_t i = 0; i < d / 2; ++i) {
-    inv[i] = static_cast<float>(1.0 / std::pow(c.rope_theta, static_cast<double>(2 * i) / d));
-  }
-  const RopeScaling& s = c.rope_scaling;
-  switch (s.type) {
-    case RopeScalingType::kNone:
-      break;
-    case RopeScalingType::kLinear:
-      for (float& f : inv) f = static_cast<float>(f / s.factor);
-      break;
-    case RopeScalingType::kLlama3: {
-      const double old_ctx = static_cast<double>(s.original_max_position_embeddings);
-      const double low_wavelen = old_ctx / s.low_freq_factor;
-      const double high_wavelen = old_ctx / s.high_freq_factor;
-      for (float& f : inv) {
-        const double wavelen = 2.0 * std::numbers::pi / f;
-        if (wavelen > low_wavelen) {
-          f = static_cast<float>(f / s.factor);
-        } else if (wavelen >= high_wavelen) {
-          const double smooth =
-              (old_ctx / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
-          f = static_cast<float>((1.0 - smooth) * f / s.factor + smooth * f);
-        }
-      }
-      break;
-    }
-  }
-  return inv;
 }
 
 Status check_launch(const char* what) {
