@@ -62,6 +62,10 @@ Result<ModelSetup> load_dist_setup(const ModelArgs& args) {
         "executor is not written yet; docs/DISTRIBUTED.md)",
         args.device);
   }
+#ifndef FASTSERVE_WITH_MPI
+  return unimplemented(
+      "--tp/--pp: this fastserve was built without MPI (install libopenmpi-dev and rebuild)");
+#else
   FS_ASSIGN_OR_RETURN(std::unique_ptr<dist::MpiCommunicator> world,
                       dist::MpiCommunicator::init_world(nullptr, nullptr));
   ModelSetup setup;
@@ -72,6 +76,7 @@ Result<ModelSetup> load_dist_setup(const ModelArgs& args) {
   setup.executor = std::move(d.executor);
   setup.worker = std::move(d.worker);
   return setup;
+#endif
 }
 
 }  // namespace

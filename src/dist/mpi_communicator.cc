@@ -1,5 +1,7 @@
 #include "dist/mpi_communicator.h"
 
+#ifdef FASTSERVE_WITH_MPI
+
 #include <chrono>
 #include <climits>
 #include <cstdlib>
@@ -171,3 +173,5 @@ Result<std::unique_ptr<Communicator>> MpiCommunicator::split(int color, int key)
 }
 
 }  // namespace fs::dist
+
+#endif  // FASTSERVE_WITH_MPI

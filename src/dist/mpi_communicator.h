@@ -4,6 +4,8 @@
 // up after the timeout with a message instead of hanging when a peer died.
 #pragma once
 
+#ifdef FASTSERVE_WITH_MPI
+
 #include <memory>
 
 #include <mpi.h>
@@ -47,3 +49,5 @@ class MpiCommunicator final : public Communicator {
 };
 
 }  // namespace fs::dist
+
+#endif  // FASTSERVE_WITH_MPI

@@ -190,6 +190,7 @@ TEST(ShardModel, QuantizedSliceInsideABlockIsAnError) {
   EXPECT_NE(shard.status().message().find("32-element quantization blocks"), std::string::npos);
 }
 
+#ifdef FASTSERVE_WITH_MPI
 TEST(MpiCommunicator, OneRankWorldWithoutMpirun) {
   Result<std::unique_ptr<MpiCommunicator>> world = MpiCommunicator::init_world(nullptr, nullptr);
   ASSERT_TRUE(world.is_ok()) << world.status().message();
@@ -212,6 +213,7 @@ TEST(MpiCommunicator, OneRankWorldWithoutMpirun) {
   EXPECT_FALSE(c.all_gather(x, wrong).is_ok());
   sub->reset();
 }
+#endif  // FASTSERVE_WITH_MPI
 
 }  // namespace
 }  // namespace fs::dist
