@@ -192,6 +192,9 @@ TEST(ShardModel, QuantizedSliceInsideABlockIsAnError) {
 
 #ifdef FASTSERVE_WITH_MPI
 TEST(MpiCommunicator, OneRankWorldWithoutMpirun) {
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "OpenMPI's own allocations in MPI_Init never freed read as leaks under LSan";
+#endif
   Result<std::unique_ptr<MpiCommunicator>> world = MpiCommunicator::init_world(nullptr, nullptr);
   ASSERT_TRUE(world.is_ok()) << world.status().message();
   MpiCommunicator& c = **world;
