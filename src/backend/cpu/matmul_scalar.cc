@@ -1,5 +1,7 @@
 // Scalar reference tile kernels for every weight type: one dot product per (row, token), in the
 // same integer arithmetic as the fast kernels for quantized types.
+#include <cpuid.h>
+
 #include <cstdlib>
 #include <string_view>
 
@@ -113,8 +115,10 @@ bool use_avx2_kernels() {
     const char* env = std::getenv("FASTSERVE_CPU_KERNELS");  // the one place this variable is read
     if (env != nullptr && std::string_view(env) == "scalar") return false;
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-           __builtin_cpu_supports("f16c");
+    // F16C from CPUID leaf 1, ECX bit 29 (clang's __builtin_cpu_supports does not know "f16c").
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    const bool f16c = __get_cpuid(1, &eax, &ebx, &ecx, &edx) != 0 && (ecx & (1u << 29)) != 0;
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
   }();
   return use;
 }
