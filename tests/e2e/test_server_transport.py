@@ -230,7 +230,7 @@ def test_non_streaming_client_that_leaves_frees_its_job(limited):
     s = socket.create_connection(("127.0.0.1", limited.port), timeout=10)
     s.sendall(f"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
               f"Content-Length: {len(body)}\r\n\r\n{body}".encode())
-    time.sleep(0.5)
+    time.sleep(0.05)  # the request is read and running (40 tokens take >= 0.18 s even on an idle machine)
     s.close()
     started = time.time()
     m = wait_idle(limited, timeout=20)
