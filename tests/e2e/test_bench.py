@@ -63,7 +63,9 @@ def test_bench_matches_server_usage(fastserve_bin, server, tmp_path):
     assert r["output_lens"] == r["target_output_lens"]
     assert all(1 <= n <= 8 for n in r["output_lens"])
     assert r["max_concurrent_requests"] <= 4
-    assert r["send_times"] == sorted(r["send_times"])
+    # Requests go out in arrival order; each sender thread stamps its own send time, so two released
+    # together by the concurrency cap may stamp a few milliseconds out of order.
+    assert all(b >= a - 0.02 for a, b in zip(r["send_times"], r["send_times"][1:])), r["send_times"]
     for ttft, e2el, itl, n in zip(r["ttfts"], r["e2els"], r["itls"], r["output_lens"]):
         assert 0 < ttft <= e2el
         assert len(itl) <= n - 1
