@@ -2,14 +2,10 @@
 
 #include <algorithm>
 #include <array>
-#include <cstdlib>
-#include <fstream>
 #include <numeric>
 #include <random>
-#include <sstream>
 
-#include <nlohmann/json.hpp>
-
+#include "core/workload_file.h"
 #include "tokenizer/tokenizer.h"
 
 namespace fs::loadgen {
@@ -25,70 +21,6 @@ constexpr std::array<const char*, 32> kWords = {
 bool ends_with(const std::string& s, std::string_view suffix) {
   return s.size() >= suffix.size() &&
          s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
-struct TextRecord {
-  std::string prompt;
-  std::string output;
-};
-
-struct LengthRecord {
-  int32_t num_prompt_tokens = 0;
-  int32_t num_output_tokens = 0;
-};
-
-Status read_jsonl(const std::string& path, std::vector<TextRecord>* out) {
-  std::ifstream in(path);
-  if (!in) return not_found("dataset {} not found", path);
-  std::string line;
-  int64_t line_no = 0;
-  while (std::getline(in, line)) {
-    ++line_no;
-    if (line.empty()) continue;
-    auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (j.is_discarded() || !j.is_object() || !j.contains("prompt") || !j["prompt"].is_string()) {
-      return data_loss("{}:{}: not a {{\"prompt\", \"output\"}} object", path, line_no);
-    }
-    TextRecord r;
-    r.prompt = j["prompt"].get<std::string>();
-    if (j.contains("output") && j["output"].is_string()) r.output = j["output"].get<std::string>();
-    out->push_back(std::move(r));
-  }
-  if (out->empty()) return data_loss("dataset {}: no records", path);
-  return Status::ok();
-}
-
-Status read_csv(const std::string& path, std::vector<LengthRecord>* out) {
-  std::ifstream in(path);
-  if (!in) return not_found("dataset {} not found", path);
-  std::string line;
-  if (!std::getline(in, line)) return data_loss("dataset {}: empty", path);
-  int prompt_col = -1, output_col = -1, col = 0;
-  std::stringstream header(line);
-  for (std::string name; std::getline(header, name, ','); ++col) {
-    while (!name.empty() && (name.back() == '\r' || name.back() == ' ')) name.pop_back();
-    if (name == "prompt_tokens") prompt_col = col;
-    if (name == "output_tokens") output_col = col;
-  }
-  if (prompt_col < 0 || output_col < 0) {
-    return data_loss("dataset {}: header lacks prompt_tokens,output_tokens", path);
-  }
-  int64_t line_no = 1;
-  while (std::getline(in, line)) {
-    ++line_no;
-    if (line.empty() || line == "\r") continue;
-    std::stringstream ss(line);
-    LengthRecord r;
-    int c = 0;
-    for (std::string field; std::getline(ss, field, ','); ++c) {
-      if (c == prompt_col) r.num_prompt_tokens = std::atoi(field.c_str());
-      if (c == output_col) r.num_output_tokens = std::atoi(field.c_str());
-    }
-    if (c <= std::max(prompt_col, output_col)) return data_loss("{}:{}: short row", path, line_no);
-    out->push_back(r);
-  }
-  if (out->empty()) return data_loss("dataset {}: no records", path);
-  return Status::ok();
 }
 
 // Record indices in the order they are tried: seeded shuffles, repeated until `needed` are out
@@ -118,8 +50,7 @@ int32_t cap_output(int32_t n, const DatasetOptions& o) {
 
 Result<std::vector<BenchRequest>> sample_text(const std::string& path, bool sharegpt_filter,
                                               const DatasetOptions& o, const Tokenizer* tok) {
-  std::vector<TextRecord> records;
-  FS_RETURN_IF_ERROR(read_jsonl(path, &records));
+  FS_ASSIGN_OR_RETURN(std::vector<TextRow> records, read_text_rows(path, "dataset"));
   std::vector<BenchRequest> out;
   std::vector<char> rejected(records.size(), 0);
   size_t num_rejected = 0;
@@ -130,7 +61,7 @@ Result<std::vector<BenchRequest>> sample_text(const std::string& path, bool shar
     }
     const size_t i = order.next();
     if (rejected[i]) continue;
-    const TextRecord& r = records[i];
+    const TextRow& r = records[i];
     const int32_t num_prompt = count_tokens(tok, r.prompt);
     const int32_t num_output = count_tokens(tok, r.output);
     bool keep = num_prompt >= 1 && num_output >= 1;
@@ -150,21 +81,20 @@ Result<std::vector<BenchRequest>> sample_text(const std::string& path, bool shar
 
 Result<std::vector<BenchRequest>> sample_lengths(const std::string& path, const DatasetOptions& o,
                                                  const Tokenizer* tok) {
-  std::vector<LengthRecord> records;
-  FS_RETURN_IF_ERROR(read_csv(path, &records));
-  const bool any_usable = std::any_of(records.begin(), records.end(), [](const LengthRecord& r) {
-    return r.num_prompt_tokens >= 1 && r.num_output_tokens >= 1;
+  FS_ASSIGN_OR_RETURN(std::vector<LengthRow> records, read_length_rows(path, "dataset"));
+  const bool any_usable = std::any_of(records.begin(), records.end(), [](const LengthRow& r) {
+    return r.prompt_tokens >= 1 && r.output_tokens >= 1;
   });
   if (!any_usable) return data_loss("dataset {}: no record with prompt and output >= 1", path);
   std::vector<BenchRequest> out;
   ShuffledIndices order(records.size(), o.seed);
   std::mt19937_64 rng(o.seed + 1);
   while (static_cast<int64_t>(out.size()) < o.num_prompts) {
-    const LengthRecord& r = records[order.next()];
-    if (r.num_prompt_tokens < 1 || r.num_output_tokens < 1) continue;
-    std::string prompt = synthesize_prompt(r.num_prompt_tokens, rng(), tok);
+    const LengthRow& r = records[order.next()];
+    if (r.prompt_tokens < 1 || r.output_tokens < 1) continue;
+    std::string prompt = synthesize_prompt(r.prompt_tokens, rng(), tok);
     const int32_t num_prompt = count_tokens(tok, prompt);
-    out.push_back(BenchRequest{std::move(prompt), num_prompt, cap_output(r.num_output_tokens, o)});
+    out.push_back(BenchRequest{std::move(prompt), num_prompt, cap_output(r.output_tokens, o)});
   }
   return out;
 }

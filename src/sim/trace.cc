@@ -1,12 +1,10 @@
 #include "sim/trace.h"
 
 #include <cmath>
-#include <fstream>
 #include <limits>
 #include <random>
-#include <sstream>
 
-#include <nlohmann/json.hpp>
+#include "core/workload_file.h"
 
 namespace fs::sim {
 namespace {
@@ -20,60 +18,17 @@ bool ends_with(const std::string& s, const std::string& suffix) {
          s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-Status read_csv(const std::string& path, std::vector<TraceRequest>& out) {
-  std::ifstream in(path);
-  if (!in) return not_found("trace {} not found", path);
-  std::string line;
-  if (!std::getline(in, line)) return data_loss("trace {}: empty", path);
-  // Find the prompt_tokens / output_tokens columns in the header.
-  int prompt_col = -1, output_col = -1, col = 0;
-  std::stringstream header(line);
-  for (std::string name; std::getline(header, name, ','); ++col) {
-    while (!name.empty() && (name.back() == '\r' || name.back() == ' ')) name.pop_back();
-    if (name == "prompt_tokens") prompt_col = col;
-    if (name == "output_tokens") output_col = col;
+// Prompt and output lengths of every row of a length CSV or (approximated from the texts) a JSONL.
+Result<std::vector<TraceRequest>> read_rows(const std::string& path) {
+  std::vector<TraceRequest> out;
+  if (ends_with(path, ".jsonl")) {
+    FS_ASSIGN_OR_RETURN(std::vector<TextRow> rows, read_text_rows(path, "trace"));
+    for (const TextRow& r : rows) out.push_back({approx_tokens(r.prompt), approx_tokens(r.output)});
+  } else {
+    FS_ASSIGN_OR_RETURN(std::vector<LengthRow> rows, read_length_rows(path, "trace"));
+    for (const LengthRow& r : rows) out.push_back({r.prompt_tokens, r.output_tokens});
   }
-  if (prompt_col < 0 || output_col < 0) {
-    return data_loss("trace {}: header lacks prompt_tokens,output_tokens", path);
-  }
-  int64_t line_no = 1;
-  while (std::getline(in, line)) {
-    ++line_no;
-    if (line.empty()) continue;
-    std::stringstream ss(line);
-    std::string field;
-    TraceRequest r;
-    int c = 0;
-    for (; std::getline(ss, field, ','); ++c) {
-      if (c == prompt_col) r.num_prompt_tokens = std::atoi(field.c_str());
-      if (c == output_col) r.num_output_tokens = std::atoi(field.c_str());
-    }
-    if (c <= std::max(prompt_col, output_col)) return data_loss("{}:{}: short row", path, line_no);
-    out.push_back(r);
-  }
-  return Status::ok();
-}
-
-Status read_jsonl(const std::string& path, std::vector<TraceRequest>& out) {
-  std::ifstream in(path);
-  if (!in) return not_found("trace {} not found", path);
-  std::string line;
-  int64_t line_no = 0;
-  while (std::getline(in, line)) {
-    ++line_no;
-    if (line.empty()) continue;
-    auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (j.is_discarded() || !j.is_object() || !j.contains("prompt") || !j["prompt"].is_string()) {
-      return data_loss("{}:{}: not a {{\"prompt\", \"output\"}} object", path, line_no);
-    }
-    TraceRequest r;
-    r.num_prompt_tokens = approx_tokens(j["prompt"].get<std::string>());
-    if (j.contains("output") && j["output"].is_string()) {
-      r.num_output_tokens = approx_tokens(j["output"].get<std::string>());
-    }
-    out.push_back(r);
-  }
-  return Status::ok();
+  return out;
 }
 
 }  // namespace
@@ -84,12 +39,7 @@ Result<std::vector<TraceRequest>> load_trace(const std::string& name,
   std::string path = name;
   if (name == "sharegpt") path = datasets_dir + "/sharegpt_vllm_opt_lengths.csv";
   if (name == "alpaca") path = datasets_dir + "/alpaca.jsonl";
-  std::vector<TraceRequest> all;
-  if (ends_with(path, ".jsonl")) {
-    FS_RETURN_IF_ERROR(read_jsonl(path, all));
-  } else {
-    FS_RETURN_IF_ERROR(read_csv(path, all));
-  }
+  FS_ASSIGN_OR_RETURN(std::vector<TraceRequest> all, read_rows(path));
   std::vector<TraceRequest> kept;
   for (const TraceRequest& r : all) {
     if (r.num_prompt_tokens < 1 || r.num_output_tokens < 1) continue;
