@@ -53,19 +53,6 @@ bool uses_llama3_merges(const std::string& pre) {
          pre == "smaug-bpe" || pre == "dbrx";
 }
 
-std::string byte_level_to_raw(const std::string& text) {
-  std::string raw;
-  for (size_t pos = 0; pos < text.size();) {
-    const size_t len = utf8::sequence_length(text, pos);
-    if (len == 0) return text;
-    const int b = utf8::code_point_to_byte(utf8::decode_code_point(text, pos, len));
-    if (b < 0) return text;
-    raw.push_back(static_cast<char>(b));
-    pos += len;
-  }
-  return raw;
-}
-
 bool in_byte_alphabet(const std::string& text) {
   for (size_t pos = 0; pos < text.size();) {
     const size_t len = utf8::sequence_length(text, pos);
@@ -177,10 +164,10 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::from_gguf(const GgufFile& gguf) {
   }
   std::vector<std::string> pieces = spec.vocab;
   if (byte_level) {
-    for (auto& p : pieces) p = byte_level_to_raw(p);
+    for (auto& p : pieces) p = utf8::byte_level_to_raw(p);
     for (auto& [l, r] : merges) {
-      l = byte_level_to_raw(l);
-      r = byte_level_to_raw(r);
+      l = utf8::byte_level_to_raw(l);
+      r = utf8::byte_level_to_raw(r);
     }
   }
   spec.bos_id = optional_id(gguf, "tokenizer.ggml.bos_token_id");

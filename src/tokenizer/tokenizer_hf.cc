@@ -45,21 +45,6 @@ bool bool_or(const Json& j, const char* key, bool fallback) {
   return it != j.end() && it->is_boolean() ? it->get<bool>() : fallback;
 }
 
-// Vocabulary text in the GPT-2 byte alphabet -> raw bytes; text with other characters is kept.
-std::string byte_level_to_raw(const std::string& text) {
-  std::string raw;
-  raw.reserve(text.size());
-  for (size_t pos = 0; pos < text.size();) {
-    const size_t len = utf8::sequence_length(text, pos);
-    if (len == 0) return text;
-    const int b = utf8::code_point_to_byte(utf8::decode_code_point(text, pos, len));
-    if (b < 0) return text;
-    raw.push_back(static_cast<char>(b));
-    pos += len;
-  }
-  return raw;
-}
-
 bool uses_byte_level(const Json& j) {
   if (j.is_object()) {
     if (str_or(j, "type", "") == "ByteLevel") return true;
@@ -115,7 +100,7 @@ class HfLoader {
     }
     std::vector<std::string> pieces(spec_.vocab.size());
     for (size_t i = 0; i < pieces.size(); ++i) {
-      pieces[i] = byte_level_ ? byte_level_to_raw(spec_.vocab[i]) : spec_.vocab[i];
+      pieces[i] = byte_level_ ? utf8::byte_level_to_raw(spec_.vocab[i]) : spec_.vocab[i];
     }
     std::vector<std::pair<std::string, std::string>> merges;
     if (auto it = model.find("merges"); it != model.end() && it->is_array()) {
@@ -135,8 +120,8 @@ class HfLoader {
           return data_loss("{}: bad merge {}", source_, m.dump());
         }
         if (byte_level_) {
-          left = byte_level_to_raw(left);
-          right = byte_level_to_raw(right);
+          left = utf8::byte_level_to_raw(left);
+          right = utf8::byte_level_to_raw(right);
         }
         merges.emplace_back(std::move(left), std::move(right));
       }
@@ -255,7 +240,7 @@ class HfLoader {
     for (const AddedToken& a : spec_.added_tokens) {
       if (a.content == name) return a.id;
     }
-    const int32_t id = spec_.model->find(byte_level_ ? byte_level_to_raw(name) : name);
+    const int32_t id = spec_.model->find(byte_level_ ? utf8::byte_level_to_raw(name) : name);
     if (id < 0)
       return data_loss("{}: post-processor token '{}' is not in the vocabulary", source_, name);
     return id;

@@ -161,6 +161,20 @@ int code_point_to_byte(uint32_t cp) {
   return cp < inverse.size() ? inverse[cp] : -1;
 }
 
+std::string byte_level_to_raw(const std::string& text) {
+  std::string raw;
+  raw.reserve(text.size());
+  for (size_t pos = 0; pos < text.size();) {
+    const size_t len = sequence_length(text, pos);
+    if (len == 0) return text;
+    const int b = code_point_to_byte(decode_code_point(text, pos, len));
+    if (b < 0) return text;
+    raw.push_back(static_cast<char>(b));
+    pos += len;
+  }
+  return raw;
+}
+
 }  // namespace fs::utf8
 
 namespace fs::utf8 {

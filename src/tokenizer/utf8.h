@@ -54,5 +54,8 @@ bool is_word_char(uint32_t cp);
 const std::array<uint32_t, 256>& byte_to_code_point();
 // Inverse map; -1 for code points that no byte maps to.
 int code_point_to_byte(uint32_t cp);
+// Text in the GPT-2 byte alphabet -> the raw bytes it stands for; text with any other character
+// (or invalid UTF-8) is returned unchanged.
+std::string byte_level_to_raw(const std::string& text);
 
 }  // namespace fs::utf8
