@@ -47,15 +47,21 @@ class Executor {
   // Creates both pools; block ids of each pool are 0 .. n-1. Called once, before anything else below.
   virtual Status allocate_kv(int64_t block_size, int64_t device_blocks, int64_t host_blocks) = 0;
 
-  // Starts this iteration's block moves. Every source is read before any destination is written
-  // (a block freed by one move may be another's destination in the same call). The next forward()
-  // sees all of them done; an executor may run them asynchronously until then (the CUDA one does,
-  // on a copy stream, and the forward waits on the GPU, not on the host).
+  // Starts block moves and may return before they are done (the CPU executor runs them on a copy
+  // thread, the CUDA one on copy streams). Within one call every source is read before any
+  // destination is written (a block freed by one move may be another's destination in the same
+  // call); a call's moves are ordered after every earlier call's. On a bad block id it returns an
+  // error and starts nothing.
+  // The engine makes two calls per plan: first the moves this iteration's batch needs, then the
+  // proactive ones (jobs outside the batch), so that the forward waits only for the first.
   virtual Status swap(std::span<const BlockCopy> offloads, std::span<const BlockCopy> uploads) = 0;
 
   // Runs the new tokens of every sequence, writes their K/V into the device pool and returns logits
   // [rows, vocab] f32 on the host: one row per sequence (its last new token) or one per new token
   // for sequences with all_logits, in batch order. The span stays valid until the next call.
+  // Before it reads or writes a device block of the sequences' block tables, it waits for every
+  // earlier swap() call that reads (offload) or writes (upload) that block; swaps of other blocks
+  // go on during the forward. A job therefore never runs with blocks still in flight.
   virtual Result<std::span<const float>> forward(std::span<const ForwardSeq> seqs) = 0;
 };
 

@@ -412,14 +412,27 @@ void Engine::Impl::loop() {
   }
 }
 
-// Hands the plan's block moves to the executor (which orders every read before every write).
+// Hands the plan's block moves to the executor in two calls: first the blocking prefix of each list
+// (moves this batch needs), then the proactive rest, which the executor overlaps with the forward
+// (iteration_plan.h). The executor orders each call after the previous one, so a proactive move
+// may reuse a block a blocking move freed.
 Status Engine::Impl::carry_out_swaps(const sched::IterationPlan& plan) {
-  if (plan.offload.empty() && plan.upload.empty()) return Status::ok();
-  offloads.clear();
-  uploads.clear();
-  for (const kv::BlockMove& m : plan.offload) offloads.push_back({m.src, m.dst});
-  for (const kv::BlockMove& m : plan.upload) uploads.push_back({m.src, m.dst});
-  return executor->swap(offloads, uploads);
+  auto issue = [&](size_t offload_begin, size_t offload_end, size_t upload_begin,
+                   size_t upload_end) {
+    offloads.clear();
+    uploads.clear();
+    for (size_t i = offload_begin; i < offload_end; ++i) {
+      offloads.push_back({plan.offload[i].src, plan.offload[i].dst});
+    }
+    for (size_t i = upload_begin; i < upload_end; ++i) {
+      uploads.push_back({plan.upload[i].src, plan.upload[i].dst});
+    }
+    return executor->swap(offloads, uploads);  // no-op when both are empty
+  };
+  const size_t blocking_offloads = static_cast<size_t>(plan.num_blocking_offload);
+  const size_t blocking_uploads = static_cast<size_t>(plan.num_blocking_upload);
+  FS_RETURN_IF_ERROR(issue(0, blocking_offloads, 0, blocking_uploads));
+  return issue(blocking_offloads, plan.offload.size(), blocking_uploads, plan.upload.size());
 }
 
 bool Engine::Impl::run_iteration() {

@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 
+#include "engine/cpu_executor.h"
 #include "engine/generate.h"
 #include "engine/stop_matcher.h"
 
@@ -50,10 +51,17 @@ std::vector<int32_t> reference_tokens(const std::vector<int32_t>& prompt, int64_
   return r->tokens;
 }
 
-std::unique_ptr<Engine> make_engine(EngineConfig config) {
+// copy_delay > 0: a CpuExecutor whose copy thread is slowed that much per swap call.
+std::unique_ptr<Engine> make_engine(EngineConfig config, std::chrono::microseconds copy_delay = {}) {
   Result<ModelRuntime> rt = load_model_runtime(kTinyLlama);
   EXPECT_TRUE(rt.is_ok()) << rt.status().to_string();
-  Result<std::unique_ptr<Engine>> engine = Engine::create(std::move(*rt), config);
+  std::unique_ptr<Executor> executor;
+  if (copy_delay.count() > 0) {
+    executor = std::make_unique<CpuExecutor>(
+        *rt->lm, CpuExecutor::Options{.test_copy_delay = copy_delay});
+  }
+  Result<std::unique_ptr<Engine>> engine =
+      Engine::create(std::move(*rt), config, std::move(executor));
   EXPECT_TRUE(engine.is_ok()) << engine.status().to_string();
   (*engine)->start();
   return std::move(*engine);
@@ -78,12 +86,13 @@ std::vector<std::vector<int32_t>> prompts() {
   return out;
 }
 
-void expect_concurrent_requests_match_reference(EngineConfig config, bool expect_swaps) {
+void expect_concurrent_requests_match_reference(EngineConfig config, bool expect_swaps,
+                                                 std::chrono::microseconds copy_delay = {}) {
   const auto ps = prompts();
   // References first: the kernels' thread pool serves one caller at a time (the engine thread).
   std::vector<std::vector<int32_t>> expected;
   for (size_t i = 0; i < ps.size(); ++i) expected.push_back(reference_tokens(ps[i], 10 + 3 * (i % 5)));
-  std::unique_ptr<Engine> engine = make_engine(config);
+  std::unique_ptr<Engine> engine = make_engine(config, copy_delay);
   std::vector<std::unique_ptr<RequestStream>> streams;
   for (size_t i = 0; i < ps.size(); ++i) {
     Result<std::unique_ptr<RequestStream>> s = engine->submit(greedy_request(ps[i], 10 + 3 * (i % 5)));
@@ -131,6 +140,21 @@ TEST(EngineTest, SmallDevicePoolForcesOffloadingAndOutputsStayTheSame) {
     config.device_kv_blocks = 24;  // a few sequences' worth: the rest must wait on the host
     config.host_kv_blocks = 200;
     expect_concurrent_requests_match_reference(config, true);
+  }
+}
+
+// The same with the CPU copy thread slowed (2 ms per swap call): proactive moves are still in
+// flight during forwards, and a job whose upload is slow waits for it (else its tokens would differ).
+TEST(EngineTest, SlowedCopyThreadKeepsTheOutputsOfASmallDevicePool) {
+  for (const char* kv_policy : {"proactive", "reactive"}) {
+    SCOPED_TRACE(kv_policy);
+    EngineConfig config;
+    config.kv_policy = kv_policy;
+    config.max_num_seqs = 4;
+    config.kv_block_size = 4;
+    config.device_kv_blocks = 24;
+    config.host_kv_blocks = 200;
+    expect_concurrent_requests_match_reference(config, true, std::chrono::milliseconds(2));
   }
 }
 
