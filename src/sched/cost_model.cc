@@ -9,8 +9,35 @@
 
 namespace fs::sched {
 
+namespace {
+
+// Upper bounds that no real profile comes near; they keep every prediction finite.
+constexpr double kMaxSeconds = 1e6;
+constexpr double kMaxCount = 1e12;  // tokens, batch sizes, bytes per token
+
+bool in_range(double v, double hi) { return std::isfinite(v) && std::fabs(v) <= hi; }
+
+}  // namespace
+
 Status CostModelSpec::validate() const {
   if (block_size_tokens <= 0) return invalid_argument("cost model: block_size_tokens must be > 0");
+  if (!in_range(kv_bytes_per_token, kMaxCount) || !in_range(swap_bandwidth_bytes_per_s, 1e18) ||
+      !in_range(device_kv_bytes, 1e18) || !in_range(host_kv_bytes, 1e18)) {
+    return invalid_argument("cost model: a byte count or bandwidth is out of range");
+  }
+  for (const auto& p : prefill) {
+    if (!in_range(p.tokens, kMaxCount) || !in_range(p.seconds, kMaxSeconds)) {
+      return invalid_argument("cost model: prefill point ({}, {}) is out of range", p.tokens,
+                              p.seconds);
+    }
+  }
+  for (const auto& p : decode) {
+    if (!in_range(p.batch_size, kMaxCount) || !in_range(p.context_tokens, kMaxCount) ||
+        !in_range(p.seconds, kMaxSeconds)) {
+      return invalid_argument("cost model: decode point ({}, {}, {}) is out of range",
+                              p.batch_size, p.context_tokens, p.seconds);
+    }
+  }
   if (!(kv_bytes_per_token > 0))
     return invalid_argument("cost model: kv_bytes_per_token must be > 0");
   if (prefill.empty()) return invalid_argument("cost model: prefill needs at least one point");
@@ -104,7 +131,12 @@ Result<CostModel> CostModel::from_json_text(const std::string& text) {
   try {
     s.name = j.value("name", "");
     s.source = j.value("source", "");
-    s.block_size_tokens = j.at("block_size_tokens").get<int32_t>();
+    const nlohmann::json& block = j.at("block_size_tokens");
+    // An integer only: get<int32_t>() of a float or a huge integer would be undefined behaviour.
+    if (!block.is_number_integer() || block.get<int64_t>() < 1 || block.get<int64_t>() > 1 << 20) {
+      return invalid_argument("cost model: block_size_tokens must be an integer in [1, 2^20]");
+    }
+    s.block_size_tokens = static_cast<int32_t>(block.get<int64_t>());
     s.kv_bytes_per_token = j.at("kv_bytes_per_token").get<double>();
     for (const auto& p : j.at("prefill")) {
       s.prefill.push_back({p.at(0).get<double>(), p.at(1).get<double>()});

@@ -7,31 +7,16 @@
 #include <vector>
 
 #include "core/check.h"
+#include "fixture_tokenizers.h"
 #include "tokenizer/incremental_decoder.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/utf8.h"
-
-namespace {
-
-const fs::Tokenizer& tokenizer(int which) {
-  static std::unique_ptr<fs::Tokenizer> loaded[2];
-  if (loaded[which] == nullptr) {
-    const char* name =
-        which == 0 ? "/tokenizer/smollm2-vocab.gguf" : "/tokenizer/ggml-vocab-llama-spm.gguf";
-    auto t = fs::Tokenizer::load(std::string(FASTSERVE_FIXTURES_DIR) + name);
-    FS_CHECK(t.is_ok(), "{}", t.status().to_string());
-    loaded[which] = std::move(t).value();
-  }
-  return *loaded[which];
-}
-
-}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   const int which = data[0] & 1;
   const bool skip_special = (data[0] & 2) != 0;
-  const fs::Tokenizer& tok = tokenizer(which);
+  const fs::Tokenizer& tok = fs::fuzz::fixture_tokenizer(which);
   std::vector<int32_t> ids;
   for (size_t i = 1; i + 1 < size; i += 2) {
     ids.push_back(static_cast<int32_t>(data[i] | (data[i + 1] << 8)) - 512);

@@ -6,26 +6,10 @@
 #include <string>
 
 #include "core/check.h"
+#include "fixture_tokenizers.h"
 #include "tokenizer/incremental_decoder.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/utf8.h"
-
-namespace {
-
-// The two fixture tokenizers, loaded once: 0 = SmolLM2 (byte-level), 1 = llama (SentencePiece).
-const fs::Tokenizer& tokenizer(int which) {
-  static std::unique_ptr<fs::Tokenizer> loaded[2];
-  if (loaded[which] == nullptr) {
-    const char* name =
-        which == 0 ? "/tokenizer/smollm2-vocab.gguf" : "/tokenizer/ggml-vocab-llama-spm.gguf";
-    auto t = fs::Tokenizer::load(std::string(FASTSERVE_FIXTURES_DIR) + name);
-    FS_CHECK(t.is_ok(), "{}", t.status().to_string());
-    loaded[which] = std::move(t).value();
-  }
-  return *loaded[which];
-}
-
-}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
@@ -34,7 +18,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   options.add_special = (data[0] & 2) != 0;
   options.parse_special = (data[0] & 4) != 0;
   const std::string text(reinterpret_cast<const char*>(data) + 1, size - 1);
-  const fs::Tokenizer& tok = tokenizer(which);
+  const fs::Tokenizer& tok = fs::fuzz::fixture_tokenizer(which);
   const std::vector<int32_t> ids = tok.encode(text, options);
   for (int32_t id : ids) FS_CHECK(tok.is_valid_id(id), "id {} out of range", id);
   const std::string decoded = tok.decode(ids);

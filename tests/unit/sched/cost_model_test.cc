@@ -54,6 +54,24 @@ TEST(CostModelTest, RejectsMissingOrBadFields) {
   EXPECT_EQ(CostModel::load("/nonexistent/profile.json").status().code(), StatusCode::kNotFound);
 }
 
+// Found by cost_model_fuzz: a float block size went through get<int32_t>() (undefined behaviour),
+// and absurd magnitudes made predictions infinite.
+TEST(CostModelTest, RejectsNonIntegerBlockSizeAndOutOfRangeValues) {
+  auto with = [](const std::string& block, const std::string& prefill) {
+    return CostModel::from_json_text(R"({"block_size_tokens":)" + block +
+                                     R"(,"kv_bytes_per_token":1,"prefill":)" + prefill +
+                                     R"(,"decode":[[1,1,0.1]],"swap_bandwidth_bytes_per_s":1e9})");
+  };
+  EXPECT_TRUE(with("16", "[[1,0.1]]").is_ok());
+  for (const char* block : {"16.5", "1e30", "-4", "0", "18446744073709551615", "\"16\""}) {
+    auto r = with(block, "[[1,0.1]]");
+    ASSERT_FALSE(r.is_ok()) << block;
+    EXPECT_NE(r.status().message().find("block_size_tokens"), std::string::npos) << block;
+  }
+  EXPECT_FALSE(with("16", "[[1,1e300],[2,1.5e300]]").is_ok());
+  EXPECT_FALSE(with("16", "[[1e300,0.1]]").is_ok());
+}
+
 TEST(CostModelTest, LoadsTheCheckedInOpt13bProfile) {
   auto m = CostModel::load(FASTSERVE_SOURCE_DIR "/bench/profiles/opt13b_a100.json");
   ASSERT_TRUE(m.is_ok()) << m.status().to_string();
