@@ -2,8 +2,11 @@
 // default): measured HBM bandwidth (device-to-device copy) and bf16 cuBLAS peak, decode tokens/s at
 // several batch sizes against the HBM roofline (weight + KV bytes per step / bandwidth), and
 // prefill TFLOP/s of one long prompt against the GEMM peak. Prints markdown tables.
-//   model_bench [--shape llama3-8b|opt-13b] [--batches 1,16,64,256] [--context 512] [--steps 32]
-//               [--prefill 2048]
+// Decode steps are timed eagerly and replayed from CUDA graphs (CudaModel::set_cuda_graphs).
+//   model_bench [--shape llama3-8b|opt-13b] [--model FILE.gguf] [--batches 1,16,64,256]
+//               [--context 512] [--steps 32] [--prefill 2048]
+// --model loads real weights (any dtype the loader reads; a BF16 GGUF travels as is) instead of
+// dummy ones: the peer comparison (scripts/device/peers.sh) runs llama.cpp on the same file.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -19,6 +22,7 @@
 
 #include "backend/cuda/cuda_model.h"
 #include "backend/cuda/device_info.h"
+#include "model/model_weights.h"
 
 namespace {
 
@@ -152,13 +156,15 @@ std::vector<int> parse_list(const std::string& s) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string shape = "llama3-8b";
+  std::string shape = "llama3-8b", model_path;
   std::vector<int> batches = {1, 16, 64, 256};
   int context = 512, steps = 32, prefill = 2048;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i], v = argv[i + 1];
     if (a == "--shape")
       shape = v;
+    else if (a == "--model")
+      model_path = v;
     else if (a == "--batches")
       batches = parse_list(v);
     else if (a == "--context")
@@ -181,17 +187,29 @@ int main(int argc, char** argv) {
       "TFLOP/s\n\n",
       bw / 1e12, peak / 1e12);
 
-  const ModelConfig c = shape_config(shape);
   const double t0 = now_s();
-  fs::Result<std::unique_ptr<CudaModel>> made = CudaModel::dummy(c, 1);
-  check(made.status());
-  CudaModel& m = **made;
-  std::printf("%s: dummy bf16 weights %.2f GB made on the device in %.2f s\n\n", shape.c_str(),
-              m.weight_bytes() / 1e9, now_s() - t0);
+  std::unique_ptr<CudaModel> model;
+  if (model_path.empty()) {
+    fs::Result<std::unique_ptr<CudaModel>> made = CudaModel::dummy(shape_config(shape), 1);
+    check(made.status());
+    model = std::move(*made);
+    std::printf("%s: dummy bf16 weights %.2f GB made on the device in %.2f s\n\n", shape.c_str(),
+                model->weight_bytes() / 1e9, now_s() - t0);
+  } else {
+    fs::Result<fs::LoadedModel> loaded = fs::load_model(model_path);
+    check(loaded.status());
+    fs::Result<std::unique_ptr<CudaModel>> made = CudaModel::upload(*loaded);
+    check(made.status());
+    model = std::move(*made);
+    std::printf("%s: %.2f GB of bf16 weights loaded and uploaded in %.2f s\n\n", model_path.c_str(),
+                model->weight_bytes() / 1e9, now_s() - t0);
+  }
+  CudaModel& m = *model;
+  const ModelConfig c = m.config();
 
   const int64_t bs = 16;
   const int max_batch = *std::max_element(batches.begin(), batches.end());
-  const int64_t blocks_per_seq = (std::max(context + steps + 8, prefill) + bs - 1) / bs;
+  const int64_t blocks_per_seq = (std::max(context + 2 * steps + 16, prefill) + bs - 1) / bs;
   const int64_t num_blocks = blocks_per_seq * std::max(max_batch, 1);
   const fs::cuda::KvLayout layout = m.kv_layout(bs);
   void* kv_mem = nullptr;
@@ -202,13 +220,12 @@ int main(int argc, char** argv) {
 
   // Decode: every sequence has `context` cached tokens (the pool's contents: the cost is the same)
   // and decodes `steps` tokens, greedy on the GPU, one forward_greedy (with its host sync) per
-  // step.
+  // step; first eagerly, then with CUDA graphs (the same context bucket: same kernels).
   std::printf(
-      "| batch | context | step ms | tokens/s | HBM bytes/step (weights + KV) | roofline ms | "
-      "of roofline | step ms, back-to-back (GPU) | of roofline |\n"
-      "|---|---|---|---|---|---|---|---|---|\n");
+      "| batch | context | eager step ms | graph step ms | tokens/s (graphs) | HBM bytes/step "
+      "(weights + KV) | roofline ms | of roofline (graphs) | graph step ms, back-to-back (GPU) | "
+      "of roofline |\n|---|---|---|---|---|---|---|---|---|---|\n");
   std::vector<std::string> profiles;
-  std::vector<double> pipelined;
   for (int b : batches) {
     std::vector<std::vector<int32_t>> tables(b), tokens(b, std::vector<int32_t>{1});
     for (int i = 0; i < b; ++i) {
@@ -216,40 +233,50 @@ int main(int argc, char** argv) {
       std::iota(tables[i].begin(), tables[i].end(), static_cast<int32_t>(i * blocks_per_seq));
     }
     std::vector<ForwardSeq> seqs(b);
-    auto step = [&](int s) {
+    auto set_seqs = [&](int s) {
       for (int i = 0; i < b; ++i) seqs[i] = ForwardSeq{tokens[i], context + s, tables[i], false};
+    };
+    auto step = [&](int s) {
+      set_seqs(s);
       fs::Result<std::span<const int32_t>> r = m.forward_greedy(seqs, pool);
       check(r.status());
       for (int i = 0; i < b; ++i) tokens[i][0] = (*r)[i];
     };
-    step(0);
-    step(1);
-    const double start = now_s();
-    for (int s = 2; s < steps; ++s) step(s);
-    const double per_step = (now_s() - start) / (steps - 2);
-    // The same steps enqueued back to back (no host sync in between): GPU time per step.
+    // Host-synced steps from `first`: seconds per step (the first two are warm-up / capture).
+    auto timed = [&](int first) {
+      step(first);
+      step(first + 1);
+      const double start = now_s();
+      for (int s = first + 2; s < first + steps; ++s) step(s);
+      return (now_s() - start) / (steps - 2);
+    };
+    m.set_cuda_graphs(false);
+    const double eager_step = timed(0);
+    m.set_cuda_graphs(true);
+    const double graph_step = timed(steps);
+    // The same graph steps enqueued back to back (no host sync in between): GPU time per step.
     const double pstart = now_s();
-    for (int s = 2; s < steps; ++s) {
-      for (int i = 0; i < b; ++i) seqs[i] = ForwardSeq{tokens[i], context + s, tables[i], false};
+    for (int s = steps + 2; s < 2 * steps; ++s) {
+      set_seqs(s);
       check(m.enqueue_forward(seqs, pool).status());
     }
     check(cudaStreamSynchronize(m.stream()), "sync");
     const double gpu_step = (now_s() - pstart) / (steps - 2);
-    // Where the GPU time goes (CUDA events between phases; adds a little overhead).
+    // Where the GPU time goes (eager, CUDA events between phases; adds a little overhead).
     m.set_profiling(true);
     const int prof_steps = 4;
-    for (int s = 0; s < prof_steps; ++s) step(steps + s);
+    for (int s = 0; s < prof_steps; ++s) step(2 * steps + s);
     for (const auto& [name, ms] : m.phase_times_ms()) {
       profiles.push_back(fmt_phase(b, name, ms / prof_steps));
     }
     m.set_profiling(false);
-    pipelined.push_back(gpu_step);
     const double bytes =
-        static_cast<double>(m.weight_bytes()) + kv_bytes_per_token * b * (context + steps / 2.0);
+        static_cast<double>(m.weight_bytes()) + kv_bytes_per_token * b * (context + steps);
     const double roof = bytes / bw;
-    std::printf("| %d | %d | %.3f | %.0f | %.2f GB | %.3f | %.0f%% | %.3f | %.0f%% |\n", b, context,
-                per_step * 1e3, b / per_step, bytes / 1e9, roof * 1e3, 100.0 * roof / per_step,
-                gpu_step * 1e3, 100.0 * roof / gpu_step);
+    std::printf("| %d | %d | %.3f | %.3f | %.0f | %.2f GB | %.3f | %.0f%% | %.3f | %.0f%% |\n", b,
+                context, eager_step * 1e3, graph_step * 1e3, b / graph_step, bytes / 1e9,
+                roof * 1e3, 100.0 * roof / graph_step, gpu_step * 1e3, 100.0 * roof / gpu_step);
+    std::fflush(stdout);
   }
   std::printf(
       "\nGPU time per decode step by phase (ms):\n\n| batch | phase | ms |\n|---|---|---|\n");

@@ -7,6 +7,7 @@
 #include "backend/cuda/cuda_status.h"
 #include "core/check.h"
 #include "core/dtype.h"
+#include "core/log.h"
 
 namespace fs::cuda {
 namespace {
@@ -29,6 +30,15 @@ Status check_launch(const char* what) {
 }
 
 size_t round_up(size_t n, size_t m) { return (n + m - 1) / m * m; }
+
+// The context bucket of a decode batch whose longest context is max_ctx: a power of two >= 256.
+// The split-K layout is computed from it (not from max_ctx), so it changes only when a context
+// crosses a power of two and a decode graph keyed by it stays valid in between.
+int64_t context_bucket(int64_t max_ctx) {
+  int64_t b = 256;
+  while (b < max_ctx) b *= 2;
+  return b;
+}
 
 }  // namespace
 
@@ -59,6 +69,7 @@ CudaModel::CudaModel(const ModelConfig& config) : config_(config) {}
 
 CudaModel::~CudaModel() {
   if (stream_) cudaStreamSynchronize(stream_);
+  for (DecodeGraph& g : graphs_) cudaGraphExecDestroy(g.exec);
   for (void* p : allocations_) cudaFree(p);
   if (meta_pinned_) cudaFreeHost(meta_pinned_);
   if (logits_pinned_) cudaFreeHost(logits_pinned_);
@@ -381,9 +392,10 @@ Status CudaModel::build_metadata(std::span<const ForwardSeq> seqs, const KvPoolV
     const int64_t blocks_per_split = decode * config_.num_kv_heads;
     const int64_t want_splits =
         std::max<int64_t>(1, (2 * num_sms_ + blocks_per_split - 1) / blocks_per_split);
-    const int64_t len = (max_ctx + want_splits - 1) / want_splits;
+    const int64_t bucket = context_bucket(max_ctx);
+    const int64_t len = (bucket + want_splits - 1) / want_splits;
     split_len_ = static_cast<int32_t>(std::max<int64_t>(128, round_up(len, 32)));
-    max_splits_ = static_cast<int32_t>((max_ctx + split_len_ - 1) / split_len_);
+    max_splits_ = static_cast<int32_t>((bucket + split_len_ - 1) / split_len_);
   } else {
     split_len_ = 128;
     max_splits_ = 1;
@@ -396,10 +408,10 @@ Status CudaModel::build_metadata(std::span<const ForwardSeq> seqs, const KvPoolV
   off_slots_ = off_positions_ + t_count;
   off_rows_ = off_slots_ + t_count;
   off_seqs_ = off_rows_ + rows;
-  off_tables_ = off_seqs_ + 4 * seqs.size();
-  off_tiles_ = off_tables_ + table_len;
+  off_tiles_ = off_seqs_ + 4 * seqs.size();
   off_decode_ = off_tiles_ + 2 * tiles;
-  const size_t total = off_decode_ + 4 * decode;
+  off_tables_ = off_decode_ + 4 * decode;
+  const size_t total = off_tables_ + table_len;
   if (total > meta_pinned_capacity_) {
     if (meta_pinned_) cudaFreeHost(meta_pinned_);
     meta_pinned_ = nullptr;
@@ -555,8 +567,93 @@ Result<int64_t> CudaModel::enqueue_forward(std::span<const ForwardSeq> seqs, con
                                       "attention partials"));
   FS_RETURN_IF_ERROR(logits_.ensure(sizeof(float) * num_rows_ * c.vocab_size, "logits"));
   FS_RETURN_IF_ERROR(tokens_out_.ensure(sizeof(int32_t) * num_rows_, "sampled tokens"));
+  if (const int64_t bucket = decode_graph_bucket(seqs); bucket > 0) {
+    FS_ASSIGN_OR_RETURN(const bool replayed, run_decode_graph(bucket, kv));
+    if (replayed) return num_rows_;
+  }
   FS_RETURN_IF_ERROR(run_layers(kv));
   return num_rows_;
+}
+
+// ---- CUDA graphs for decode steps ----
+
+void CudaModel::set_cuda_graphs(bool on) {
+  cuda_graphs_ = on;
+  if (on) return;
+  if (stream_) cudaStreamSynchronize(stream_);
+  for (DecodeGraph& g : graphs_) cudaGraphExecDestroy(g.exec);
+  graphs_.clear();
+  graph_keys_seen_.clear();
+}
+
+int64_t CudaModel::decode_graph_bucket(std::span<const ForwardSeq> seqs) const {
+  if (!cuda_graphs_ || profiling_) return 0;
+  int64_t max_ctx = 0;
+  for (const ForwardSeq& s : seqs) {
+    if (s.tokens.size() != 1 || s.all_logits) return 0;
+    max_ctx = std::max(max_ctx, s.num_past + 1);
+  }
+  return context_bucket(max_ctx);
+}
+
+CudaModel::GraphBuffers CudaModel::graph_buffers(const KvPoolView& kv) const {
+  return {kv.data,         meta_dev_.as<void>(), x_.as<void>(),      h_.as<void>(),
+          qkv_.as<void>(), q_.as<void>(),        attn_.as<void>(),   up_.as<void>(),
+          act_.as<void>(), partials_.as<void>(), logits_.as<void>(), cublas_workspace_.as<void>()};
+}
+
+Result<bool> CudaModel::run_decode_graph(int64_t ctx_bucket, const KvPoolView& kv) {
+  const int64_t batch = num_tokens_;
+  const GraphBuffers buffers = graph_buffers(kv);
+  ++graph_clock_;
+  for (size_t i = 0; i < graphs_.size(); ++i) {
+    DecodeGraph& g = graphs_[i];
+    if (g.batch != batch || g.ctx_bucket != ctx_bucket) continue;
+    if (g.buffers == buffers) {
+      g.last_use = graph_clock_;
+      FS_CUDA_OK(cudaGraphLaunch(g.exec, stream_));
+      ++num_graph_replays_;
+      return true;
+    }
+    // A buffer it reads or writes was reallocated: capture again below.
+    FS_CUDA_OK(cudaStreamSynchronize(stream_));
+    cudaGraphExecDestroy(g.exec);
+    graphs_.erase(graphs_.begin() + static_cast<std::ptrdiff_t>(i));
+    break;
+  }
+  const std::pair<int64_t, int64_t> key(batch, ctx_bucket);
+  if (std::find(graph_keys_seen_.begin(), graph_keys_seen_.end(), key) == graph_keys_seen_.end()) {
+    if (graph_keys_seen_.size() >= 4096) graph_keys_seen_.clear();
+    graph_keys_seen_.push_back(key);
+    return false;  // first sighting: eager (module loading, kernel attributes happen here)
+  }
+  if (graphs_.size() >= static_cast<size_t>(kMaxDecodeGraphs)) {
+    auto lru = std::min_element(graphs_.begin(), graphs_.end(), [](const auto& a, const auto& b) {
+      return a.last_use < b.last_use;
+    });
+    FS_CUDA_OK(cudaStreamSynchronize(stream_));
+    cudaGraphExecDestroy(lru->exec);
+    graphs_.erase(lru);
+  }
+  FS_CUDA_OK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+  const Status captured = run_layers(kv);
+  cudaGraph_t graph = nullptr;
+  const cudaError_t ended = cudaStreamEndCapture(stream_, &graph);
+  cudaGraphExec_t exec = nullptr;
+  cudaError_t err = ended;
+  if (captured.is_ok() && ended == cudaSuccess) err = cudaGraphInstantiate(&exec, graph, 0);
+  if (graph) cudaGraphDestroy(graph);
+  if (!captured.is_ok() || err != cudaSuccess) {
+    cudaGetLastError();  // clear the capture's error; the eager run reports real faults
+    log_warn("cuda: decode graph capture failed ({}); running decode steps eagerly",
+             captured.is_ok() ? std::string(cudaGetErrorString(err)) : captured.message());
+    set_cuda_graphs(false);
+    return false;
+  }
+  graphs_.push_back(DecodeGraph{batch, ctx_bucket, buffers, exec, graph_clock_});
+  FS_CUDA_OK(cudaGraphLaunch(exec, stream_));
+  ++num_graph_replays_;
+  return true;
 }
 
 void CudaModel::set_profiling(bool on) {

@@ -8,6 +8,7 @@
 // Not thread-safe: one caller (the engine thread), which must have the model's device current.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -96,6 +97,23 @@ class CudaModel {
   Result<int64_t> enqueue_forward(std::span<const ForwardSeq> seqs, const KvPoolView& kv);
   const float* device_logits() const { return logits_.as<float>(); }
 
+  // CUDA graphs for decode steps (on by default). A batch in which every sequence has one new
+  // token and wants only its last logits is keyed by (batch size, context bucket = its longest
+  // context rounded up to a power of two, at least 256); the first step of a key runs eagerly (it
+  // also warms the kernels up), the second captures the layers' kernels into a graph, and later
+  // steps copy their metadata (tokens, positions, slots, block tables) to the same device offsets
+  // and replay it. The split-K layout depends only on the key, so graph and eager runs launch the
+  // same kernels with the same arguments: identical logits. Other batches (prefill, chunks, all
+  // logits) and every batch while profiling run eagerly. A graph is captured again when a buffer
+  // it uses was reallocated (a larger batch grew it, another KV pool); at most kMaxDecodeGraphs
+  // stay alive (the least recently used goes). If capture fails, graphs are turned off (logged).
+  static constexpr int64_t kMaxDecodeGraphs = 64;
+  void set_cuda_graphs(bool on);
+  bool cuda_graphs() const { return cuda_graphs_; }
+  // Graphs alive and replays so far (tests, benchmarks).
+  int64_t num_cuda_graphs() const { return static_cast<int64_t>(graphs_.size()); }
+  int64_t num_graph_replays() const { return num_graph_replays_; }
+
   // Benchmarks: when on, every forward records CUDA events between its phases and phase_times_ms()
   // returns the GPU time per phase ("gemm qkv", "attention", ...) summed over the forwards since
   // the last reset. Off by default (no events recorded).
@@ -120,6 +138,16 @@ class CudaModel {
     float* b_down = nullptr;
   };
 
+  // The device buffers a captured forward has baked in; a graph is valid while they are the same.
+  using GraphBuffers = std::array<const void*, 12>;
+  struct DecodeGraph {
+    int64_t batch = 0;
+    int64_t ctx_bucket = 0;
+    GraphBuffers buffers{};
+    cudaGraphExec_t exec = nullptr;
+    int64_t last_use = 0;
+  };
+
   CudaModel(const ModelConfig& config);
   Status init();  // stream, cuBLAS handle
   Result<void*> alloc(size_t bytes, const char* what);
@@ -133,6 +161,12 @@ class CudaModel {
   Status check_batch(std::span<const ForwardSeq> seqs, const KvPoolView& kv) const;
   Status build_metadata(std::span<const ForwardSeq> seqs, const KvPoolView& kv);
   Status run_layers(const KvPoolView& kv);
+  // The graph key's context bucket of a batch, or 0 when the batch does not run as a graph.
+  int64_t decode_graph_bucket(std::span<const ForwardSeq> seqs) const;
+  GraphBuffers graph_buffers(const KvPoolView& kv) const;
+  // Replays (or captures, then replays) the layers of the current decode batch; false when the
+  // batch must run eagerly (first sighting of its key, capture failed).
+  Result<bool> run_decode_graph(int64_t ctx_bucket, const KvPoolView& kv);
   void mark(const char* phase);  // profiling: the GPU work enqueued since the last mark is `phase`
   void collect_marks();          // profiling: adds the finished marks' times to phase_ms_
 
@@ -150,12 +184,19 @@ class CudaModel {
   cublasHandle_t cublas_ = nullptr;
   int num_sms_ = 0;
 
+  bool cuda_graphs_ = true;
+  std::vector<DecodeGraph> graphs_;
+  std::vector<std::pair<int64_t, int64_t>> graph_keys_seen_;  // (batch, bucket) run once eagerly
+  int64_t graph_clock_ = 0;
+  int64_t num_graph_replays_ = 0;
+
   // Per-forward sizes (set by build_metadata).
   int64_t num_tokens_ = 0, num_rows_ = 0, num_tiles_ = 0, num_decode_ = 0;
   int32_t max_splits_ = 1, split_len_ = 0;
   // Metadata: one pinned host buffer and its device copy, int32 sections (offsets in elements):
-  // tokens [T], positions [T], slots [T], logit rows [R], seqs [S] AttnSeqDesc, block tables,
-  // prefill tiles [P] PrefillTile, decode tokens [D] DecodeDesc.
+  // tokens [T], positions [T], slots [T], logit rows [R], seqs [S] AttnSeqDesc, prefill tiles [P]
+  // PrefillTile, decode tokens [D] DecodeDesc, block tables (last: every offset before it depends
+  // only on T, R, S, P, D, so a decode graph's offsets stay valid while table lengths change).
   std::vector<int32_t> meta_;
   int32_t* meta_pinned_ = nullptr;
   cudaEvent_t meta_copied_ = nullptr;  // recorded after the copy of meta_pinned_
