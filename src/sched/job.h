@@ -18,7 +18,9 @@ struct JobSpec {
   double arrival_s = 0;
   int32_t num_prompt_tokens = 0;
   int32_t max_new_tokens = 0;  // the job finishes after this many tokens at the latest
-  int32_t priority_hint = 0;   // reserved for user priorities; no policy reads it yet
+  // The client's priority (the request's `priority`, as in vLLM): lower runs first; 0 by default.
+  // Every policy orders by it before its own key (docs/SCHEDULING.md "Client priorities").
+  int32_t priority = 0;
   std::optional<int32_t> oracle_output_tokens;
 };
 

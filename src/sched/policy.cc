@@ -32,7 +32,7 @@ MlfqPolicy::MlfqPolicy(const MlfqConfig& config, const CostModel* cost_model, bo
 }
 
 PriorityKey MlfqPolicy::key(const Job& job) const {
-  return {job.level, job.spec.arrival_s, job.spec.id};
+  return {job.spec.priority, job.level, job.spec.arrival_s, job.spec.id};
 }
 
 double MlfqPolicy::quantum_s(int32_t level) const {

@@ -15,8 +15,10 @@
 
 namespace fs::sched {
 
-// Lower sorts first (= higher priority). Ties broken by arrival, then id.
+// Lower sorts first (= higher priority): the client's priority class, then the policy's own key
+// (major), ties broken by arrival, then id.
 struct PriorityKey {
+  int64_t priority = 0;  // JobSpec::priority; fcfs puts started jobs before every class
   int64_t major = 0;
   double arrival_s = 0;
   JobId id = 0;
@@ -73,11 +75,16 @@ class MlfqPolicy final : public Policy {
   bool skip_join_;
 };
 
-// Orca: iteration-level batching, FCFS, run to completion.
+// Orca: iteration-level batching, FCFS, run to completion. Client priorities order the jobs that
+// have not started; a started job keeps its place ahead of them (it is never preempted), which with
+// equal priorities is plain arrival order: jobs start only in order.
 class FcfsPolicy final : public Policy {
  public:
+  static constexpr int64_t kStartedClass = std::numeric_limits<int64_t>::min();
   PolicyKind kind() const override { return PolicyKind::kFcfs; }
-  PriorityKey key(const Job& job) const override { return {0, job.spec.arrival_s, job.spec.id}; }
+  PriorityKey key(const Job& job) const override {
+    return {job.started ? kStartedClass : job.spec.priority, 0, job.spec.arrival_s, job.spec.id};
+  }
   void on_arrival(Job& job) const override { job.level = 0; }
   bool on_served(Job&, double) const override { return false; }
   bool run_to_completion() const override { return true; }
@@ -89,7 +96,9 @@ class FcfsPolicy final : public Policy {
 class VllmPolicy final : public Policy {
  public:
   PolicyKind kind() const override { return PolicyKind::kVllm; }
-  PriorityKey key(const Job& job) const override { return {0, job.spec.arrival_s, job.spec.id}; }
+  PriorityKey key(const Job& job) const override {
+    return {job.spec.priority, 0, job.spec.arrival_s, job.spec.id};
+  }
   void on_arrival(Job& job) const override { job.level = 0; }
   bool on_served(Job&, double) const override { return false; }
   bool stops_at_unfit_job() const override { return true; }
@@ -101,7 +110,7 @@ class SrptPolicy final : public Policy {
  public:
   PolicyKind kind() const override { return PolicyKind::kSrpt; }
   PriorityKey key(const Job& job) const override {
-    return {job.remaining_oracle_tokens(), job.spec.arrival_s, job.spec.id};
+    return {job.spec.priority, job.remaining_oracle_tokens(), job.spec.arrival_s, job.spec.id};
   }
   void on_arrival(Job& job) const override { job.level = 0; }
   bool on_served(Job&, double) const override { return false; }
