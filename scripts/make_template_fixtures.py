@@ -6,8 +6,10 @@ writes the expected outputs to tests/fixtures/chat_templates/expected.json. The 
 
 Usage: .venv/bin/python scripts/make_template_fixtures.py
 
-All dict keys in the contexts are sorted, because the C++ side receives them through nlohmann::json,
-which stores object keys sorted.
+The dict keys in the `templates` and `features` contexts are sorted (the C++ test reads them with
+nlohmann::json, which stores object keys sorted). The `key_order` cases keep Python's insertion
+order, as a client sends it: the server parses requests with nlohmann::ordered_json, and the C++ test
+reads that section with ordered_json.
 """
 import json
 import pathlib
@@ -279,6 +281,49 @@ def feature_cases(env):
     return cases
 
 
+# Dicts in the order a client writes them, not sorted: a system message with extra keys, tool-call
+# arguments and tool schemas. jinja2 sees insertion order in items(), `for k in d`, tojson and repr.
+KEY_ORDER_MESSAGES = [
+    {"role": "system", "content": "You can call tools.", "zeta": 1,
+     "alpha": {"y": 2, "x": [1, {"q": 0, "p": "é"}]}},
+    {"role": "user", "content": "What's the weather in Zürich?"},
+    {"role": "assistant", "content": "", "tool_calls": [
+        {"type": "function", "id": "call12345",
+         "function": {"name": "get_weather", "arguments": {"unit": "celsius", "city": "Zürich", "days": 2}}}]},
+    {"role": "tool", "tool_call_id": "call12345", "name": "get_weather",
+     "content": "{\"temperature\": 21.5}"},
+]
+
+KEY_ORDER_FEATURES = [
+    ("items", "{% for m in messages %}{% for k, v in m.items() %}{{ k }}={{ v }};{% endfor %}|{% endfor %}"),
+    ("iterate", "{% for k in messages[0] %}{{ k }},{% endfor %}{{ messages[0].keys() | list }}{{ messages[0].alpha.values() | list }}{{ messages[0] | items | list }}"),
+    ("repr", "{{ messages[0] }}|{{ messages[2].tool_calls }}"),
+    ("tojson", "{{ messages[0] | tojson }}|{{ messages[2].tool_calls[0] | tojson(indent=2) }}|{{ messages[0] | tojson(sort_keys=true) }}"),
+    ("dictsort", "{{ messages[0].alpha | dictsort }}{% for k, v in messages[2].tool_calls[0].function.arguments | dictsort %}{{ k }}{% endfor %}"),
+]
+
+# Real templates that print tool schemas or tool-call arguments with tojson.
+KEY_ORDER_TEMPLATES = ["qwen2.5", "qwen3", "hermes-2-pro-tools", "llama3.1", "mistral-nemo"]
+
+
+def key_order_cases(env):
+    context = {"messages": KEY_ORDER_MESSAGES, "add_generation_prompt": True, "bos_token": "<s>",
+               "eos_token": "</s>"}
+    cases = []
+    for name, source in KEY_ORDER_FEATURES:
+        case = {"name": name, "source": source, "context": context}
+        case.update(render(env, source, context))
+        cases.append(case)
+    for name in KEY_ORDER_TEMPLATES:
+        file, bos, eos, extra = TEMPLATES[name]
+        ctx = {"messages": KEY_ORDER_MESSAGES, "tools": [WEATHER_TOOL], "add_generation_prompt": True,
+               "bos_token": bos, "eos_token": eos, **extra}
+        case = {"name": name, "file": file, "context": ctx}
+        case.update(render(env, (FIXTURES / file).read_text(), ctx))
+        cases.append(case)
+    return cases
+
+
 def main():
     env = make_env(now=lambda: datetime.fromtimestamp(FIXED_NOW_UNIX_S))
     out = {
@@ -287,12 +332,13 @@ def main():
         "jinja2_version": jinja2.__version__,
         "templates": template_cases(env),
         "features": feature_cases(env),
+        "key_order": key_order_cases(env),
     }
     path = FIXTURES / "expected.json"
     path.write_text(json.dumps(out, ensure_ascii=False, indent=1) + "\n")
     n_err = sum("error" in c for c in out["templates"])
     print(f"wrote {path}: {len(out['templates'])} template cases ({n_err} expected errors), "
-          f"{len(out['features'])} feature cases")
+          f"{len(out['features'])} feature cases, {len(out['key_order'])} key-order cases")
 
 
 if __name__ == "__main__":

@@ -27,12 +27,16 @@ class ChatTemplate {
   // Renders with `context` (an object) as the template variables: messages, add_generation_prompt,
   // bos_token, eos_token, tools and any extra keyword arguments. Errors (raise_exception, unknown
   // filter, undefined access, exceeded limits) name the template position. Thread-safe: any number
-  // of threads may render one ChatTemplate at once. Object keys are visited in the order
-  // nlohmann::json stores them (sorted), which is what tojson and `for k in dict` see.
+  // of threads may render one ChatTemplate at once. Object keys are visited in the order the JSON
+  // type stores them, which is what tojson and `for k in dict` see: sorted for nlohmann::json, as
+  // parsed (jinja2's order for a request's dicts) for nlohmann::ordered_json.
   Result<std::string> render(const nlohmann::json& context) const;
+  Result<std::string> render(const nlohmann::ordered_json& context) const;
 
   // render() with {messages, add_generation_prompt, bos_token, eos_token}.
   Result<std::string> apply(const nlohmann::json& messages, bool add_generation_prompt,
+                            const std::string& bos_token, const std::string& eos_token) const;
+  Result<std::string> apply(const nlohmann::ordered_json& messages, bool add_generation_prompt,
                             const std::string& bos_token, const std::string& eos_token) const;
 
   const std::string& source() const { return source_; }

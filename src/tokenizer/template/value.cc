@@ -134,30 +134,31 @@ Value Value::callable(Callable c) {
 
 namespace {
 
-Result<Value> from_json_at(const nlohmann::json& j, int depth) {
+template <typename Json>
+Result<Value> from_json_at(const Json& j, int depth) {
   if (depth > kMaxValueDepth) {
     return invalid_argument("chat template context nested deeper than {}", kMaxValueDepth);
   }
   switch (j.type()) {
-    case nlohmann::json::value_t::null:
-    case nlohmann::json::value_t::discarded:
+    case nlohmann::detail::value_t::null:
+    case nlohmann::detail::value_t::discarded:
       return Value::none();
-    case nlohmann::json::value_t::boolean:
-      return Value::boolean(j.get<bool>());
-    case nlohmann::json::value_t::number_integer:
-      return Value::integer(j.get<int64_t>());
-    case nlohmann::json::value_t::number_unsigned: {
-      uint64_t u = j.get<uint64_t>();
+    case nlohmann::detail::value_t::boolean:
+      return Value::boolean(j.template get<bool>());
+    case nlohmann::detail::value_t::number_integer:
+      return Value::integer(j.template get<int64_t>());
+    case nlohmann::detail::value_t::number_unsigned: {
+      uint64_t u = j.template get<uint64_t>();
       if (u > static_cast<uint64_t>(INT64_MAX)) return Value::floating(static_cast<double>(u));
       return Value::integer(static_cast<int64_t>(u));
     }
-    case nlohmann::json::value_t::number_float:
-      return Value::floating(j.get<double>());
-    case nlohmann::json::value_t::string:
-      return Value::string(j.get<std::string>());
-    case nlohmann::json::value_t::binary:
+    case nlohmann::detail::value_t::number_float:
+      return Value::floating(j.template get<double>());
+    case nlohmann::detail::value_t::string:
+      return Value::string(j.template get<std::string>());
+    case nlohmann::detail::value_t::binary:
       return Value::none();
-    case nlohmann::json::value_t::array: {
+    case nlohmann::detail::value_t::array: {
       std::vector<Value> items;
       items.reserve(j.size());
       for (const auto& e : j) {
@@ -166,7 +167,7 @@ Result<Value> from_json_at(const nlohmann::json& j, int depth) {
       }
       return Value::list(std::move(items));
     }
-    case nlohmann::json::value_t::object: {
+    case nlohmann::detail::value_t::object: {
       ValueDict d;
       d.items.reserve(j.size());
       for (auto it = j.begin(); it != j.end(); ++it) {
@@ -182,6 +183,7 @@ Result<Value> from_json_at(const nlohmann::json& j, int depth) {
 }  // namespace
 
 Result<Value> Value::from_json(const nlohmann::json& j) { return from_json_at(j, 0); }
+Result<Value> Value::from_json(const nlohmann::ordered_json& j) { return from_json_at(j, 0); }
 
 double Value::as_double() const {
   if (is_float()) return d_;

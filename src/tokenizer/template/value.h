@@ -71,8 +71,10 @@ class Value {
   static Value dict(ValueDict d);
   static Value make_namespace(ValueDict d);
   static Value callable(Callable c);
-  // Fails for JSON nested deeper than kMaxValueDepth.
+  // Fails for JSON nested deeper than kMaxValueDepth. Dicts take the JSON object's key order:
+  // sorted for nlohmann::json, as written for nlohmann::ordered_json.
   static Result<Value> from_json(const nlohmann::json& j);
+  static Result<Value> from_json(const nlohmann::ordered_json& j);
 
   Kind kind() const { return kind_; }
   bool is_undefined() const { return kind_ == Kind::kUndefined; }

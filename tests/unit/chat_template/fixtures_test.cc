@@ -83,5 +83,46 @@ TEST(ChatTemplateFixtures, LanguageFeaturesMatchJinja2) {
   }
 }
 
+// Dicts in the client's key order (a request as the server parses it, nlohmann::ordered_json):
+// items(), `for k in d`, repr, tojson and real tool templates see that order, as with jinja2.
+TEST(ChatTemplateFixtures, KeyOrderOfOrderedJsonMatchesJinja2) {
+  std::ifstream in(kDir + "expected.json");
+  ASSERT_TRUE(in.good());
+  const nlohmann::ordered_json expected =
+      nlohmann::ordered_json::parse(in, nullptr, /*allow_exceptions=*/false);
+  ASSERT_TRUE(expected.is_object());
+  ASSERT_GE(expected["key_order"].size(), 8u);
+  for (const auto& c : expected["key_order"]) {
+    const std::string name = c["name"].get<std::string>();
+    Result<ChatTemplate> t = ChatTemplate::parse(
+        c.contains("file") ? read_file(kDir + c["file"].get<std::string>()) : c["source"].get<std::string>());
+    ASSERT_TRUE(t.is_ok()) << name << ": " << t.status().to_string();
+    jinja::RenderOptions options;
+    options.now_unix_s = expected["now_unix_s"].get<int64_t>();
+    t->set_options(options);
+    ASSERT_TRUE(c.contains("output")) << name;
+    const std::string want = c["output"].get<std::string>();
+    Result<std::string> out = t->render(c["context"]);
+    ASSERT_TRUE(out.is_ok()) << name << ": " << out.status().to_string();
+    EXPECT_EQ(*out, want) << name;
+    // apply() with the messages alone keeps their order too (the server's path).
+    if (c.contains("source")) {
+      Result<std::string> applied =
+          t->apply(c["context"]["messages"], true, c["context"]["bos_token"].get<std::string>(),
+                   c["context"]["eos_token"].get<std::string>());
+      ASSERT_TRUE(applied.is_ok()) << name;
+      EXPECT_EQ(*applied, want) << name;
+    }
+    // The same context through nlohmann::json (keys sorted) renders differently, except where the
+    // template sorts the keys itself: the check above is not vacuous.
+    const nlohmann::json sorted = c["context"];
+    Result<std::string> sorted_out = t->render(sorted);
+    ASSERT_TRUE(sorted_out.is_ok()) << name;
+    if (name != "dictsort") {
+      EXPECT_NE(*sorted_out, want) << name;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace fs
