@@ -370,6 +370,7 @@ bool Engine::Impl::admit() {
     spec.arrival_s = job.arrival_s;
     spec.num_prompt_tokens = static_cast<int32_t>(job.request.prompt_tokens.size());
     spec.max_new_tokens = static_cast<int32_t>(job.request.max_tokens);
+    spec.priority = job.request.priority;
     if (Status s = scheduler->add(spec, now()); !s.is_ok()) {
       fail(job, s);
       continue;

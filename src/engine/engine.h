@@ -57,6 +57,9 @@ struct GenerationRequest {
   // Choices (OpenAI `n`): n independent jobs over one stream, their events tagged with
   // GenerationEvent::index; choice i samples with seed + i when a seed is set.
   int32_t n = 1;
+  // The request's `priority` (vLLM's meaning): lower is scheduled first, 0 by default; every
+  // policy orders by it before its own key (docs/SCHEDULING.md "Client priorities").
+  int32_t priority = 0;
 };
 
 struct GenerationEvent {

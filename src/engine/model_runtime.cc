@@ -125,7 +125,7 @@ Result<std::vector<int32_t>> ModelRuntime::encode_text(const std::string& text) 
   return tokenizer->encode(text);
 }
 
-Result<std::vector<int32_t>> ModelRuntime::encode_chat(const nlohmann::json& messages,
+Result<std::vector<int32_t>> ModelRuntime::encode_chat(const nlohmann::ordered_json& messages,
                                                        bool add_generation_prompt) const {
   if (!tokenizer) return invalid_argument("{} has no tokenizer: pass token ids", model_path);
   if (!chat_template) return invalid_argument("{} has no chat template", model_path);

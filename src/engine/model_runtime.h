@@ -24,8 +24,9 @@ struct ModelRuntime {
   std::vector<int32_t> stop_token_ids;         // EOS and end-of-turn ids
 
   // Renders messages with the model's chat template and encodes the result (no BOS added twice:
-  // templates that print the BOS text produce the BOS id themselves).
-  Result<std::vector<int32_t>> encode_chat(const nlohmann::json& messages,
+  // templates that print the BOS text produce the BOS id themselves). The template sees the
+  // messages' object keys in their stored order (a request's order, as jinja2 would).
+  Result<std::vector<int32_t>> encode_chat(const nlohmann::ordered_json& messages,
                                            bool add_generation_prompt) const;
   // Plain text with the tokenizer's default special tokens (BOS when add_bos).
   Result<std::vector<int32_t>> encode_text(const std::string& text) const;

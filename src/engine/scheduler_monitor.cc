@@ -156,6 +156,7 @@ void SchedulerMonitor::publish(double now_s, const Inputs& in) {
     v.state = sched::job_state_name(job->state);
     v.kv_location = kv_location_of(sc, *job);
     v.level = job->level;
+    v.priority = job->spec.priority;
     v.num_kv_blocks = sc.pools().has_job(id) ? sc.pools().num_blocks(id) : 0;
     v.num_prompt_tokens = job->spec.num_prompt_tokens;
     v.num_generated_tokens = job->num_generated_tokens;

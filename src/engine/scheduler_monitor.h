@@ -32,6 +32,7 @@ struct SchedulerJobView {
   const char* state = "";        // sched::job_state_name: waiting, running, preempted, ...
   const char* kv_location = "";  // device | host | dropped | none
   int32_t level = 0;             // MLFQ queue (0 = highest priority)
+  int32_t priority = 0;          // the client's priority (lower runs first)
   int32_t num_kv_blocks = 0;
   int64_t num_prompt_tokens = 0;
   int64_t num_generated_tokens = 0;

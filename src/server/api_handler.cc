@@ -292,6 +292,7 @@ ApiHandler::Outcome ApiHandler::handle_generate(const ApiRequest& request, Endpo
   g.ignore_eos = parsed.ignore_eos;
   g.skip_special_tokens = parsed.skip_special_tokens;
   g.n = parsed.n;
+  g.priority = parsed.priority;
   const std::string id =
       fmt::format("{}-{}{}", chat ? "chatcmpl" : "cmpl", id_prefix_, next_request_++);
   g.request_id = id;
@@ -309,7 +310,7 @@ ApiHandler::Outcome ApiHandler::handle_generate(const ApiRequest& request, Endpo
 }
 
 ApiResponse ApiHandler::handle_tokenize(const ApiRequest& request) const {
-  json body;
+  nlohmann::ordered_json body;
   if (auto err = parse_json_object(request.body, &body)) return error_response(*err);
   const ModelRuntime& runtime = engine_.runtime();
   if (!runtime.tokenizer)
@@ -345,7 +346,7 @@ ApiResponse ApiHandler::handle_tokenize(const ApiRequest& request) const {
 }
 
 ApiResponse ApiHandler::handle_detokenize(const ApiRequest& request) const {
-  json body;
+  nlohmann::ordered_json body;
   if (auto err = parse_json_object(request.body, &body)) return error_response(*err);
   const ModelRuntime& runtime = engine_.runtime();
   if (!runtime.tokenizer)
@@ -357,7 +358,7 @@ ApiResponse ApiHandler::handle_detokenize(const ApiRequest& request) const {
                                    "invalid_request_error", "tokens", ""});
   }
   std::vector<int32_t> ids;
-  for (const json& t : *tokens) {
+  for (const nlohmann::ordered_json& t : *tokens) {
     if (!t.is_number_integer() ||
         !runtime.tokenizer->is_valid_id(static_cast<int32_t>(t.get<int64_t>())) ||
         t.get<int64_t>() != static_cast<int32_t>(t.get<int64_t>())) {

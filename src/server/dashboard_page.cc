@@ -172,6 +172,7 @@ function renderQueues(st) {
       const top = el("div"); top.appendChild(el("span", "id", "#" + j.id));
       top.appendChild(el("span", "badge " + j.kv, j.kv));
       if (j.preemptions) top.appendChild(el("span", "badge", "\u21bb" + j.preemptions));
+      if (j.priority) top.appendChild(el("span", "badge", "p" + j.priority));
       c.appendChild(top);
       c.appendChild(el("div", "meta", j.prompt_tokens + " + " + j.generated_tokens + "/" + j.max_tokens + " tok"));
       c.appendChild(el("div", "meta", j.state === "running" ? "running" : "waits " + fmtS(j.waiting_s)));

@@ -62,13 +62,16 @@ bool constant_time_equal(const std::string& a, const std::string& b) {
 
 namespace {
 
+// Request bodies keep their key order (parse_json_object).
+using ojson = nlohmann::ordered_json;
+
 // Reads typed fields from the body, remembering the first error.
 class FieldReader {
  public:
-  explicit FieldReader(const json& body) : body_(body) {}
+  explicit FieldReader(const ojson& body) : body_(body) {}
   std::optional<ApiError> error;
 
-  const json* find(const char* key) const {
+  const ojson* find(const char* key) const {
     auto it = body_.find(key);
     if (it == body_.end() || it->is_null()) return nullptr;
     return &*it;
@@ -79,7 +82,7 @@ class FieldReader {
   // A number in [lo, hi] (inclusive).
   template <typename T>
   void number(const char* key, T* out, double lo, double hi) {
-    const json* v = find(key);
+    const ojson* v = find(key);
     if (!v) return;
     if (!v->is_number()) return fail(key, std::string("'") + key + "' must be a number");
     const double d = v->get<double>();
@@ -90,7 +93,7 @@ class FieldReader {
     *out = static_cast<T>(d);
   }
   void integer(const char* key, std::optional<int64_t>* out, int64_t lo, int64_t hi) {
-    const json* v = find(key);
+    const ojson* v = find(key);
     if (!v) return;
     if (!v->is_number_integer() && !(v->is_number_float() && is_whole(v->get<double>()))) {
       return fail(key, std::string("'") + key + "' must be an integer");
@@ -102,7 +105,7 @@ class FieldReader {
     }
     *out = v->is_number_integer() ? v->get<int64_t>() : static_cast<int64_t>(d);
   }
-  void boolean(const json& obj, const char* key, bool* out) {
+  void boolean(const ojson& obj, const char* key, bool* out) {
     auto it = obj.find(key);
     if (it == obj.end() || it->is_null()) return;
     if (!it->is_boolean()) return fail(key, std::string("'") + key + "' must be a boolean");
@@ -116,11 +119,11 @@ class FieldReader {
     if (d == std::floor(d) && std::fabs(d) < 1e15) return std::to_string(static_cast<int64_t>(d));
     return std::to_string(d);
   }
-  const json& body_;
+  const ojson& body_;
 };
 
-bool parse_token_list(const json& v, std::vector<int32_t>* out) {
-  for (const json& t : v) {
+bool parse_token_list(const ojson& v, std::vector<int32_t>* out) {
+  for (const ojson& t : v) {
     if (!t.is_number_integer()) return false;
     const int64_t id = t.get<int64_t>();
     if (id < 0 || id > std::numeric_limits<int32_t>::max()) return false;
@@ -130,7 +133,7 @@ bool parse_token_list(const json& v, std::vector<int32_t>* out) {
 }
 
 void parse_prompt(FieldReader& r, CompletionRequest* out) {
-  const json* p = r.find("prompt");
+  const ojson* p = r.find("prompt");
   if (!p) return r.fail("prompt", "'prompt' is required");
   if (p->is_string()) {
     out->prompt_text = p->get<std::string>();
@@ -156,25 +159,25 @@ void parse_prompt(FieldReader& r, CompletionRequest* out) {
 }
 
 void parse_messages(FieldReader& r, CompletionRequest* out) {
-  const json* m = r.find("messages");
+  const ojson* m = r.find("messages");
   if (!m) return r.fail("messages", "'messages' is required");
   if (!m->is_array() || m->empty())
     return r.fail("messages", "'messages' must be a non-empty list");
-  out->messages = json::array();
-  for (const json& msg : *m) {
+  out->messages = ojson::array();
+  for (const ojson& msg : *m) {
     if (!msg.is_object()) return r.fail("messages", "each message must be an object");
     auto role = msg.find("role");
     if (role == msg.end() || !role->is_string()) {
       return r.fail("messages", "each message needs a string 'role'");
     }
-    json copy = msg;
+    ojson copy = msg;
     auto content = msg.find("content");
     if (content == msg.end() || content->is_null()) {
       copy["content"] = "";
     } else if (content->is_array()) {
       // Content parts: only text parts are supported; joined in order.
       std::string text;
-      for (const json& part : *content) {
+      for (const ojson& part : *content) {
         auto type = part.is_object() ? part.find("type") : part.end();
         auto ptext = part.is_object() ? part.find("text") : part.end();
         if (!part.is_object() || type == part.end() || *type != "text" || ptext == part.end() ||
@@ -192,18 +195,18 @@ void parse_messages(FieldReader& r, CompletionRequest* out) {
 }
 
 void parse_stop(FieldReader& r, CompletionRequest* out) {
-  const json* s = r.find("stop");
+  const ojson* s = r.find("stop");
   if (!s) return;
   if (s->is_string()) {
     if (!s->get<std::string>().empty()) out->stop.push_back(s->get<std::string>());
     return;
   }
   if (!s->is_array()) return r.fail("stop", "'stop' must be a string or a list of strings");
-  for (const json& v : *s) {
+  for (const ojson& v : *s) {
     if (!v.is_string()) return r.fail("stop", "'stop' must be a string or a list of strings");
     if (!v.get<std::string>().empty()) out->stop.push_back(v.get<std::string>());
   }
-  const json* ids = r.find("stop_token_ids");
+  const ojson* ids = r.find("stop_token_ids");
   if (ids && (!ids->is_array() || !parse_token_list(*ids, &out->stop_token_ids))) {
     r.fail("stop_token_ids", "'stop_token_ids' must be a list of token ids");
   }
@@ -237,13 +240,13 @@ int json_nesting_depth(const std::string& text, int limit) {
 
 }  // namespace
 
-std::optional<ApiError> parse_json_object(const std::string& body, json* out) {
+std::optional<ApiError> parse_json_object(const std::string& body, ojson* out) {
   if (json_nesting_depth(body, kMaxJsonDepth) > kMaxJsonDepth) {
     return ApiError{
         400, "the request body nests deeper than " + std::to_string(kMaxJsonDepth) + " levels",
         "invalid_request_error", "", ""};
   }
-  *out = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  *out = ojson::parse(body, nullptr, /*allow_exceptions=*/false);
   if (out->is_discarded())
     return ApiError{400, "the request body is not valid JSON", "invalid_request_error", "", ""};
   if (!out->is_object())
@@ -253,14 +256,14 @@ std::optional<ApiError> parse_json_object(const std::string& body, json* out) {
 
 std::optional<ApiError> parse_completion_request(const std::string& body, Endpoint endpoint,
                                                  CompletionRequest* out) {
-  json j;
+  ojson j;
   if (auto err = parse_json_object(body, &j)) return err;
   *out = CompletionRequest{};
   out->endpoint = endpoint;
   const bool chat = endpoint == Endpoint::kChatCompletions;
   FieldReader r(j);
 
-  if (const json* m = r.find("model")) {
+  if (const ojson* m = r.find("model")) {
     if (!m->is_string())
       r.fail("model", "'model' must be a string");
     else
@@ -271,7 +274,7 @@ std::optional<ApiError> parse_completion_request(const std::string& body, Endpoi
   else
     parse_prompt(r, out);
 
-  std::optional<int64_t> max_tokens, n, seed, top_k, logprobs, top_logprobs, best_of;
+  std::optional<int64_t> max_tokens, n, seed, top_k, logprobs, top_logprobs, best_of, priority;
   r.integer("max_tokens", &max_tokens, 1, std::numeric_limits<int32_t>::max());
   if (chat) r.integer("max_completion_tokens", &max_tokens, 1, std::numeric_limits<int32_t>::max());
   out->max_tokens = max_tokens;
@@ -282,6 +285,9 @@ std::optional<ApiError> parse_completion_request(const std::string& body, Endpoi
   r.integer("seed", &seed, std::numeric_limits<int64_t>::min(),
             std::numeric_limits<int64_t>::max());
   if (seed) out->sampling.seed = static_cast<uint64_t>(*seed);
+  r.integer("priority", &priority, std::numeric_limits<int32_t>::min(),
+            std::numeric_limits<int32_t>::max());
+  if (priority) out->priority = static_cast<int32_t>(*priority);
 
   SamplingParams& s = out->sampling;
   r.number("temperature", &s.temperature, 0.0, 2.0);
@@ -297,7 +303,7 @@ std::optional<ApiError> parse_completion_request(const std::string& body, Endpoi
   r.boolean("stream", &out->stream);
   r.boolean("ignore_eos", &out->ignore_eos);
   r.boolean("skip_special_tokens", &out->skip_special_tokens);
-  if (const json* so = r.find("stream_options")) {
+  if (const ojson* so = r.find("stream_options")) {
     if (!so->is_object())
       r.fail("stream_options", "'stream_options' must be an object");
     else
@@ -317,7 +323,7 @@ std::optional<ApiError> parse_completion_request(const std::string& body, Endpoi
     if (echo) r.fail("echo", "'echo' is not supported");
   }
   if (out->logprobs > 0) s.num_top_logprobs = out->logprobs;
-  if (const json* u = r.find("user"); u && !u->is_string())
+  if (const ojson* u = r.find("user"); u && !u->is_string())
     r.fail("user", "'user' must be a string");
   if (r.error) return r.error;
   return std::nullopt;

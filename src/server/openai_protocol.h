@@ -37,7 +37,9 @@ struct CompletionRequest {
   std::string model;                       // empty when not given
   std::optional<std::string> prompt_text;  // completions: a string prompt
   std::vector<int32_t> prompt_tokens;      // completions: a token-id prompt
-  nlohmann::json messages;                 // chat: [{"role", "content": string}] (parts joined)
+  // chat: [{"role", "content": string}] (parts joined), object keys in the client's order (the
+  // chat template sees them as jinja2 would: `message.items()`, `tojson`).
+  nlohmann::ordered_json messages;
   std::optional<int64_t> max_tokens;  // unset: 16 for completions, the rest of the context for chat
   int32_t n = 1;                       // choices
   SamplingParams sampling;
@@ -48,12 +50,14 @@ struct CompletionRequest {
   bool ignore_eos = false;
   bool skip_special_tokens = true;
   int32_t logprobs = -1;  // -1: none; else top-n alternatives per token (0: the chosen only)
+  int32_t priority = 0;   // vLLM's `priority`: lower is scheduled first; any int32
 };
 
-// Parses a body into a JSON object. Errors (400): not JSON, not an object, nested deeper than
+// Parses a body into a JSON object, keeping the keys in the body's order (Python's json.loads
+// does; chat templates iterate them). Errors (400): not JSON, not an object, nested deeper than
 // kMaxJsonDepth (deep values would overflow the stack of the recursive copies and template code).
 inline constexpr int kMaxJsonDepth = 64;
-std::optional<ApiError> parse_json_object(const std::string& body, nlohmann::json* out);
+std::optional<ApiError> parse_json_object(const std::string& body, nlohmann::ordered_json* out);
 
 // Parses and validates a request body for `endpoint`. Unknown fields are ignored; null counts as
 // absent. Returns the error (400 with `param` naming the field) on malformed JSON, wrong types,

@@ -26,6 +26,7 @@ json job_json(const SchedulerJobView& j) {
           {"kv", j.kv_location},
           {"kv_blocks", j.num_kv_blocks},
           {"level", j.level},
+          {"priority", j.priority},
           {"prompt_tokens", j.num_prompt_tokens},
           {"generated_tokens", j.num_generated_tokens},
           {"max_tokens", j.max_new_tokens},

@@ -1,6 +1,6 @@
 """`fastserve serve` end to end with the official `openai` client: outputs equal `fastserve generate`
 greedy, stop strings, lengths, seeds, logprobs, usage, every error status, concurrency with early
-disconnects, auth and graceful shutdown (docs/SERVER.md)."""
+disconnects, auth and graceful shutdown, the `priority` field (docs/SERVER.md)."""
 import json
 import re
 import subprocess
@@ -235,6 +235,8 @@ def assert_error(response, status, param=None):
     ({"prompt": [1, 999999999]}, None),
     ({"prompt": ""}, None),
     ({"prompt": "x", "max_tokens": 100000}, "prompt"),
+    ({"prompt": "x", "priority": 1.5}, "priority"),
+    ({"prompt": "x", "priority": 2 ** 31}, "priority"),
 ])
 def test_bad_completion_requests_get_400(server, client, model_id, body, param):
     r = requests.post(server.url + "/v1/completions", json=body, timeout=30)
@@ -347,3 +349,73 @@ def test_api_key_queue_limit_and_graceful_stop(fastserve_bin, default_model, tmp
     finally:
         rc = s.stop()
     assert rc == 0, (tmp_path / "auth.log").read_text()
+
+
+def test_priority_is_validated(server, client, model_id):
+    for bad in ("high", True, -2 ** 31 - 1):
+        with pytest.raises(openai.BadRequestError) as e:
+            client.completions.create(model=model_id, prompt="x", max_tokens=1, extra_body={"priority": bad})
+        assert e.value.body["param"] == "priority", e.value.body
+        with pytest.raises(openai.BadRequestError) as e:
+            client.chat.completions.create(model=model_id, messages=[{"role": "user", "content": "x"}],
+                                           max_tokens=1, extra_body={"priority": bad})
+        assert e.value.body["param"] == "priority", e.value.body
+    r = client.chat.completions.create(model=model_id, messages=[{"role": "user", "content": "x"}],
+                                       max_tokens=1, extra_body={"priority": -1})
+    assert r.choices[0].finish_reason in ("length", "stop")
+
+
+def finish_order(url, model, long_priority, short_priority, state_checks=None):
+    """One batch slot, FCFS order (vllm): a long streamed request runs, then a short one arrives.
+    Returns the names in the order they finished."""
+    c = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=300)
+    order, lock = [], threading.Lock()
+    stream = c.completions.create(model=model, prompt="Write a long story.", max_tokens=160, temperature=0,
+                                  stream=True, extra_body={"ignore_eos": True, "priority": long_priority})
+    chunks = iter(stream)
+    next(chunks)  # the long request is running
+
+    def short():
+        r = c.completions.create(model=model, prompt="Hi", max_tokens=4, temperature=0,
+                                 extra_body={"ignore_eos": True, "priority": short_priority})
+        assert r.usage.completion_tokens == 4
+        with lock:
+            order.append("short")
+
+    t = threading.Thread(target=short)
+    t.start()
+    if state_checks:
+        state_checks()
+    reason = None
+    for chunk in chunks:
+        if chunk.choices:
+            reason = chunk.choices[0].finish_reason or reason
+    with lock:
+        order.append("long")
+    t.join(timeout=300)
+    assert reason == "length"
+    return order
+
+
+def test_lower_priority_value_runs_first(fastserve_bin, default_model, tmp_path):
+    s = ServerProcess(fastserve_bin, default_model, tmp_path / "prio.log", "--threads", "1",
+                      "--policy", "vllm", "--max-num-seqs", "1", "--device-kv-blocks", "64",
+                      "--host-kv-blocks", "64")
+    try:
+        model = requests.get(s.url + "/v1/models", timeout=10).json()["data"][0]["id"]
+
+        def state_shows_priorities():
+            # The live job list shows each job's priority.
+            deadline, seen = time.time() + 20, set()
+            while time.time() < deadline and not {3, -1} <= seen:
+                state = requests.get(s.url + "/v1/scheduler/state", timeout=10).json()
+                seen |= {j["priority"] for q in state.get("queues", []) for j in q["jobs"]}
+                time.sleep(0.05)
+            assert {3, -1} <= seen, seen
+
+        # Equal priorities: the short request waits for the long one (one slot, arrival order).
+        assert finish_order(s.url, model, 0, 0) == ["long", "short"]
+        # A lower value takes the slot from the running request and finishes first.
+        assert finish_order(s.url, model, 3, -1, state_shows_priorities) == ["short", "long"]
+    finally:
+        s.stop()

@@ -71,6 +71,39 @@ TEST(OpenAiProtocol, ChatJoinsTextPartsAndReadsLogprobs) {
   EXPECT_EQ(r.logprobs, 2);
 }
 
+TEST(OpenAiProtocol, ReadsPriorityOnBothEndpoints) {
+  CompletionRequest r;
+  ASSERT_FALSE(parse(R"({"prompt":"x"})", Endpoint::kCompletions, &r));
+  EXPECT_EQ(r.priority, 0);
+  ASSERT_FALSE(parse(R"({"prompt":"x","priority":-1})", Endpoint::kCompletions, &r));
+  EXPECT_EQ(r.priority, -1);
+  ASSERT_FALSE(parse(R"({"prompt":"x","priority":null})", Endpoint::kCompletions, &r));
+  EXPECT_EQ(r.priority, 0);
+  ASSERT_FALSE(parse(R"({"messages":[{"role":"user","content":"x"}],"priority":2147483647})",
+                     Endpoint::kChatCompletions, &r));
+  EXPECT_EQ(r.priority, 2147483647);
+  ASSERT_FALSE(parse(R"({"messages":[{"role":"user","content":"x"}],"priority":-2147483648})",
+                     Endpoint::kChatCompletions, &r));
+  EXPECT_EQ(r.priority, -2147483648LL);
+}
+
+// Chat templates see the messages' keys in the client's order, as jinja2 does (not sorted).
+TEST(OpenAiProtocol, MessagesKeepTheClientsKeyOrder) {
+  CompletionRequest r;
+  ASSERT_FALSE(parse(R"({"messages":[{"role":"user","zeta":1,"content":"x","alpha":{"b":1,"a":2}},
+      {"role":"assistant","content":[{"type":"text","text":"y"}],"name":"n"}]})",
+                     Endpoint::kChatCompletions, &r));
+  std::vector<std::string> keys, inner, keys1;
+  for (auto it = r.messages[0].begin(); it != r.messages[0].end(); ++it) keys.push_back(it.key());
+  for (auto it = r.messages[0]["alpha"].begin(); it != r.messages[0]["alpha"].end(); ++it)
+    inner.push_back(it.key());
+  for (auto it = r.messages[1].begin(); it != r.messages[1].end(); ++it) keys1.push_back(it.key());
+  EXPECT_EQ(keys, (std::vector<std::string>{"role", "zeta", "content", "alpha"}));
+  EXPECT_EQ(inner, (std::vector<std::string>{"b", "a"}));
+  EXPECT_EQ(keys1, (std::vector<std::string>{"role", "content", "name"}));  // joined in place
+  EXPECT_EQ(r.messages[0].dump(), R"({"role":"user","zeta":1,"content":"x","alpha":{"b":1,"a":2}})");
+}
+
 struct BadCase {
   const char* body;
   Endpoint endpoint;
@@ -108,6 +141,12 @@ TEST(OpenAiProtocol, RejectsBadTypesAndRangesNamingTheField) {
        Endpoint::kChatCompletions, "top_logprobs"},
       {R"({"messages":[{"role":"user","content":"x"}],"logprobs":3})", Endpoint::kChatCompletions,
        "logprobs"},
+      {R"({"prompt":"x","priority":"1"})", Endpoint::kCompletions, "priority"},
+      {R"({"prompt":"x","priority":1.5})", Endpoint::kCompletions, "priority"},
+      {R"({"prompt":"x","priority":true})", Endpoint::kCompletions, "priority"},
+      {R"({"prompt":"x","priority":2147483648})", Endpoint::kCompletions, "priority"},
+      {R"({"messages":[{"role":"user","content":"x"}],"priority":-2147483649})",
+       Endpoint::kChatCompletions, "priority"},
   };
   for (const BadCase& c : cases) {
     CompletionRequest r;

@@ -39,6 +39,7 @@ SchedulerSnapshot make_snapshot() {
   j.state = "offloaded";
   j.kv_location = "host";
   j.level = 1;
+  j.priority = -2;
   j.waiting_s = 0.25;
   q1.jobs.push_back(j);
   s.queues = {q0, q1};
@@ -73,6 +74,8 @@ TEST(SchedulerState, JsonHasQueuesBatchPoolsLatencyAndSeries) {
   EXPECT_EQ(job["request_id"], "cmpl-8");
   EXPECT_EQ(job["state"], "offloaded");
   EXPECT_EQ(job["kv"], "host");
+  EXPECT_EQ(job["priority"], -2);
+  EXPECT_EQ(j["queues"][0]["jobs"][0]["priority"], 0);
   EXPECT_EQ(job["prompt_tokens"], 30);
   EXPECT_EQ(job["generated_tokens"], 5);
   EXPECT_EQ(job["max_tokens"], 64);
