@@ -29,11 +29,16 @@ int main(int argc, char** argv) {
   int batch = 8, context = 256, steps = 20;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
-    if (a == "--model") model = argv[i + 1];
-    else if (a == "--batch") batch = std::atoi(argv[i + 1]);
-    else if (a == "--context") context = std::atoi(argv[i + 1]);
-    else if (a == "--steps") steps = std::atoi(argv[i + 1]);
-    else if (a == "--threads") setenv("FASTSERVE_THREADS", argv[i + 1], 1);
+    if (a == "--model")
+      model = argv[i + 1];
+    else if (a == "--batch")
+      batch = std::atoi(argv[i + 1]);
+    else if (a == "--context")
+      context = std::atoi(argv[i + 1]);
+    else if (a == "--steps")
+      steps = std::atoi(argv[i + 1]);
+    else if (a == "--threads")
+      setenv("FASTSERVE_THREADS", argv[i + 1], 1);
   }
   fs::Result<std::unique_ptr<fs::CausalLm>> lm = fs::CausalLm::load(model);
   if (!lm.is_ok()) {
@@ -68,7 +73,8 @@ int main(int argc, char** argv) {
   bool out = true;
   auto proactive = [&](int n) {
     std::vector<fs::BlockCopy> moves;
-    for (int i = 0; i < n; ++i) moves.push_back({out ? first_free + i : i, out ? i : first_free + i});
+    for (int i = 0; i < n; ++i)
+      moves.push_back({out ? first_free + i : i, out ? i : first_free + i});
     const fs::Status s = out ? ex.swap(moves, {}) : ex.swap({}, moves);
     if (!s.is_ok()) std::abort();
     out = !out;
@@ -76,9 +82,10 @@ int main(int argc, char** argv) {
   const double block_mib = ex.kv_block_bytes(kBlockSize) / 1048576.0;
   std::printf("model %s, batch %d at context %d, KV block %.2f MiB (16 tokens)\n", model.c_str(),
               batch, context, block_mib);
-  std::printf("| swap blocks | MiB | forward alone (ms) | swap alone (ms) | sum (ms) | "
-              "swap + forward, overlapped (ms) | swap time hidden (ms, median per step) |\n"
-              "|---:|---:|---:|---:|---:|---:|---:|\n");
+  std::printf(
+      "| swap blocks | MiB | forward alone (ms) | swap alone (ms) | sum (ms) | "
+      "swap + forward, overlapped (ms) | swap time hidden (ms, median per step) |\n"
+      "|---:|---:|---:|---:|---:|---:|---:|\n");
   for (int n : {16, 32, 64, 128}) {
     std::vector<double> f, sw, both, hidden;
     for (int i = 0; i < steps; ++i) {
