@@ -27,6 +27,9 @@ constexpr int64_t kTokenBlock = 64;
 constexpr int64_t kBlasRowBlock = 256;
 
 const MatmulKernels& kernels_for(DType t) {
+  if (use_avx512_kernels()) {
+    if (const MatmulKernels* k = avx512_kernels(t)) return *k;
+  }
   return use_avx2_kernels() ? avx2_kernels(t) : scalar_kernels(t);
 }
 
@@ -262,6 +265,8 @@ void dequantize_rows(const WeightView& w, int64_t row_begin, int64_t num_rows, f
 }
 
 std::string matmul_kernel_info() {
+  if (use_avx512_kernels())
+    return "avx2+fma+f16c, avx512-vnni int8 tiles (int8 tiles for Q8_0/Q4_x, OpenBLAS sgemm for float/K-quant prefill)";
   if (use_avx2_kernels())
     return "avx2+fma+f16c (int8 tiles for decode, OpenBLAS sgemm for prefill)";
   return "scalar (reference kernels; FASTSERVE_CPU_KERNELS=scalar or no AVX2)";

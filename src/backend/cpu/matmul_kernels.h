@@ -41,6 +41,10 @@ const MatmulKernels& scalar_kernels(DType t);
 // AVX2+FMA+F16C kernels (matmul_*_avx2.cc); call only when cpu_has_avx2() is true.
 const MatmulKernels& avx2_kernels(DType t);
 
+// AVX-512 VNNI tiles (matmul_q_avx512.cc) for Q8_0, Q4_0 and Q4_1 (bit-identical to the AVX2
+// tiles, fewer instructions); null for other types. Call only when use_avx512_kernels() is true.
+const MatmulKernels* avx512_kernels(DType t);
+
 // Pieces of the AVX2 table defined in matmul_float_avx2.cc and matmul_kquant_avx2.cc.
 const MatmulKernels& avx2_float_kernels(DType t);
 const MatmulKernels& avx2_kquant_kernels(DType t);
@@ -68,5 +72,8 @@ static_assert(kMaxTileRows == 4 && kMaxTileTokens == 4);
 
 // True when the CPU has AVX2, FMA and F16C and FASTSERVE_CPU_KERNELS is not "scalar". Read once.
 bool use_avx2_kernels();
+// True when use_avx2_kernels() and the CPU has AVX-512 F/VL/BW/VNNI, unless FASTSERVE_CPU_KERNELS
+// is "avx2". Read once.
+bool use_avx512_kernels();
 
 }  // namespace fs::cpu

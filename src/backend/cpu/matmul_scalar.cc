@@ -112,13 +112,23 @@ const MatmulKernels& scalar_kernels(DType t) {
 
 bool use_avx2_kernels() {
   static const bool use = [] {
-    const char* env = std::getenv("FASTSERVE_CPU_KERNELS");  // the one place this variable is read
+    const char* env = std::getenv("FASTSERVE_CPU_KERNELS");  // read here and below only
     if (env != nullptr && std::string_view(env) == "scalar") return false;
     __builtin_cpu_init();
     // F16C from CPUID leaf 1, ECX bit 29 (clang's __builtin_cpu_supports does not know "f16c").
     unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
     const bool f16c = __get_cpuid(1, &eax, &ebx, &ecx, &edx) != 0 && (ecx & (1u << 29)) != 0;
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
+  }();
+  return use;
+}
+
+bool use_avx512_kernels() {
+  static const bool use = [] {
+    const char* env = std::getenv("FASTSERVE_CPU_KERNELS");
+    if (!use_avx2_kernels() || (env != nullptr && std::string_view(env) == "avx2")) return false;
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vnni");
   }();
   return use;
 }

@@ -13,6 +13,7 @@
 
 #include "backend/cpu/matmul.h"
 #include "backend/cpu/matmul_kernels.h"
+#include "backend/cpu/quant_blocks.h"
 #include "core/thread_pool.h"
 
 namespace fs::cpu {
@@ -213,6 +214,46 @@ TEST(Matmul, Avx2TilesMatchScalarTilesOnSameActivations) {
           for (int r = 0; r < nr; ++r) {
             EXPECT_NEAR(yf[tt * 4 + r], yr[tt * 4 + r], 1e-4 * (1.0f + std::fabs(yr[tt * 4 + r])))
                 << dtype_name(t) << " nr=" << nr << " nt=" << nt;
+          }
+        }
+      }
+    }
+  }
+}
+
+// The AVX-512 VNNI tiles do the same f32 arithmetic as the AVX2 tiles on exact int32 block dots:
+// bit-identical outputs for every tile shape, including weights of -128 (Q8_0) and 0/15 nibbles.
+TEST(Matmul, Avx512TilesAreBitIdenticalToAvx2Tiles) {
+  if (!use_avx512_kernels()) GTEST_SKIP() << "no AVX-512 VNNI (or FASTSERVE_CPU_KERNELS=avx2/scalar)";
+  std::mt19937 rng(11);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (DType t : {DType::kQ8_0, DType::kQ4_0, DType::kQ4_1}) {
+    const MatmulKernels* vnni = avx512_kernels(t);
+    ASSERT_NE(vnni, nullptr);
+    const MatmulKernels& base = avx2_kernels(t);
+    ASSERT_EQ(vnni->act_type, base.act_type);
+    EXPECT_NE(vnni->tile, base.tile);
+    const int64_t cols = 576;
+    std::vector<uint8_t> wdata = random_weights(t, 4, cols, rng);
+    const int64_t ws = dtype_row_bytes(t, cols);
+    if (t == DType::kQ8_0) {  // extreme weights in row 0's first block
+      auto* b = reinterpret_cast<BlockQ8_0*>(wdata.data());
+      for (int j = 0; j < kQK; ++j) b->qs[j] = static_cast<int8_t>(j % 2 ? -128 : 127);
+    }
+    std::vector<float> x(4 * cols);
+    for (auto& v : x) v = normal(rng);
+    x[3] = 40.0f;  // an outlier: the other values of its block round to small integers
+    const int64_t xs = dtype_row_bytes(base.act_type, cols);
+    std::vector<uint8_t> xq(4 * xs, 0);
+    for (int i = 0; i < 4; ++i) base.quantize_row(&x[i * cols], &xq[i * xs], cols);
+    for (int nr = 1; nr <= kMaxTileRows; ++nr) {
+      for (int nt = 1; nt <= kMaxTileTokens; ++nt) {
+        float yv[16], ya[16];
+        vnni->tile(cols, wdata.data(), ws, nr, xq.data(), xs, nt, yv, 4);
+        base.tile(cols, wdata.data(), ws, nr, xq.data(), xs, nt, ya, 4);
+        for (int tt = 0; tt < nt; ++tt) {
+          for (int r = 0; r < nr; ++r) {
+            ASSERT_EQ(yv[tt * 4 + r], ya[tt * 4 + r]) << dtype_name(t) << " nr=" << nr << " nt=" << nt;
           }
         }
       }
