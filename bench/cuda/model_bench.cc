@@ -2,7 +2,8 @@
 // default): measured HBM bandwidth (device-to-device copy) and bf16 cuBLAS peak, decode tokens/s at
 // several batch sizes against the HBM roofline (weight + KV bytes per step / bandwidth), and
 // prefill TFLOP/s of one long prompt against the GEMM peak. Prints markdown tables.
-// Decode steps are timed eagerly and replayed from CUDA graphs (CudaModel::set_cuda_graphs).
+// Decode steps are timed eagerly, replayed from CUDA graphs (CudaModel::set_cuda_graphs), and from
+// graphs with programmatic dependent launch (set_programmatic_launch).
 //   model_bench [--shape llama3-8b|opt-13b] [--model FILE.gguf] [--batches 1,16,64,256]
 //               [--context 512] [--steps 32] [--prefill 2048]
 // --model loads real weights (any dtype the loader reads; a BF16 GGUF travels as is) instead of
@@ -209,7 +210,7 @@ int main(int argc, char** argv) {
 
   const int64_t bs = 16;
   const int max_batch = *std::max_element(batches.begin(), batches.end());
-  const int64_t blocks_per_seq = (std::max(context + 2 * steps + 16, prefill) + bs - 1) / bs;
+  const int64_t blocks_per_seq = (std::max(context + 3 * steps + 16, prefill) + bs - 1) / bs;
   const int64_t num_blocks = blocks_per_seq * std::max(max_batch, 1);
   const fs::cuda::KvLayout layout = m.kv_layout(bs);
   void* kv_mem = nullptr;
@@ -222,9 +223,9 @@ int main(int argc, char** argv) {
   // and decodes `steps` tokens, greedy on the GPU, one forward_greedy (with its host sync) per
   // step; first eagerly, then with CUDA graphs (the same context bucket: same kernels).
   std::printf(
-      "| batch | context | eager step ms | graph step ms | tokens/s (graphs) | HBM bytes/step "
-      "(weights + KV) | roofline ms | of roofline (graphs) | graph step ms, back-to-back (GPU) | "
-      "of roofline |\n|---|---|---|---|---|---|---|---|---|---|\n");
+      "| batch | context | eager step ms | graph step ms | graph + PDL step ms | tokens/s | HBM "
+      "bytes/step (weights + KV) | roofline ms | of roofline | step ms, back-to-back (GPU) | of "
+      "roofline |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
   std::vector<std::string> profiles;
   for (int b : batches) {
     std::vector<std::vector<int32_t>> tables(b), tokens(b, std::vector<int32_t>{1});
@@ -250,13 +251,20 @@ int main(int argc, char** argv) {
       for (int s = first + 2; s < first + steps; ++s) step(s);
       return (now_s() - start) / (steps - 2);
     };
+    // Eager, graphs, graphs with programmatic dependent launch (each kernel starts while the one
+    // before it finishes): the same context bucket, so the same kernels.
+    fs::cuda::set_programmatic_launch(false);
     m.set_cuda_graphs(false);
     const double eager_step = timed(0);
     m.set_cuda_graphs(true);
     const double graph_step = timed(steps);
-    // The same graph steps enqueued back to back (no host sync in between): GPU time per step.
+    fs::cuda::set_programmatic_launch(true);
+    m.set_cuda_graphs(false);  // drop the graphs captured without PDL
+    m.set_cuda_graphs(true);
+    const double pdl_step = timed(2 * steps);
+    // The same steps enqueued back to back (no host sync in between): GPU time per step.
     const double pstart = now_s();
-    for (int s = steps + 2; s < 2 * steps; ++s) {
+    for (int s = 2 * steps + 2; s < 3 * steps; ++s) {
       set_seqs(s);
       check(m.enqueue_forward(seqs, pool).status());
     }
@@ -265,17 +273,18 @@ int main(int argc, char** argv) {
     // Where the GPU time goes (eager, CUDA events between phases; adds a little overhead).
     m.set_profiling(true);
     const int prof_steps = 4;
-    for (int s = 0; s < prof_steps; ++s) step(2 * steps + s);
+    for (int s = 0; s < prof_steps; ++s) step(3 * steps + s);
     for (const auto& [name, ms] : m.phase_times_ms()) {
       profiles.push_back(fmt_phase(b, name, ms / prof_steps));
     }
     m.set_profiling(false);
     const double bytes =
-        static_cast<double>(m.weight_bytes()) + kv_bytes_per_token * b * (context + steps);
+        static_cast<double>(m.weight_bytes()) + kv_bytes_per_token * b * (context + 2 * steps);
     const double roof = bytes / bw;
-    std::printf("| %d | %d | %.3f | %.3f | %.0f | %.2f GB | %.3f | %.0f%% | %.3f | %.0f%% |\n", b,
-                context, eager_step * 1e3, graph_step * 1e3, b / graph_step, bytes / 1e9,
-                roof * 1e3, 100.0 * roof / graph_step, gpu_step * 1e3, 100.0 * roof / gpu_step);
+    std::printf(
+        "| %d | %d | %.3f | %.3f | %.3f | %.0f | %.2f GB | %.3f | %.0f%% | %.3f | %.0f%% |\n", b,
+        context, eager_step * 1e3, graph_step * 1e3, pdl_step * 1e3, b / pdl_step, bytes / 1e9,
+        roof * 1e3, 100.0 * roof / pdl_step, gpu_step * 1e3, 100.0 * roof / gpu_step);
     std::fflush(stdout);
   }
   std::printf(

@@ -4,6 +4,7 @@
 #include <cfloat>
 
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/launch.cuh"
 
 namespace fs::cuda {
 namespace {
@@ -48,6 +49,8 @@ __global__ void __launch_bounds__(kPrefillThreads)
     attn_prefill_kernel(const bf16* q, const bf16* cache, KvLayout kv, int32_t layer,
                         const AttnSeqDesc* seqs, const int32_t* block_tables,
                         const PrefillTile* tiles, int32_t num_heads, float scale_log2, bf16* out) {
+  pdl_wait();
+  pdl_launch_dependents();
   constexpr int kLdk = HD + 8;     // bf16 row stride of K [key][dim]: 16-byte rows, conflict-free
   constexpr int kLdv = kBk + 8;    // bf16 row stride of V^T [dim][key]
   constexpr int kChunks = HD / 8;  // 16-byte chunks per K/V row
@@ -210,8 +213,8 @@ void prefill_for(const bf16* q, const bf16* cache, KvLayout kv, int32_t layer,
                  int32_t num_tiles, int32_t num_heads, float scale, bf16* out,
                  cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>(num_tiles), static_cast<unsigned>(num_heads));
-  attn_prefill_kernel<HD><<<grid, kPrefillThreads, 0, stream>>>(
-      q, cache, kv, layer, seqs, tables, tiles, num_heads, scale * 1.4426950408889634f, out);
+  launch_kernel(attn_prefill_kernel<HD>, grid, kPrefillThreads, 0, stream, q, cache, kv, layer,
+                seqs, tables, tiles, num_heads, scale * 1.4426950408889634f, out);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -241,6 +244,8 @@ __global__ void __launch_bounds__(kDecodeThreads)
                        const DecodeDesc* descs, const int32_t* block_tables, int32_t max_splits,
                        int32_t split_len, int32_t num_heads, float scale_log2, float* partials,
                        bf16* out) {
+  pdl_wait();
+  pdl_launch_dependents();
   const DecodeDesc d = descs[blockIdx.z];
   const int32_t split = blockIdx.x;
   if (split >= d.num_splits) return;
@@ -383,6 +388,8 @@ __global__ void __launch_bounds__(kDecodeThreads)
                             const DecodeDesc* descs, const int32_t* block_tables,
                             int32_t max_splits, int32_t split_len, int32_t num_heads,
                             float scale_log2, float* partials, bf16* out) {
+  pdl_wait();
+  pdl_launch_dependents();
   constexpr int kDpl = HD / 32;
   constexpr int kChunks = HD / 8;  // 16-byte chunks per K row
   const DecodeDesc d = descs[blockIdx.z];
@@ -560,14 +567,15 @@ void decode_fast_for(const bf16* q, const bf16* cache, KvLayout kv, int32_t laye
   }
   const dim3 grid(static_cast<unsigned>(max_splits), static_cast<unsigned>(kv.num_kv_heads),
                   static_cast<unsigned>(num_tokens));
-  attn_decode_fast_kernel<HD>
-      <<<grid, kDecodeThreads, bytes, stream>>>(q, cache, kv, layer, descs, tables, max_splits,
-                                                split_len, num_heads, scale_log2, partials, out);
+  launch_kernel(attn_decode_fast_kernel<HD>, grid, kDecodeThreads, bytes, stream, q, cache, kv,
+                layer, descs, tables, max_splits, split_len, num_heads, scale_log2, partials, out);
 }
 
 // Merges the splits of one (token, head): grid (num_tokens, num_heads).
 __global__ void attn_merge_kernel(const DecodeDesc* descs, int32_t max_splits, int32_t num_heads,
                                   int32_t hd, const float* partials, bf16* out) {
+  pdl_wait();
+  pdl_launch_dependents();
   const DecodeDesc d = descs[blockIdx.x];
   if (d.num_splits == 1) return;
   const int32_t head = blockIdx.y;
@@ -650,15 +658,14 @@ void launch_attention_decode(const bf16* q, const bf16* kv_cache, KvLayout kv, i
     }
     const dim3 grid(static_cast<unsigned>(max_splits), static_cast<unsigned>(kv.num_kv_heads),
                     static_cast<unsigned>(num_tokens));
-    attn_decode_kernel<<<grid, kDecodeThreads, bytes, stream>>>(
-        q, kv_cache, kv, layer, descs, block_tables, max_splits, split_len, num_heads, scale_log2,
-        partials, out);
+    launch_kernel(attn_decode_kernel, grid, kDecodeThreads, bytes, stream, q, kv_cache, kv, layer,
+                  descs, block_tables, max_splits, split_len, num_heads, scale_log2, partials, out);
   }
   if (max_splits > 1) {
     const dim3 merge_grid(static_cast<unsigned>(num_tokens), static_cast<unsigned>(num_heads));
     const int merge_threads = kv.head_dim < 128 ? 64 : 128;
-    attn_merge_kernel<<<merge_grid, merge_threads, 0, stream>>>(descs, max_splits, num_heads,
-                                                                kv.head_dim, partials, out);
+    launch_kernel(attn_merge_kernel, merge_grid, merge_threads, 0, stream, descs, max_splits,
+                  num_heads, kv.head_dim, partials, out);
   }
 }
 

@@ -1,7 +1,9 @@
 // Element-wise, normalisation, rope/KV-store, argmax and init kernels (kernels.h).
+#include <algorithm>
 #include <cfloat>
 
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/launch.cuh"
 
 namespace fs::cuda {
 namespace {
@@ -26,6 +28,8 @@ __device__ float block_sum(float v, float* scratch) {
 
 __global__ void embed_kernel(const int32_t* tokens, const int32_t* positions, const bf16* tok_embd,
                              const bf16* pos_embd, int32_t pos_offset, int64_t hidden, float* x) {
+  pdl_wait();
+  pdl_launch_dependents();
   const int64_t t = blockIdx.x;
   const bf16* row = tok_embd + static_cast<int64_t>(tokens[t]) * hidden;
   const bf16* prow =
@@ -40,6 +44,8 @@ __global__ void embed_kernel(const int32_t* tokens, const int32_t* positions, co
 __global__ void norm_kernel(float* x, const float* add_bias, const int32_t* row_index,
                             const float* weight, const float* bias, NormType type, float eps,
                             int64_t hidden, bf16* y) {
+  pdl_wait();
+  pdl_launch_dependents();
   __shared__ float scratch[32];
   const int64_t r = blockIdx.x;
   const int64_t t = row_index ? row_index[r] : r;
@@ -74,12 +80,80 @@ __global__ void norm_kernel(float* x, const float* add_bias, const int32_t* row_
   }
 }
 
-// One block per token; threads over (head, pair) of q and k, then over v.
+// norm_kernel for rows of hidden % 4 == 0 and hidden <= 4 * kNormThreads * kVec: every load of
+// the row (x, pending bias, weight, bias) is issued at once into registers, one round of memory
+// latency instead of one per loop iteration (a decode step's 65 norms of a single row are
+// latency-bound: ~13 us each with the loop above, docs/BENCHMARKS.md).
+template <int kVec>
+__global__ void __launch_bounds__(kNormThreads)
+    norm_vec_kernel(float* x, const float* add_bias, const int32_t* row_index, const float* weight,
+                    const float* bias, NormType type, float eps, int64_t hidden, bf16* y) {
+  pdl_wait();
+  pdl_launch_dependents();
+  __shared__ float scratch[32];
+  const int64_t r = blockIdx.x;
+  const int64_t t = row_index ? row_index[r] : r;
+  float4* xr = reinterpret_cast<float4*>(x + t * hidden);
+  const int64_t n4 = hidden / 4;
+  float4 v[kVec], w[kVec], b[kVec];
+#pragma unroll
+  for (int k = 0; k < kVec; ++k) {
+    const int64_t i = threadIdx.x + static_cast<int64_t>(k) * kNormThreads;
+    const float4 zero = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    v[k] = i < n4 ? xr[i] : zero;
+    w[k] = i < n4 ? reinterpret_cast<const float4*>(weight)[i] : zero;
+    b[k] = i < n4 && bias ? reinterpret_cast<const float4*>(bias)[i] : zero;
+    if (add_bias && i < n4) {
+      const float4 a = reinterpret_cast<const float4*>(add_bias)[i];
+      v[k] = make_float4(v[k].x + a.x, v[k].y + a.y, v[k].z + a.z, v[k].w + a.w);
+      xr[i] = v[k];
+    }
+  }
+  float sum = 0.0f, sum_sq = 0.0f;
+#pragma unroll
+  for (int k = 0; k < kVec; ++k) {
+    sum += (v[k].x + v[k].y) + (v[k].z + v[k].w);
+    sum_sq += (v[k].x * v[k].x + v[k].y * v[k].y) + (v[k].z * v[k].z + v[k].w * v[k].w);
+  }
+  float mean = 0.0f, inv;
+  if (type == NormType::kRms) {
+    inv = rsqrtf(block_sum(sum_sq, scratch) / static_cast<float>(hidden) + eps);
+  } else {
+    mean = block_sum(sum, scratch) / static_cast<float>(hidden);
+    float var = 0.0f;  // two-pass variance from the registers: no cancellation for large means
+#pragma unroll
+    for (int k = 0; k < kVec; ++k) {
+      if (threadIdx.x + static_cast<int64_t>(k) * kNormThreads < n4) {
+        const float dx = v[k].x - mean, dy = v[k].y - mean, dz = v[k].z - mean, dw = v[k].w - mean;
+        var += (dx * dx + dy * dy) + (dz * dz + dw * dw);
+      }
+    }
+    inv = rsqrtf(block_sum(var, scratch) / static_cast<float>(hidden) + eps);
+  }
+  uint2* yr = reinterpret_cast<uint2*>(y + r * hidden);  // 4 bf16 per store
+#pragma unroll
+  for (int k = 0; k < kVec; ++k) {
+    const int64_t i = threadIdx.x + static_cast<int64_t>(k) * kNormThreads;
+    if (i >= n4) continue;
+    const __nv_bfloat162 lo = __floats2bfloat162_rn((v[k].x - mean) * inv * w[k].x + b[k].x,
+                                                    (v[k].y - mean) * inv * w[k].y + b[k].y);
+    const __nv_bfloat162 hi = __floats2bfloat162_rn((v[k].z - mean) * inv * w[k].z + b[k].z,
+                                                    (v[k].w - mean) * inv * w[k].w + b[k].w);
+    uint2 packed;
+    packed.x = *reinterpret_cast<const uint32_t*>(&lo);
+    packed.y = *reinterpret_cast<const uint32_t*>(&hi);
+    yr[i] = packed;
+  }
+}
+
+// Grid (token, gridDim.y blocks of the token); threads over (head, pair) of q and k, then over v.
 __global__ void qkv_rope_store_kernel(const float* qkv, const float* bq, const float* bk,
                                       const float* bv, const int32_t* positions,
                                       const int32_t* slots, const float* inv_freq, bool neox,
                                       int32_t num_heads, KvLayout kv, int32_t layer, bf16* q_out,
                                       bf16* cache) {
+  pdl_wait();
+  pdl_launch_dependents();
   const int64_t t = blockIdx.x;
   const int32_t hd = kv.head_dim, half = hd / 2, kvh = kv.num_kv_heads;
   const int64_t qd = static_cast<int64_t>(num_heads) * hd, kvd = static_cast<int64_t>(kvh) * hd;
@@ -91,9 +165,10 @@ __global__ void qkv_rope_store_kernel(const float* qkv, const float* bq, const f
   bf16* k_dst = cache + layer_base;
   bf16* v_dst = cache + layer_base + kv.block_size * kvd;
   const float pos = static_cast<float>(positions[t]);
-  // Rotated pairs of q heads then k heads.
+  // Rotated pairs of q heads then k heads, spread over the gridDim.y blocks of the token.
   const int32_t num_pairs = (num_heads + kvh) * half;
-  for (int32_t p = threadIdx.x; p < num_pairs; p += blockDim.x) {
+  const int32_t first = blockIdx.y * blockDim.x + threadIdx.x, stride = gridDim.y * blockDim.x;
+  for (int32_t p = first; p < num_pairs; p += stride) {
     const int32_t head = p / half, i = p % half;
     const bool is_q = head < num_heads;
     const int32_t h = is_q ? head : head - num_heads;
@@ -119,7 +194,7 @@ __global__ void qkv_rope_store_kernel(const float* qkv, const float* bq, const f
     dst[b_idx] = __float2bfloat16(x1);
   }
   const float* vsrc = row + qd + kvd;
-  for (int64_t i = threadIdx.x; i < kvd; i += blockDim.x) {
+  for (int64_t i = first; i < kvd; i += stride) {
     float v = vsrc[i];
     if (bv) v += bv[i];
     v_dst[i] = __float2bfloat16(v);
@@ -127,6 +202,8 @@ __global__ void qkv_rope_store_kernel(const float* qkv, const float* bq, const f
 }
 
 __global__ void silu_mul_kernel(const bf16* gate_up, int64_t ffn, int64_t n, bf16* out) {
+  pdl_wait();
+  pdl_launch_dependents();
   for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < n;
        idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t t = idx / ffn, i = idx % ffn;
@@ -138,6 +215,8 @@ __global__ void silu_mul_kernel(const bf16* gate_up, int64_t ffn, int64_t n, bf1
 
 // 8 values per thread (16-byte loads) when ffn % 8 == 0.
 __global__ void silu_mul_vec_kernel(const bf16* gate_up, int64_t ffn8, int64_t n8, bf16* out) {
+  pdl_wait();
+  pdl_launch_dependents();
   for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < n8;
        idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t t = idx / ffn8, i = idx - t * ffn8;
@@ -158,6 +237,8 @@ __global__ void silu_mul_vec_kernel(const bf16* gate_up, int64_t ffn8, int64_t n
 }
 
 __global__ void bias_relu_kernel(bf16* x, const float* bias, int64_t width, int64_t n) {
+  pdl_wait();
+  pdl_launch_dependents();
   for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < n;
        idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     float v = __bfloat162float(x[idx]);
@@ -167,6 +248,8 @@ __global__ void bias_relu_kernel(bf16* x, const float* bias, int64_t width, int6
 }
 
 __global__ void argmax_kernel(const float* logits, int64_t vocab, int32_t* out) {
+  pdl_wait();
+  pdl_launch_dependents();
   __shared__ float best_v[32];
   __shared__ int32_t best_i[32];
   const float* row = logits + blockIdx.x * vocab;
@@ -237,22 +320,57 @@ unsigned grid_for(int64_t n, int threads) {
   return static_cast<unsigned>(blocks < 65536 ? (blocks > 0 ? blocks : 1) : 65536);
 }
 
+// -1: not decided yet (on where the device has compute capability >= 9.0), 0 off, 1 on.
+int g_programmatic_launch = -1;
+
 }  // namespace
+
+void set_programmatic_launch(bool on) { g_programmatic_launch = on ? -1 : 0; }
+
+bool programmatic_launch() {
+  if (g_programmatic_launch < 0) {
+    int device = 0, major = 0;
+    const bool hopper =
+        cudaGetDevice(&device) == cudaSuccess &&
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess &&
+        major >= 9;
+    g_programmatic_launch = hopper ? 1 : 0;
+  }
+  return g_programmatic_launch == 1;
+}
 
 void launch_embed(const int32_t* tokens, const int32_t* positions, const bf16* tok_embd,
                   const bf16* pos_embd, int32_t pos_offset, int64_t num_tokens, int64_t hidden,
                   float* x, cudaStream_t stream) {
   if (num_tokens == 0) return;
-  embed_kernel<<<static_cast<unsigned>(num_tokens), 256, 0, stream>>>(
-      tokens, positions, tok_embd, pos_embd, pos_offset, hidden, x);
+  launch_kernel(embed_kernel, static_cast<unsigned>(num_tokens), 256, 0, stream, tokens, positions,
+                tok_embd, pos_embd, pos_offset, hidden, x);
 }
 
 void launch_norm(float* x, const float* add_bias, const int32_t* row_index, const float* weight,
                  const float* bias, NormType type, float eps, int64_t rows, int64_t hidden, bf16* y,
                  cudaStream_t stream) {
   if (rows == 0) return;
-  norm_kernel<<<static_cast<unsigned>(rows), kNormThreads, 0, stream>>>(
-      x, add_bias, row_index, weight, bias, type, eps, hidden, y);
+  const unsigned grid = static_cast<unsigned>(rows);
+  const int64_t per_thread = (hidden / 4 + kNormThreads - 1) / kNormThreads;  // float4 each
+  if (hidden % 4 == 0 && per_thread <= 8) {
+    if (per_thread <= 1) {
+      launch_kernel(norm_vec_kernel<1>, grid, kNormThreads, 0, stream, x, add_bias, row_index,
+                    weight, bias, type, eps, hidden, y);
+    } else if (per_thread <= 2) {
+      launch_kernel(norm_vec_kernel<2>, grid, kNormThreads, 0, stream, x, add_bias, row_index,
+                    weight, bias, type, eps, hidden, y);
+    } else if (per_thread <= 4) {
+      launch_kernel(norm_vec_kernel<4>, grid, kNormThreads, 0, stream, x, add_bias, row_index,
+                    weight, bias, type, eps, hidden, y);
+    } else {
+      launch_kernel(norm_vec_kernel<8>, grid, kNormThreads, 0, stream, x, add_bias, row_index,
+                    weight, bias, type, eps, hidden, y);
+    }
+    return;
+  }
+  launch_kernel(norm_kernel, grid, kNormThreads, 0, stream, x, add_bias, row_index, weight, bias,
+                type, eps, hidden, y);
 }
 
 void launch_qkv_rope_store(const float* qkv, const float* bq, const float* bk, const float* bv,
@@ -260,8 +378,13 @@ void launch_qkv_rope_store(const float* qkv, const float* bq, const float* bk, c
                            bool neox, int64_t num_tokens, int32_t num_heads, KvLayout kv,
                            int32_t layer, bf16* q_out, bf16* kv_cache, cudaStream_t stream) {
   if (num_tokens == 0) return;
-  qkv_rope_store_kernel<<<static_cast<unsigned>(num_tokens), 256, 0, stream>>>(
-      qkv, bq, bk, bv, positions, slots, inv_freq, neox, num_heads, kv, layer, q_out, kv_cache);
+  // Blocks per token: one pair (and one v element) per thread where that takes <= 16 blocks, so a
+  // single decode token does not run its pairs one after another in one block.
+  const int64_t pairs = static_cast<int64_t>(num_heads + kv.num_kv_heads) * (kv.head_dim / 2);
+  const unsigned per_token = static_cast<unsigned>(std::min<int64_t>(16, (pairs + 255) / 256));
+  launch_kernel(qkv_rope_store_kernel, dim3(static_cast<unsigned>(num_tokens), per_token), 256, 0,
+                stream, qkv, bq, bk, bv, positions, slots, inv_freq, neox, num_heads, kv, layer,
+                q_out, kv_cache);
 }
 
 void launch_silu_mul(const bf16* gate_up, int64_t num_tokens, int64_t ffn, bf16* out,
@@ -269,23 +392,24 @@ void launch_silu_mul(const bf16* gate_up, int64_t num_tokens, int64_t ffn, bf16*
   const int64_t n = num_tokens * ffn;
   if (n == 0) return;
   if (ffn % 8 == 0) {
-    silu_mul_vec_kernel<<<grid_for(n / 8, 256), 256, 0, stream>>>(gate_up, ffn / 8, n / 8, out);
+    launch_kernel(silu_mul_vec_kernel, grid_for(n / 8, 256), 256, 0, stream, gate_up, ffn / 8,
+                  n / 8, out);
     return;
   }
-  silu_mul_kernel<<<grid_for(n, 256), 256, 0, stream>>>(gate_up, ffn, n, out);
+  launch_kernel(silu_mul_kernel, grid_for(n, 256), 256, 0, stream, gate_up, ffn, n, out);
 }
 
 void launch_bias_relu(bf16* x, const float* bias, int64_t num_tokens, int64_t n,
                       cudaStream_t stream) {
   const int64_t total = num_tokens * n;
   if (total == 0) return;
-  bias_relu_kernel<<<grid_for(total, 256), 256, 0, stream>>>(x, bias, n, total);
+  launch_kernel(bias_relu_kernel, grid_for(total, 256), 256, 0, stream, x, bias, n, total);
 }
 
 void launch_argmax(const float* logits, int64_t rows, int64_t vocab, int32_t* out,
                    cudaStream_t stream) {
   if (rows == 0) return;
-  argmax_kernel<<<static_cast<unsigned>(rows), 1024, 0, stream>>>(logits, vocab, out);
+  launch_kernel(argmax_kernel, static_cast<unsigned>(rows), 1024, 0, stream, logits, vocab, out);
 }
 
 void launch_fill_uniform(bf16* w, int64_t n, uint64_t seed, float scale, cudaStream_t stream) {

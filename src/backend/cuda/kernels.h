@@ -53,6 +53,12 @@ struct DecodeDesc {
 
 enum class NormType : int32_t { kRms = 0, kLayerNorm = 1 };
 
+// Programmatic dependent launch for the forward's kernels (launch.cuh): each kernel may start while
+// the previous one finishes. On by default where the GPU has it (compute capability >= 9.0);
+// benchmarks turn it off to measure it. Not thread-safe: set before forwards run.
+void set_programmatic_launch(bool on);
+bool programmatic_launch();
+
 // x[t, :] = tok_embd[tokens[t], :] (+ pos_embd[positions[t] + pos_offset, :] when pos_embd).
 // x: [num_tokens, hidden] f32; embeddings bf16 [rows, hidden].
 void launch_embed(const int32_t* tokens, const int32_t* positions, const bf16* tok_embd,

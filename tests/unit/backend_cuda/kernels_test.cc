@@ -6,6 +6,7 @@
 #include <cmath>
 #include <numeric>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "backend/cpu/ops.h"
@@ -85,12 +86,49 @@ TEST(CudaNormTest, LayerNormOfGatheredRowsMatchesCpu) {
   expect_near_all(from_bf16(dy.get()), y, 3e-2, "layer_norm");
 }
 
+// Hidden sizes of real models on each norm kernel: 4096 (4 float4 per thread), 5120 (8, with a
+// tail of idle threads), 322 (not a multiple of 4: the loop kernel); RMS with the pending bias and
+// LayerNorm with a large mean, against the CPU.
+class CudaNormSizeTest : public ::testing::TestWithParam<std::pair<int64_t, NormType>> {};
+
+TEST_P(CudaNormSizeTest, MatchesCpu) {
+  SKIP_WITHOUT_GPU();
+  const auto [hidden, type] = GetParam();
+  const int64_t rows = 3;
+  const bool rms = type == NormType::kRms;
+  std::vector<float> x = random_floats(rows * hidden, 11, rms ? -3 : 1, rms ? 3 : 5);
+  const std::vector<float> w = random_floats(hidden, 12, 0.5f, 1.5f);
+  const std::vector<float> b = random_floats(hidden, 13);
+  const std::vector<float> add = random_floats(hidden, 14);
+  DeviceVec<float> dx(x), dw(w), db(b), dadd(add);
+  DeviceVec<uint16_t> dy(rows * hidden);
+  launch_norm(dx.data(), dadd.data(), nullptr, dw.data(), rms ? nullptr : db.data(), type, 1e-5f,
+              rows, hidden, dy.as<bf16>(), nullptr);
+  for (int64_t t = 0; t < rows; ++t) {
+    for (int64_t i = 0; i < hidden; ++i) x[t * hidden + i] += add[i];
+  }
+  std::vector<float> y(rows * hidden);
+  if (rms) {
+    cpu::rms_norm(x.data(), w.data(), rows, hidden, 1e-5f, y.data());
+  } else {
+    cpu::layer_norm(x.data(), w.data(), b.data(), rows, hidden, 1e-5f, y.data());
+  }
+  expect_near_all(dx.get(), x, 1e-6, "residual after bias");
+  expect_near_all(from_bf16(dy.get()), y, 3e-2, "norm");
+}
+
+INSTANTIATE_TEST_SUITE_P(Sizes, CudaNormSizeTest,
+                         ::testing::Values(std::pair<int64_t, NormType>{4096, NormType::kRms},
+                                           std::pair<int64_t, NormType>{5120, NormType::kLayerNorm},
+                                           std::pair<int64_t, NormType>{322, NormType::kRms}));
+
 class CudaRopeTest : public ::testing::TestWithParam<bool> {};  // neox?
 
 TEST_P(CudaRopeTest, RotatesQAndKAndStoresKvInTheirSlots) {
   SKIP_WITHOUT_GPU();
   const bool neox = GetParam();
-  const int32_t heads = 4, kvh = 2, hd = 64, T = 6;
+  // 640 rotated pairs per token: spread over 3 blocks of the token.
+  const int32_t heads = 16, kvh = 4, hd = 64, T = 6;
   const KvLayout kv{.num_layers = 2, .block_size = 4, .num_kv_heads = kvh, .head_dim = hd};
   const int64_t num_blocks = 8, qd = heads * hd, kvd = kvh * hd, width = qd + 2 * kvd;
   const std::vector<float> qkv = random_floats(T * width, 7);
