@@ -141,14 +141,16 @@ struct TileQ4_1Vnni {
     for (int64_t b = 0; b < nb; ++b) {
       __m256i xq[NT];
       __m256 xd[NT];
-      alignas(16) uint16_t xs16[8] = {};
+      uint32_t sv[4] = {0, 0, 0, 0};  // the tokens' fp16 s_x, gathered in registers (unrolled)
       for (int t = 0; t < NT; ++t) {
         const BlockQ8_1& xb = reinterpret_cast<const BlockQ8_1*>(x + t * x_stride)[b];
         xq[t] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb.qs));
         xd[t] = _mm256_broadcastss_ps(avx2::load_2xf16(&xb.d));
-        xs16[t] = xb.s;
+        sv[t] = xb.s;
       }
-      const __m128 xs = _mm_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(xs16)));
+      const __m128 xs = _mm_cvtph_ps(_mm_cvtsi64_si128(static_cast<int64_t>(
+          static_cast<uint64_t>(sv[0] | (sv[1] << 16)) |
+          (static_cast<uint64_t>(sv[2] | (sv[3] << 16)) << 32))));  // [s_x0, s_x1, ...]
       for (int r = 0; r < NR; ++r) {
         const BlockQ4_1& wb = reinterpret_cast<const BlockQ4_1*>(w + r * w_stride)[b];
         avx2::prefetch_ahead(&wb, w_stride);
