@@ -86,6 +86,37 @@ TEST(CudaNormTest, LayerNormOfGatheredRowsMatchesCpu) {
   expect_near_all(from_bf16(dy.get()), y, 3e-2, "layer_norm");
 }
 
+// The decode GEMV (PDL prologue, double-buffered weight loads, tail) against a double-precision
+// reference over the same bf16 inputs, f32 out accumulating into y (beta = 1): 1, 3 and 8 tokens,
+// a row length with a tail (1000) and one that runs the pipelined loop (4096), and a row count that
+// leaves idle warps in the last block (37).
+TEST(CudaGemvTest, MatchesReference) {
+  SKIP_WITHOUT_GPU();
+  for (const int64_t cols : {int64_t{1000}, int64_t{4096}}) {
+    for (const int64_t tokens : {int64_t{1}, int64_t{3}, int64_t{8}}) {
+      SCOPED_TRACE(testing::Message() << "cols " << cols << " tokens " << tokens);
+      const int64_t rows = 37;
+      const std::vector<float> w = from_bf16(to_bf16(random_floats(rows * cols, 21, -0.1f, 0.1f)));
+      const std::vector<float> x = from_bf16(to_bf16(random_floats(tokens * cols, 22)));
+      const std::vector<float> y0 = random_floats(tokens * rows, 23);
+      DeviceVec<uint16_t> dw(to_bf16(w)), dx(to_bf16(x));
+      DeviceVec<float> dy(y0);
+      ASSERT_TRUE(gemv_supported(tokens, cols));
+      launch_gemv(dw.as<bf16>(), rows, cols, dx.as<bf16>(), tokens, dy.data(), true, 1.0f, nullptr);
+      ASSERT_EQ(cudaGetLastError(), cudaSuccess);
+      std::vector<float> want(y0);
+      for (int64_t t = 0; t < tokens; ++t) {
+        for (int64_t r = 0; r < rows; ++r) {
+          double dot = 0;
+          for (int64_t c = 0; c < cols; ++c) dot += double(w[r * cols + c]) * x[t * cols + c];
+          want[t * rows + r] += static_cast<float>(dot);
+        }
+      }
+      expect_near_all(dy.get(), want, 1e-4, "gemv");
+    }
+  }
+}
+
 // Hidden sizes of real models on each norm kernel: 4096 (4 float4 per thread), 5120 (8, with a
 // tail of idle threads), 322 (not a multiple of 4: the loop kernel); RMS with the pending bias and
 // LayerNorm with a large mean, against the CPU.
