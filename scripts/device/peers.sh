@@ -3,7 +3,8 @@
 # several batch sizes after a prompt of CONTEXT tokens, for
 #   - FastServe (build-cuda/bench/model_bench --model GGUF: eager and CUDA-graph steps),
 #   - llama.cpp's CUDA build (llama-batched-bench; the llama.cpp vendored in the
-#     llama-cpp-python 0.3.36 sdist, trimmed into .devdeps/peers/llama.cpp.tar.xz, built here for
+#     llama-cpp-python 0.3.36 sdist, trimmed into .devdeps/peers/llama.cpp.tar.xz by
+#     make_llamacpp_tarball.sh on the dev machine, built here for
 #     sm_90 with flash attention and its CUDA graphs on by default),
 #     both on the SAME random bf16 Llama-3-8B GGUF written by make_random_gguf.py (gguf-py of that
 #     llama.cpp),
