@@ -94,6 +94,11 @@ struct Unit {
 // Partial result of one chunk for one query head: [head_dim] unnormalized output, then max, sum.
 inline int64_t partial_floats(int64_t hd) { return hd + 2; }
 
+// Requests the cache lines of one K/V row (`floats` floats) into L2; no effect on results.
+inline void prefetch_row_lines(const float* row, int64_t floats) {
+  for (int64_t f = 0; f < floats; f += 16) __builtin_prefetch(row + f, 0, 2);
+}
+
 class Attender {
  public:
   Attender(const KvCache& cache, int64_t layer, const float* q, int64_t num_heads, float scale)
@@ -105,6 +110,10 @@ class Attender {
         hd_(cache.shape().head_dim),
         group_(num_heads / cache.shape().num_kv_heads),
         k_(kernels_for(hd_)) {}
+
+  void prefetch_rows(const float* rows, int64_t stride, int64_t n) const {
+    for (int64_t i = 0; i < n; ++i) prefetch_row_lines(rows + i * stride, hd_);
+  }
 
   // Partials of chunk c of unit u for its group query heads: out [group][partial_floats].
   // scores: scratch of group * kChunk floats.
@@ -127,6 +136,17 @@ class Attender {
       for (int64_t p = p0; p < p1;) {
         const int64_t slot = p % bs, len = std::min(p1 - p, bs - slot);
         const float* rows = cache_.row(u.seq->block_table[p / bs], layer_, kv, slot) + u.g * hd_;
+        // The next run (the next block's rows, or the V rows of the chunk's first block after the
+        // last K run) into L2 while this one is computed: each run is a few KB in a block far from
+        // the last, which the hardware prefetchers do not foresee (decode at context 700 spent
+        // ~40% of a step here at ~7 GB/s without it).
+        if (p + len < p1) {
+          prefetch_rows(cache_.row(u.seq->block_table[(p + len) / bs], layer_, kv, 0) + u.g * hd_,
+                        stride, std::min(p1 - p - len, bs));
+        } else if (kv == 0) {
+          prefetch_rows(cache_.row(u.seq->block_table[p0 / bs], layer_, 1, p0 % bs) + u.g * hd_,
+                        stride, std::min(n, bs - p0 % bs));
+        }
         for (int64_t h = 0; h < group_; ++h) {
           if (kv == 0) {
             k_.scores(qg + h * hd_, rows, stride, len, hd_, scale_, scores + h * kChunk + (p - p0));
