@@ -5,7 +5,11 @@
 // Decode steps are timed eagerly, replayed from CUDA graphs (CudaModel::set_cuda_graphs), and from
 // graphs with programmatic dependent launch (set_programmatic_launch).
 //   model_bench [--shape llama3-8b|opt-13b] [--model FILE.gguf] [--batches 1,16,64,256]
-//               [--context 512] [--steps 32] [--prefill 2048]
+//               [--context 512] [--steps 32] [--prefill 2048] [--swap-mib 0]
+// --swap-mib M: also time each batch's graph + PDL decode steps while the KV swap engine moves M MiB
+// of 16-token blocks each way per step (offloads and uploads of other blocks, enqueued after each
+// step and overlapped with the next on the copy streams): the issue's "iteration time under swaps
+// <= 1.05x of the same batch without".
 // --model loads real weights (any dtype the loader reads; a BF16 GGUF travels as is) instead of
 // dummy ones: the peer comparison (scripts/device/peers.sh) runs llama.cpp on the same file.
 #include <algorithm>
@@ -23,6 +27,7 @@
 
 #include "backend/cuda/cuda_model.h"
 #include "backend/cuda/device_info.h"
+#include "backend/cuda/kv_swap.h"
 #include "model/model_weights.h"
 
 namespace {
@@ -159,7 +164,7 @@ std::vector<int> parse_list(const std::string& s) {
 int main(int argc, char** argv) {
   std::string shape = "llama3-8b", model_path;
   std::vector<int> batches = {1, 16, 64, 256};
-  int context = 512, steps = 32, prefill = 2048;
+  int context = 512, steps = 32, prefill = 2048, swap_mib = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i], v = argv[i + 1];
     if (a == "--shape")
@@ -174,6 +179,8 @@ int main(int argc, char** argv) {
       steps = std::atoi(v.c_str());
     else if (a == "--prefill")
       prefill = std::atoi(v.c_str());
+    else if (a == "--swap-mib")
+      swap_mib = std::atoi(v.c_str());
     else
       die("unknown option " + a);
   }
@@ -210,7 +217,7 @@ int main(int argc, char** argv) {
 
   const int64_t bs = 16;
   const int max_batch = *std::max_element(batches.begin(), batches.end());
-  const int64_t blocks_per_seq = (std::max(context + 3 * steps + 16, prefill) + bs - 1) / bs;
+  const int64_t blocks_per_seq = (std::max(context + 4 * steps + 16, prefill) + bs - 1) / bs;
   const int64_t num_blocks = blocks_per_seq * std::max(max_batch, 1);
   const fs::cuda::KvLayout layout = m.kv_layout(bs);
   void* kv_mem = nullptr;
@@ -218,6 +225,27 @@ int main(int argc, char** argv) {
   check(cudaMemset(kv_mem, 0, num_blocks * layout.block_elems() * 2), "KV pool");
   const KvPoolView pool{static_cast<fs::cuda::bf16*>(kv_mem), num_blocks, layout};
   const double kv_bytes_per_token = 2.0 * c.num_layers * c.num_kv_heads * c.head_dim * 2;
+
+  // Swap traffic beside the forward: its own arena (blocks of the same size), n_swap blocks
+  // offloaded (device i -> host i) and n_swap uploaded (host n_swap + i -> device n_swap + i) per step.
+  const int64_t swap_block_bytes = layout.block_elems() * 2;
+  const int64_t n_swap = (int64_t{swap_mib} << 20) / swap_block_bytes;
+  std::unique_ptr<fs::cuda::KvArena> swap_arena;
+  std::unique_ptr<fs::cuda::SwapEngine> swapper;
+  std::vector<fs::BlockCopy> swap_out, swap_in;
+  if (n_swap > 0) {
+    auto arena = fs::cuda::KvArena::create(swap_block_bytes, 2 * n_swap, 2 * n_swap);
+    check(arena.status());
+    swap_arena = std::move(*arena);
+    auto engine = fs::cuda::SwapEngine::create(*swap_arena);
+    check(engine.status());
+    swapper = std::move(*engine);
+    for (int32_t i = 0; i < n_swap; ++i) {
+      swap_out.push_back({i, i});
+      swap_in.push_back({static_cast<int32_t>(n_swap + i), static_cast<int32_t>(n_swap + i)});
+    }
+  }
+  std::vector<std::string> swap_rows;
 
   // Decode: every sequence has `context` cached tokens (the pool's contents: the cost is the same)
   // and decodes `steps` tokens, greedy on the GPU, one forward_greedy (with its host sync) per
@@ -262,6 +290,26 @@ int main(int argc, char** argv) {
     m.set_cuda_graphs(false);  // drop the graphs captured without PDL
     m.set_cuda_graphs(true);
     const double pdl_step = timed(2 * steps);
+    if (swapper) {
+      // Graph + PDL steps again, now with a swap call enqueued after each (overlapping the next).
+      auto swapped_step = [&](int s) {
+        step(s);
+        check(swapper->enqueue(swap_out, swap_in, m.stream()));
+      };
+      const double base_step = timed(3 * steps);  // no swaps, the same contexts
+      swapped_step(3 * steps);
+      swapped_step(3 * steps + 1);
+      const double start = now_s();
+      for (int s = 3 * steps + 2; s < 4 * steps; ++s) swapped_step(s);
+      check(swapper->synchronize());
+      const double swap_step = (now_s() - start) / (steps - 2);
+      const double moved = 2.0 * n_swap * swap_block_bytes;
+      char row[256];
+      std::snprintf(row, sizeof row, "| %d | %.3f | %.3f | %.3fx | %.0f MiB | %.1f GB/s |\n", b,
+                    base_step * 1e3, swap_step * 1e3, swap_step / base_step, moved / (1 << 20),
+                    moved / swap_step / 1e9);
+      swap_rows.push_back(row);
+    }
     // The same steps enqueued back to back (no host sync in between): GPU time per step.
     const double pstart = now_s();
     for (int s = 2 * steps + 2; s < 3 * steps; ++s) {
@@ -286,6 +334,14 @@ int main(int argc, char** argv) {
         context, eager_step * 1e3, graph_step * 1e3, pdl_step * 1e3, b / pdl_step, bytes / 1e9,
         roof * 1e3, 100.0 * roof / pdl_step, gpu_step * 1e3, 100.0 * roof / gpu_step);
     std::fflush(stdout);
+  }
+  if (!swap_rows.empty()) {
+    std::printf(
+        "\nDecode steps (graph + PDL) with the swap engine moving %d MiB each way per step:\n\n"
+        "| batch | step ms | step ms with swaps | ratio | moved per step | swap rate |\n"
+        "|---|---|---|---|---|---|\n",
+        swap_mib);
+    for (const std::string& row : swap_rows) std::printf("%s", row.c_str());
   }
   std::printf(
       "\nGPU time per decode step by phase (ms):\n\n| batch | phase | ms |\n|---|---|---|\n");
