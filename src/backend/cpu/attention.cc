@@ -94,6 +94,9 @@ struct Unit {
 // Partial result of one chunk for one query head: [head_dim] unnormalized output, then max, sum.
 inline int64_t partial_floats(int64_t hd) { return hd + 2; }
 
+// Sequences with at most this many new tokens (decode, short chunks) prefetch their K/V runs.
+constexpr int64_t kPrefetchMaxNew = 4;
+
 // Requests the cache lines of one K/V row (`floats` floats) into L2; no effect on results.
 inline void prefetch_row_lines(const float* row, int64_t floats) {
   for (int64_t f = 0; f < floats; f += 16) __builtin_prefetch(row + f, 0, 2);
@@ -139,11 +142,13 @@ class Attender {
         // The next run (the next block's rows, or the V rows of the chunk's first block after the
         // last K run) into L2 while this one is computed: each run is a few KB in a block far from
         // the last, which the hardware prefetchers do not foresee (decode at context 700 spent
-        // ~40% of a step here at ~7 GB/s without it).
-        if (p + len < p1) {
+        // ~40% of a step here at ~7 GB/s without it). Not for prefills: their tokens share the
+        // sequence's K/V rows, which stay in cache, so the prefetch loop would be wasted work.
+        const bool prefetch = u.seq->num_new <= kPrefetchMaxNew;
+        if (prefetch && p + len < p1) {
           prefetch_rows(cache_.row(u.seq->block_table[(p + len) / bs], layer_, kv, 0) + u.g * hd_,
                         stride, std::min(p1 - p - len, bs));
-        } else if (kv == 0) {
+        } else if (prefetch && kv == 0) {
           prefetch_rows(cache_.row(u.seq->block_table[p0 / bs], layer_, 1, p0 % bs) + u.g * hd_,
                         stride, std::min(n, bs - p0 % bs));
         }
