@@ -353,9 +353,16 @@ void Engine::Impl::finish(sched::JobId id, LiveJob& job, const std::string& reas
       job.first_token_s >= 0 ? job.first_token_s - job.arrival_s : -1,
       job.num_output_tokens > 1 ? (t - job.first_token_s) / (job.num_output_tokens - 1) : -1,
       t - job.arrival_s);
-  log_info("request {} (job {}): {} prompt + {} output tokens, ttft {:.3f} s, jct {:.3f} s, {}",
+  // The queue path: the level it joined at and where it ended, and how it moved between them.
+  std::string path;
+  if (const sched::Job* sj = scheduler->job(id)) {
+    path = fmt::format(", queue L{} -> L{} ({} demotions, {} promotions, {} preemptions)",
+                       sj->entry_level, sj->level, sj->num_demotions, sj->num_promotions,
+                       sj->num_preemptions);
+  }
+  log_info("request {} (job {}): {} prompt + {} output tokens, ttft {:.3f} s, jct {:.3f} s, {}{}",
            job.request.request_id, id, job.request.prompt_tokens.size(), job.num_output_tokens,
-           job.first_token_s - job.arrival_s, t - job.arrival_s, reason);
+           job.first_token_s - job.arrival_s, t - job.arrival_s, reason, path);
 }
 
 bool Engine::Impl::admit() {

@@ -45,6 +45,7 @@ struct Job {
   int32_t num_generated_tokens = 0;
   // MLFQ state: queue level (0 = highest priority), service attained in this level.
   int32_t level = 0;
+  int32_t entry_level = 0;  // the level it joined at (skip-join: set by its prompt's prefill time)
   double attained_in_level_s = 0;
   // Start of the current wait: arrival, end of last service or last promotion (starvation control).
   double idle_since_s = 0;

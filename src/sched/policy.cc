@@ -55,7 +55,7 @@ double MlfqPolicy::starvation_deadline_s(const Job& job) const {
 }
 
 void MlfqPolicy::on_arrival(Job& job) const {
-  job.level = join_level(job.spec.num_prompt_tokens);
+  job.level = job.entry_level = join_level(job.spec.num_prompt_tokens);
   job.attained_in_level_s = 0;
 }
 

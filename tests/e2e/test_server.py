@@ -138,6 +138,23 @@ def test_max_tokens_gives_length(client, model_id):
     assert r.usage.completion_tokens == 5
 
 
+def test_request_log_line_has_the_queue_path(server, client, model_id):
+    """One structured line per finished request: id, tokens in/out, TTFT, JCT, reason, queue path."""
+    import re
+    import time
+    r = client.completions.create(model=model_id, prompt="Log line check: one two", max_tokens=3,
+                                  temperature=0, extra_body={"ignore_eos": True})
+    pattern = re.compile(re.escape(r.id) + r".*: \d+ prompt \+ 3 output tokens, ttft [0-9.]+ s, "
+                         r"jct [0-9.]+ s, length, queue L\d+ -> L\d+ \(\d+ demotions, \d+ promotions, "
+                         r"\d+ preemptions\)")
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        if pattern.search(server.log.read_text()):
+            return
+        time.sleep(0.2)
+    raise AssertionError("no request log line for " + r.id)
+
+
 def test_seed_reproducible(client, model_id):
     def run(seed):
         return client.completions.create(model=model_id, prompt="Once upon a time", max_tokens=10,
