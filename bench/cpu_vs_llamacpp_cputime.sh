@@ -4,7 +4,9 @@
 # SMT, a one-thread run's CPU time is what it takes uncontended, up to cache/memory interference.
 #   MODELS="a.gguf b.gguf" FASTSERVE=build/fastserve bash bench/cpu_vs_llamacpp_cputime.sh
 # Prints per model and round the CPU seconds of: generate with 1 id + 1 token (base), 512 ids + 1
-# token, 512 ids + 129 tokens; llama-bench -p 1 -n 0 (base), -p 512 -n 0, -p 0 -n 128.
+# token, 512 ids + 129 tokens; llama-bench -p 1 -n 0 (base), -p 512 -n 0, -p 0 -n 128, and
+# -p 0 -n 1 / -n 128 at depth 512 (-d 512: decode at context 512-640, the same as ours).
+# FASTSERVE_CPU_KERNELS=avx2 (passed through) runs our AVX2 tiles instead of AVX-512 VNNI.
 set -u
 cd "$(dirname "$0")/.."
 FASTSERVE=${FASTSERVE:-build/fastserve}
@@ -19,9 +21,11 @@ for M in ${MODELS:-models/SmolLM2-135M-Instruct.Q4_1.gguf}; do
   l1=$(cpu "$LLAMA_BIN/llama-bench" -m "$M" -t 1 -p 1 -n 0 -r 1 --no-warmup)
   l2=$(cpu "$LLAMA_BIN/llama-bench" -m "$M" -t 1 -p 512 -n 0 -r 1 --no-warmup)
   l3=$(cpu "$LLAMA_BIN/llama-bench" -m "$M" -t 1 -p 0 -n 128 -r 1 --no-warmup)
-  awk -v r="$r" -v m="$(basename "$M")" -v f1="$f1" -v f2="$f2" -v f3="$f3" -v l1="$l1" -v l2="$l2" -v l3="$l3" 'BEGIN {
-    printf "round %s %s: prefill512 fastserve %.0f tok/s llama.cpp %.0f | decode fastserve %.1f (ctx 512-640) llama.cpp tg128 %.1f (ctx 0-128)\n",
-      r, m, 511 / (f2 - f1), 512 / (l2 - l1), 128 / (f3 - f2), 128 / (l3 - l1) }'
+  l4=$(cpu "$LLAMA_BIN/llama-bench" -m "$M" -t 1 -p 0 -n 1 -d 512 -r 1 --no-warmup)
+  l5=$(cpu "$LLAMA_BIN/llama-bench" -m "$M" -t 1 -p 0 -n 128 -d 512 -r 1 --no-warmup)
+  awk -v r="$r" -v m="$(basename "$M")" -v f1="$f1" -v f2="$f2" -v f3="$f3" -v l1="$l1" -v l2="$l2" -v l3="$l3" -v l4="$l4" -v l5="$l5" 'BEGIN {
+    printf "round %s %s: prefill512 fastserve %.0f tok/s llama.cpp %.0f | decode fastserve %.1f (ctx 512-640) llama.cpp %.1f (-d 512, ctx 512-640), tg128 %.1f (ctx 0-128)\n",
+      r, m, 511 / (f2 - f1), 512 / (l2 - l1), 128 / (f3 - f2), 127 / (l5 - l4), 128 / (l3 - l1) }'
 done
 done
 rm -f /tmp/cputime.$$
