@@ -196,7 +196,7 @@ const MatmulKernels* avx512_kernels(DType t) {
     case DType::kQ4_1:
       return &q4_1;
     default:
-      return nullptr;
+      return avx512_float_kernels(t);
   }
 }
 
