@@ -22,10 +22,12 @@ offloading to the host pool), a bounded queue and small request limits, then:
    RSS compared with the baseline, then SIGTERM and exit 0, and no crash or sanitizer report in the log.
 
 Every completed request's text, finish_reason and completion token count must equal its reference;
-every rejected one must carry a proper status (429/503 with Retry-After and error JSON). Writes a JSON
-summary (--out) and exits 1 on any violation.
+every rejected one must carry a proper status (429/503 with Retry-After and error JSON). A request that
+runs past the server's --request-timeout-s (504 or a stream's request_timeout event, both documented) is
+counted apart and may be at most --max-timed-out-frac of the admitted ones. Writes a JSON summary
+(--out) and exits 1 on any violation.
 
-    nice .venv/bin/python bench/soak.py --fastserve build/fastserve            # the full 10,000
+    nice .venv/bin/python bench/soak.py --fastserve build/fastserve --threads 1 --num-prompts 40   # 10,000
     .venv/bin/python bench/soak.py --num-requests 300 --rate 12 --out /tmp/soak.json   # a smoke run
 """
 import argparse
@@ -83,6 +85,9 @@ def parse_args(argv=None):
     p.add_argument("--rss-tolerance-mib", type=float, default=32,
                    help="RSS after the soak may exceed the baseline by this much plus 10%%")
     p.add_argument("--request-timeout-s", type=float, default=900, help="client side, per request")
+    p.add_argument("--max-timed-out-frac", type=float, default=0.05,
+                   help="requests past the server's --request-timeout-s (504 / timeout event, documented) "
+                        "may be at most this fraction of those admitted; more fails the run")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--server-arg", action="append", default=[], help="extra `serve` argument (repeatable)")
     p.add_argument("--log", default=None, help="server log (default: next to --out)")
@@ -320,6 +325,7 @@ class Soak:
         self.statuses = collections.Counter()
         self.malformed = collections.Counter()
         self.violations = []
+        self.violation_kinds = collections.Counter()
         self.slow = []  # open Conns of the slow readers
         self.latencies = []
         self.rss = []  # VmRSS samples, kB
@@ -327,6 +333,9 @@ class Soak:
 
     def violate(self, what, spec, detail):
         self.outcomes["violation"] += 1
+        self.violation_kinds[what] += 1
+        if not self.args.quiet:
+            print(f"VIOLATION {what}: {spec} {str(detail)[:300]}", file=sys.stderr, flush=True)
         self.violations.append({"what": what, "request": {k: v for k, v in spec.items()}, "detail": str(detail)[:500]})
 
     # -- one request of each kind -------------------------------------------------------------------------
@@ -376,6 +385,8 @@ class Soak:
                         continue
                     obj = json.loads(event[6:])
                     if "error" in obj:
+                        if obj["error"].get("code") == "request_timeout" and is_error_json(event[6:]):
+                            return "timed_out", 200, obj  # documented: a stream past --request-timeout-s
                         return "error", 200, f"error event: {obj}"
                     if obj.get("usage"):
                         usage = obj["usage"]
@@ -421,10 +432,14 @@ class Soak:
                 return self.violate("text differs from the greedy reference", spec, {"got": got, "ref": ref})
             self.outcomes["completed"] += 1
             self.latencies.append(time.time() - started)
+        elif outcome == "timed_out":
+            self.outcomes["timed_out_stream"] += 1
         elif outcome == "rejected":
             headers, body = result
             if status in (429, 503) and headers.get("retry-after") == "1" and is_error_json(body):
                 self.outcomes[f"rejected_{status}"] += 1
+            elif status == 504 and is_error_json(body) and json.loads(body)["error"]["code"] == "request_timeout":
+                self.outcomes["timed_out_504"] += 1  # documented: ran past --request-timeout-s
             else:
                 self.violate(f"improper rejection {status}", spec, (headers, body[:300]))
         else:
@@ -689,6 +704,10 @@ async def main_async(args):
         outcome, status, result = await soak.generate(*key)
         checks["normal_request_served"] = outcome == "completed" and result == soak.refs[key]
         checks["rss_near_baseline"] = rss["after_kB"] <= rss["limit_kB"]
+        o = soak.outcomes
+        timed_out = o["timed_out_504"] + o["timed_out_stream"]
+        admitted = timed_out + o["completed"] + sum(v for k, v in o.items() if k.startswith("left_"))
+        checks["few_timed_out"] = timed_out <= args.max_timed_out_frac * max(1, admitted)
         checks["kv_swapped"] = m["kv_bytes_swapped_out_total"] > 0
     finally:
         rc = server.stop()
@@ -710,6 +729,7 @@ async def main_async(args):
         summary["completed_latency_s"] = {"p50": round(lat[len(lat) // 2], 3),
                                           "p99": round(lat[min(len(lat) - 1, int(len(lat) * 0.99))], 3)}
     summary["num_violations"] = len(soak.violations)
+    summary["violation_kinds"] = dict(soak.violation_kinds)
     summary["violations"] = soak.violations[:20]
     summary["ok"] = not soak.violations and all(checks.values())
     out_path.write_text(json.dumps(summary, indent=2) + "\n")
