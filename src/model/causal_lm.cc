@@ -220,27 +220,8 @@ Result<std::span<const float>> CausalLm::forward(std::span<const ForwardSeq> seq
   for (size_t i = 0; i < seqs.size(); ++i) {
     const ForwardSeq& s = seqs[i];
     const int64_t n = static_cast<int64_t>(s.tokens.size());
-    if (n == 0) return invalid_argument("sequence {} of the batch has no new tokens", i);
-    for (int32_t t : s.tokens) {
-      if (t < 0 || t >= c.vocab_size) {
-        return invalid_argument("token id {} is outside the vocabulary [0, {})", t, c.vocab_size);
-      }
-    }
-    if (s.num_past + n > c.max_position_embeddings) {
-      return make_error(StatusCode::kOutOfRange, "{} tokens exceed the context length {}",
-                        s.num_past + n, c.max_position_embeddings);
-    }
-    const int64_t bs = cache.shape().block_size;
-    if (static_cast<int64_t>(s.block_table.size()) * bs < s.num_past + n) {
-      return invalid_argument("block table of sequence {} covers {} positions, needs {}", i,
-                              s.block_table.size() * bs, s.num_past + n);
-    }
-    for (int32_t b : s.block_table) {
-      if (b < 0 || b >= cache.shape().num_blocks) {
-        return invalid_argument("block id {} outside the cache's {} blocks", b,
-                                cache.shape().num_blocks);
-      }
-    }
+    FS_RETURN_IF_ERROR(
+        validate_forward_seq(s, i, c, cache.shape().block_size, cache.shape().num_blocks));
     attn_seqs_.push_back({num_tokens, n, s.num_past, s.block_table});
     num_tokens += n;
     num_rows += s.all_logits ? n : 1;

@@ -338,31 +338,8 @@ Status CudaModel::check_batch(std::span<const ForwardSeq> seqs, const KvPoolView
       kv.layout.head_dim != c.head_dim || kv.layout.block_size <= 0) {
     return invalid_argument("the KV pool's layout does not fit the model");
   }
-  const int64_t bs = kv.layout.block_size;
   for (size_t i = 0; i < seqs.size(); ++i) {
-    const ForwardSeq& s = seqs[i];
-    const int64_t n = static_cast<int64_t>(s.tokens.size());
-    if (n == 0) return invalid_argument("sequence {} of the batch has no new tokens", i);
-    for (int32_t t : s.tokens) {
-      if (t < 0 || t >= c.vocab_size) {
-        return invalid_argument("token id {} is outside the vocabulary [0, {})", t, c.vocab_size);
-      }
-    }
-    if (s.num_past + n > c.max_position_embeddings) {
-      return make_error(StatusCode::kOutOfRange, "{} tokens exceed the context length {}",
-                        s.num_past + n, c.max_position_embeddings);
-    }
-    const int64_t needed = (s.num_past + n + bs - 1) / bs;
-    if (static_cast<int64_t>(s.block_table.size()) < needed) {
-      return invalid_argument("block table of sequence {} covers {} positions, needs {}", i,
-                              s.block_table.size() * bs, s.num_past + n);
-    }
-    for (int64_t b = 0; b < needed; ++b) {
-      if (s.block_table[b] < 0 || s.block_table[b] >= kv.num_blocks) {
-        return invalid_argument("block id {} outside the cache's {} blocks", s.block_table[b],
-                                kv.num_blocks);
-      }
-    }
+    FS_RETURN_IF_ERROR(validate_forward_seq(seqs[i], i, c, kv.layout.block_size, kv.num_blocks));
   }
   return Status::ok();
 }
