@@ -132,7 +132,7 @@ void round_activations(const MatmulKernels& k, const float* x, int64_t n_tokens,
 }  // namespace
 
 bool matmul_uses_sgemm(DType t, int64_t n_tokens) {
-  return use_avx2_kernels() && n_tokens >= avx2_kernels(t).sgemm_min_tokens;
+  return use_avx2_kernels() && n_tokens >= kernels_for(t).sgemm_min_tokens;
 }
 
 void matmul(const WeightView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool) {
