@@ -10,13 +10,15 @@
 
 #include <gtest/gtest.h>
 
+#include "engine_test_util.h"
+
 #include "core/timer.h"
 
 namespace fs {
 namespace {
 
-const std::string kTinyLlama =
-    std::string(FASTSERVE_SOURCE_DIR) + "/tests/fixtures/models/tiny-llama";
+using testing::kTinyLlama;
+
 constexpr int64_t kBlockSize = 4;
 
 std::unique_ptr<CausalLm> load_lm() {

@@ -7,6 +7,8 @@
 
 #include <gtest/gtest.h>
 
+#include "engine_test_util.h"
+
 #include "engine/cpu_executor.h"
 #include "engine/generate.h"
 #include "engine/stop_matcher.h"
@@ -14,31 +16,9 @@
 namespace fs {
 namespace {
 
-const std::string kTinyLlama = std::string(FASTSERVE_SOURCE_DIR) + "/tests/fixtures/models/tiny-llama";
-
-struct Collected {
-  std::vector<int32_t> tokens;
-  std::string finish_reason;
-  Status error;
-};
-
-Collected collect(RequestStream& stream) {
-  Collected c;
-  for (;;) {
-    std::optional<GenerationEvent> e = stream.next(std::chrono::seconds(60));
-    if (!e) {
-      c.error = make_error(StatusCode::kInternal, "timed out");
-      return c;
-    }
-    if (e->kind == GenerationEvent::Kind::kToken) {
-      c.tokens.push_back(e->token);
-    } else {
-      c.finish_reason = e->finish_reason;
-      c.error = e->error;
-      return c;
-    }
-  }
-}
+using testing::Collected;
+using testing::collect;
+using testing::kTinyLlama;
 
 std::vector<int32_t> reference_tokens(const std::vector<int32_t>& prompt, int64_t max_tokens) {
   Result<std::unique_ptr<CausalLm>> lm = CausalLm::load(kTinyLlama);

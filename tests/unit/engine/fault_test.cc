@@ -9,6 +9,8 @@
 
 #include <gtest/gtest.h>
 
+#include "engine_test_util.h"
+
 #include "engine/cpu_executor.h"
 #include "engine/engine.h"
 #include "engine/generate.h"
@@ -16,32 +18,9 @@
 namespace fs {
 namespace {
 
-const std::string kTinyLlama =
-    std::string(FASTSERVE_SOURCE_DIR) + "/tests/fixtures/models/tiny-llama";
-
-struct Outcome {
-  std::vector<int32_t> tokens;
-  std::string finish_reason;
-  Status error;
-};
-
-Outcome collect(RequestStream& stream) {
-  Outcome c;
-  for (;;) {
-    std::optional<GenerationEvent> e = stream.next(std::chrono::seconds(60));
-    if (!e) {
-      c.error = make_error(StatusCode::kDataLoss, "timed out waiting for an event");
-      return c;
-    }
-    if (e->kind == GenerationEvent::Kind::kToken) {
-      c.tokens.push_back(e->token);
-      continue;
-    }
-    c.finish_reason = e->finish_reason;
-    c.error = e->error;
-    return c;
-  }
-}
+using testing::Collected;
+using testing::collect;
+using testing::kTinyLlama;
 
 std::vector<int32_t> reference_tokens(const std::vector<int32_t>& prompt, int64_t max_tokens) {
   Result<std::unique_ptr<CausalLm>> lm = CausalLm::load(kTinyLlama);
@@ -112,7 +91,7 @@ void expect_only_the_faulty_request_fails(EngineConfig::FaultHook hook, StatusCo
     }
   }
   for (size_t i = 0, g = 0; i < good.size(); ++i) {
-    Outcome c = collect(*good[i]);
+    Collected c = collect(*good[i]);
     if (i == 2) {
       EXPECT_EQ(c.error.code(), code) << c.error.to_string();
       EXPECT_EQ(c.tokens.size(), bad_tokens);
@@ -131,7 +110,7 @@ void expect_only_the_faulty_request_fails(EngineConfig::FaultHook hook, StatusCo
   Result<std::unique_ptr<RequestStream>> after =
       engine->submit(greedy_request("after", prompts[0], 12));
   ASSERT_TRUE(after.is_ok());
-  Outcome c = collect(**after);
+  Collected c = collect(**after);
   ASSERT_TRUE(c.error.is_ok()) << c.error.to_string();
   EXPECT_EQ(c.tokens, expected[0]);
 }
@@ -220,7 +199,7 @@ TEST(EngineFaultTest, FailedForwardFailsEveryJobOfTheBatchIncludingPrefillChunks
   Result<std::unique_ptr<RequestStream>> s =
       engine->submit(greedy_request("chunked", long_prompt, 6));
   ASSERT_TRUE(s.is_ok());
-  Outcome c = collect(**s);
+  Collected c = collect(**s);
   EXPECT_EQ(c.error.code(), StatusCode::kInternal) << c.error.to_string() << " " << c.finish_reason;
   EXPECT_TRUE(c.tokens.empty());
   EXPECT_EQ(idle_metrics(*engine).device_kv_blocks_used, 0);
