@@ -13,21 +13,20 @@
 
 #include <nlohmann/json.hpp>
 
+#include "bench_util.h"
 #include "backend/cuda/cuda_model.h"
 
 namespace {
 
-void die(const std::string& what) {
-  std::fprintf(stderr, "cuda_logits: %s\n", what.c_str());
-  std::exit(1);
-}
-void check(const fs::Status& s) {
-  if (!s.is_ok()) die(s.to_string());
-}
+using fs::bench::check;
+using fs::bench::die;
+using fs::bench::now_s;
+
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  fs::bench::set_tool_name("cuda_logits");
   if (argc != 5) die("usage: cuda_logits MODEL_PATH IDS GREEDY_TOKENS OUT.json");
   std::vector<int32_t> ids;
   {

@@ -25,6 +25,7 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
+#include "bench_util.h"
 #include "backend/cuda/cuda_model.h"
 #include "backend/cuda/device_info.h"
 #include "backend/cuda/kv_swap.h"
@@ -32,25 +33,15 @@
 
 namespace {
 
+using fs::bench::check;
+using fs::bench::die;
+using fs::bench::now_s;
+
 using fs::ForwardSeq;
 using fs::ModelConfig;
 using fs::cuda::CudaModel;
 using fs::cuda::KvPoolView;
 
-void die(const std::string& what) {
-  std::fprintf(stderr, "model_bench: %s\n", what.c_str());
-  std::exit(1);
-}
-void check(cudaError_t err, const char* what) {
-  if (err != cudaSuccess) die(std::string(what) + ": " + cudaGetErrorString(err));
-}
-void check(const fs::Status& s) {
-  if (!s.is_ok()) die(s.message());
-}
-
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 ModelConfig shape_config(const std::string& shape) {
   ModelConfig c;
@@ -162,6 +153,7 @@ std::vector<int> parse_list(const std::string& s) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  fs::bench::set_tool_name("model_bench");
   std::string shape = "llama3-8b", model_path;
   std::vector<int> batches = {1, 16, 64, 256};
   int context = 512, steps = 32, prefill = 2048, swap_mib = 0;

@@ -16,10 +16,15 @@
 
 #include <cuda_runtime.h>
 
+#include "bench_util.h"
 #include "backend/cuda/device_info.h"
 #include "backend/cuda/kv_swap.h"
 
 namespace {
+
+using fs::bench::check;
+using fs::bench::die;
+using fs::bench::now_s;
 
 using fs::BlockCopy;
 using fs::cuda::KvArena;
@@ -27,20 +32,6 @@ using fs::cuda::SwapEngine;
 using fs::cuda::SwapMethod;
 using fs::cuda::SwapOptions;
 
-void die(const std::string& what) {
-  std::fprintf(stderr, "swap_bench: %s\n", what.c_str());
-  std::exit(1);
-}
-void check(cudaError_t err, const char* what) {
-  if (err != cudaSuccess) die(std::string(what) + ": " + cudaGetErrorString(err));
-}
-void check(const fs::Status& s) {
-  if (!s.is_ok()) die(s.message());
-}
-
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
@@ -130,6 +121,7 @@ Result measure_method(KvArena& arena, const SwapOptions& options, int64_t n, int
 }  // namespace
 
 int main(int argc, char** argv) {
+  fs::bench::set_tool_name("swap_bench");
   int64_t total_mib = 1024;
   int repeats = 7;
   for (int i = 1; i + 1 < argc; i += 2) {
