@@ -9,8 +9,10 @@ bash scripts/setup.sh
 echo "== unit tests (Release)"
 ctest --test-dir build --output-on-failure -j"$(nproc)"
 
-echo "== CPU kernels on the scalar reference path"
+echo "== CPU kernels on the scalar reference path and on the AVX2 path"
 FASTSERVE_CPU_KERNELS=scalar ./build/tests/unit_backend_cpu --gtest_brief=1
+# On AVX-512 machines the default is the AVX-512 tiles; this runs the AVX2 ones through matmul().
+FASTSERVE_CPU_KERNELS=avx2 ./build/tests/unit_backend_cpu --gtest_brief=1
 
 echo "== unit tests under ASan+UBSan"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DFASTSERVE_SANITIZE=ON -DFASTSERVE_UNIT_TESTS_ONLY=ON >/dev/null
