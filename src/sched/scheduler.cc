@@ -185,6 +185,17 @@ void Scheduler::fill_batch(IterationPlan& plan, bool enforce_swap_budget, bool& 
   // While new jobs may not start, walk only the started ones: under overload thousands of new jobs
   // would otherwise fill the scan budget and leave the batch empty.
   const std::set<PriorityKey>& candidates = may_start_new_job() ? order_ : started_;
+  // Decode steps (one token each) of jobs within the batch's reach: a prefill chunk ahead of them in
+  // the order leaves each a token of the budget, so a long prompt's chunk does not push running
+  // decodes out of the iteration (decode stalls under chunked prefill; vLLM schedules decodes first).
+  int32_t decodes_pending = 0;
+  {
+    int32_t n = 0;
+    for (auto it = candidates.begin(); it != candidates.end() && n < config_.limits.max_seqs; ++it, ++n) {
+      const Job& j = entry(it->id).job;
+      if (j.num_tokens - j.num_computed_tokens == 1) ++decodes_pending;
+    }
+  }
   for (auto it = candidates.begin(); it != candidates.end(); ++it) {
     if (static_cast<int32_t>(plan.batch.size()) >= config_.limits.max_seqs || tokens_left <= 0 ||
         num_scanned++ >= config_.max_scan_jobs) {
@@ -198,7 +209,10 @@ void Scheduler::fill_batch(IterationPlan& plan, bool enforce_swap_budget, bool& 
     }
     const int64_t remaining = job.num_tokens - job.num_computed_tokens;
     FS_CHECK(remaining >= 1, "job {} has nothing to compute", id);
-    const int32_t chunk = static_cast<int32_t>(std::min<int64_t>(remaining, tokens_left));
+    if (remaining == 1 && decodes_pending > 0) --decodes_pending;
+    const int32_t seats_after = config_.limits.max_seqs - static_cast<int32_t>(plan.batch.size()) - 1;
+    const int32_t reserve = remaining > 1 ? std::max(0, std::min({decodes_pending, seats_after, tokens_left - 1})) : 0;
+    const int32_t chunk = static_cast<int32_t>(std::min<int64_t>(remaining, tokens_left - reserve));
     int64_t kv_tokens = job.num_computed_tokens + chunk;
     if (policy_->run_to_completion()) {
       // Orca reserves the whole sequence: prompt + max_new_tokens, or a fixed maximum length

@@ -70,6 +70,29 @@ TEST(SchedulerTest, ChunksLongPromptUnderTokenBudget) {
   EXPECT_EQ(s.job(0), nullptr);  // 2 tokens generated: finished
 }
 
+// A prefill chunk ahead of running decodes in the order leaves each of them a token of the budget:
+// chunked prefill must not stall decodes (before, the chunk took the whole budget).
+TEST(SchedulerTest, PrefillChunkLeavesBudgetForDecodesBehindIt) {
+  const CostModel cost = make_cost_model();
+  SchedulerConfig c = make_config(PolicyKind::kSkipJoinMlfq);
+  c.limits = {4, 64};
+  Scheduler s(c, make_pools(100, 100), cost);
+  std::vector<JobSpec> jobs = make_jobs({{0, 10, 50}, {0, 10, 50}, {0, 300, 5}});
+  jobs[2].priority = -1;  // the long prompt is first in the order
+  ASSERT_TRUE(s.add(jobs[0], 0).is_ok());
+  ASSERT_TRUE(s.add(jobs[1], 0).is_ok());
+  double now = 0;
+  step(s, cost, now);  // both prefilled: they decode from now on
+  ASSERT_TRUE(s.add(jobs[2], now).is_ok());
+  const IterationPlan plan = s.schedule(now);
+  ASSERT_EQ(plan.batch.size(), 3u);
+  EXPECT_EQ(plan.batch[0].id, 2);
+  EXPECT_EQ(plan.batch[0].num_new_tokens, 62);  // 64 less a token for each of the two decodes
+  EXPECT_EQ(plan.batch[1].num_new_tokens, 1);
+  EXPECT_EQ(plan.batch[2].num_new_tokens, 1);
+  EXPECT_EQ(plan.num_batch_tokens(), 64);
+}
+
 TEST(SchedulerTest, FcfsRunsToCompletionWithoutPreemption) {
   const CostModel cost = make_cost_model();
   SchedulerConfig c = make_config(PolicyKind::kFcfs);
