@@ -31,6 +31,13 @@ Status CostModelSpec::validate() const {
                               p.seconds);
     }
   }
+  for (size_t i = 0; i < prefill.size(); ++i) {
+    for (size_t k = i + 1; k < prefill.size(); ++k) {
+      if (prefill[i].tokens == prefill[k].tokens) {
+        return invalid_argument("cost model: two prefill points at {} tokens", prefill[i].tokens);
+      }
+    }
+  }
   for (const auto& p : decode) {
     if (!in_range(p.batch_size, kMaxCount) || !in_range(p.context_tokens, kMaxCount) ||
         !in_range(p.seconds, kMaxSeconds)) {

@@ -2,14 +2,17 @@
 // folder's config.json (then also parsed by ModelConfig::from_hf_config) or its
 // model.safetensors.index.json; the other file and the three shards are those of the
 // tiny-llama3-bf16-sharded fixture (linked into a scratch folder). Checks: no crash or sanitizer
-// report; an opened checkpoint finds every tensor its index names; an accepted config has positive
-// dimensions that divide as the forward pass assumes.
+// report; an opened checkpoint finds every tensor its index names; a config that parses and passes
+// ModelConfig::validate (as the loader requires) has positive dimensions that divide as the forward
+// pass assumes.
 #include <unistd.h>
 
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <map>
 #include <string>
 
 #include "core/check.h"
@@ -43,9 +46,18 @@ void write(const stdfs::path& path, const char* data, size_t size) {
   out.write(data, static_cast<std::streamsize>(size));
 }
 
+// The fixture's own file, read once and written with ofstream (std::filesystem::copy_file fails
+// with EINTR when libFuzzer's -max_total_time alarm lands inside its sendfile).
 void copy_fixture(const char* name, const stdfs::path& to) {
-  stdfs::copy_file(stdfs::path(FASTSERVE_FIXTURES_DIR) / "models" / "tiny-llama3-bf16-sharded" / name,
-                   to, stdfs::copy_options::overwrite_existing);
+  static std::map<std::string, std::string> cache;
+  std::string& bytes = cache[name];
+  if (bytes.empty()) {
+    std::ifstream in(stdfs::path(FASTSERVE_FIXTURES_DIR) / "models" / "tiny-llama3-bf16-sharded" / name,
+                     std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    FS_CHECK(!bytes.empty(), "fixture {} missing", name);
+  }
+  write(to, bytes.data(), bytes.size());
 }
 
 }  // namespace
@@ -70,7 +82,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
   }
   auto config = fs::ModelConfig::from_hf_config((*ckpt)->config(), (*ckpt)->config_path());
-  if (!config.is_ok()) return 0;
+  // from_hf_config parses; the loader then calls validate(), which is what must hold the invariants.
+  if (!config.is_ok() || !config->validate().is_ok()) return 0;
   const fs::ModelConfig& c = *config;
   FS_CHECK(c.vocab_size > 0 && c.hidden_size > 0 && c.intermediate_size > 0 && c.num_layers > 0 &&
                c.head_dim > 0 && c.max_position_embeddings > 0,

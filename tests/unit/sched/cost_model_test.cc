@@ -70,6 +70,10 @@ TEST(CostModelTest, RejectsNonIntegerBlockSizeAndOutOfRangeValues) {
   }
   EXPECT_FALSE(with("16", "[[1,1e300],[2,1.5e300]]").is_ok());
   EXPECT_FALSE(with("16", "[[1e300,0.1]]").is_ok());
+  // Found by cost_model_fuzz: two points at one length made interpolation depend on sort order.
+  auto dup = with("16", "[[17,0.1],[17,0.2],[64,0.3]]");
+  ASSERT_FALSE(dup.is_ok());
+  EXPECT_NE(dup.status().message().find("two prefill points"), std::string::npos);
 }
 
 TEST(CostModelTest, LoadsTheCheckedInOpt13bProfile) {
