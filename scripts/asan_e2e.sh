@@ -4,13 +4,15 @@
 # -DFASTSERVE_SANITIZE=ON: -O2 keeps the model fast enough, -g gives readable reports), runs pytest with
 # FASTSERVE_BIN pointing at it, and fails if any test fails or any process wrote a sanitizer report.
 #
-#   scripts/asan_e2e.sh                       # every e2e test but test_dist.py
+#   scripts/asan_e2e.sh                       # every e2e test (test_dist.py without leak checks)
 #   scripts/asan_e2e.sh tests/e2e/test_soak.py -k small
 #
 # Reports go to files (ASAN_OPTIONS log_path), not to stderr, so a report from a process whose output
 # a test does not look at (a `fastserve generate` it only parses, a server it kills) is still caught.
-# Leak checking is on (LeakSanitizer at exit). test_dist.py is left out: OpenMPI's own initialisation
-# allocations are reported as leaks (see tests/unit/dist: the MPI unit test is skipped under ASan too).
+# Leak checking is on (LeakSanitizer at exit), except for test_dist.py, which runs in a second pass with
+# detect_leaks=0: OpenMPI's initialisation and its dlopen'd components leak process-lifetime state
+# whose stacks LeakSanitizer cannot symbolize (so no suppression file can name them); address errors
+# and UBSan stay on there, and every other test checks leaks.
 # FASTSERVE_TIMEOUT_SCALE (default 3 here) stretches the few wall-clock bounds of the e2e tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,16 +31,22 @@ export FASTSERVE_TIMEOUT_SCALE=${FASTSERVE_TIMEOUT_SCALE:-3}
 export FASTSERVE_SCREENSHOT_DIR=$REPORTS/screenshots  # keep docs/img as the Release run left it
 mkdir -p "$FASTSERVE_SCREENSHOT_DIR"
 
+dist_pass=0
 if (($# == 0)); then
   set -- tests/e2e --ignore=tests/e2e/test_dist.py
+  dist_pass=1
 fi
 rc=0
 .venv/bin/python -m pytest -q -p no:cacheprovider --basetemp="$REPORTS/pytest" "$@" || rc=$?
+if ((dist_pass)); then
+  ASAN_OPTIONS="${ASAN_OPTIONS/detect_leaks=1/detect_leaks=0}" .venv/bin/python -m pytest -q \
+    -p no:cacheprovider --basetemp="$REPORTS/pytest-dist" tests/e2e/test_dist.py || rc=$?
+fi
 
 reports=$(find "$REPORTS" -maxdepth 1 -name 'asan.*' -o -maxdepth 1 -name 'ubsan.*')
 # Also a report that reached a server log (a process started without the environment above).
 logged=$(grep -rlE "AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|runtime error:" \
-  "$REPORTS/pytest" 2>/dev/null || true)
+  "$REPORTS/pytest" "$REPORTS/pytest-dist" 2>/dev/null || true)
 if [[ -n $reports || -n $logged ]]; then
   echo "asan_e2e: sanitizer reports:" >&2
   for f in $reports $logged; do
