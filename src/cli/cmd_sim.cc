@@ -46,6 +46,7 @@ struct SimFlags {
   double starvation_s = 3;
   bool no_starvation = false;
   double starvation_multiple = 50;
+  double starvation_max_s = 120;
   int32_t max_promotions = 1 << 30;
   int32_t headroom_blocks = -1;
   double swap_budget = sched::SchedulerConfig{}.swap_budget_fraction;
@@ -82,6 +83,7 @@ Result<nlohmann::json> run_one(const SimFlags& f, const sched::CostModel& cost,
   config.scheduler.mlfq.starvation_threshold_s = f.starvation_s;
   config.scheduler.mlfq.starvation_prevention = !f.no_starvation;
   config.scheduler.mlfq.starvation_quantum_multiple = f.starvation_multiple;
+  config.scheduler.mlfq.starvation_max_wait_s = f.starvation_max_s;
   config.scheduler.mlfq.max_promotions_per_check = f.max_promotions;
   config.scheduler.kv_headroom_blocks = f.headroom_blocks;
   config.scheduler.swap_budget_fraction = f.swap_budget;
@@ -152,6 +154,9 @@ int run_sim(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--starvation-multiple", f.starvation_multiple,
                  "starved also needs idle > this x its level's quantum")
+      ->capture_default_str();
+  app.add_option("--starvation-max-s", f.starvation_max_s,
+                 "cap on that per-level wait, s (0: none)")
       ->capture_default_str();
   app.add_option("--max-promotions", f.max_promotions, "promotions per check, at most");
   app.add_flag("--no-starvation", f.no_starvation, "disable starvation prevention");

@@ -50,7 +50,8 @@ int32_t MlfqPolicy::join_level(int32_t num_prompt_tokens) const {
 
 double MlfqPolicy::starvation_deadline_s(const Job& job) const {
   const int32_t level = std::min(job.level, std::max(0, config_.num_queues - 2));
-  const double by_level_s = config_.starvation_quantum_multiple * quantum_s(level);
+  double by_level_s = config_.starvation_quantum_multiple * quantum_s(level);
+  if (config_.starvation_max_wait_s > 0) by_level_s = std::min(by_level_s, config_.starvation_max_wait_s);
   return job.idle_since_s + std::max(config_.starvation_threshold_s, by_level_s);
 }
 

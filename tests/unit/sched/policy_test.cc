@@ -22,6 +22,23 @@ TEST(MlfqPolicyTest, QuantaGrowGeometricallyAndLastQueueIsUnbounded) {
   EXPECT_TRUE(std::isinf(p.quantum_s(3)));
 }
 
+// A deep level's starvation wait (50 x a quantum of minutes) is capped, so a long job under endless
+// overload is promoted before a request timeout (the 10,000-request soak hit 600 s without it).
+TEST(MlfqPolicyTest, StarvationWaitIsCappedAtDeepLevels) {
+  const CostModel cost = make_cost_model();
+  MlfqConfig c;  // q1 10 ms, ratio 2, multiple 50, threshold 3 s
+  c.starvation_max_wait_s = 0;
+  Job job;
+  job.level = 12;  // quantum 40.96 s: 50 x = 2048 s
+  job.idle_since_s = 100;
+  EXPECT_DOUBLE_EQ(MlfqPolicy(c, &cost, true).starvation_deadline_s(job), 100 + 50 * 0.010 * 4096);
+  c.starvation_max_wait_s = 120;
+  EXPECT_DOUBLE_EQ(MlfqPolicy(c, &cost, true).starvation_deadline_s(job), 220);
+  job.level = 1;  // 50 x 20 ms = 1 s: the 3 s threshold still rules
+  EXPECT_DOUBLE_EQ(MlfqPolicy(c, &cost, true).starvation_deadline_s(job), 103);
+  EXPECT_DOUBLE_EQ(MlfqConfig{}.starvation_max_wait_s, 120);  // the default
+}
+
 TEST(MlfqPolicyTest, SkipJoinPlacesJobInHighestQueueCoveringItsPrefill) {
   const CostModel cost = make_cost_model();
   MlfqPolicy p(MlfqConfig{}, &cost, true);
