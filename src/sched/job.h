@@ -51,6 +51,7 @@ struct Job {
   double idle_since_s = 0;
   double first_token_s = -1;
   bool in_batch = false;  // scheduled in the latest plan
+  bool in_flight = false;  // in an outstanding plan's batch (pipelined scheduler only)
   bool started = false;   // scheduled at least once
   int32_t num_preemptions = 0;
   int32_t num_demotions = 0;

@@ -58,7 +58,7 @@ void Scheduler::unindex(Entry& e) {
 
 void Scheduler::sync_state(Job& job) const {
   const JobId id = job.spec.id;
-  if (job.in_batch) {
+  if (job.in_batch || job.in_flight) {
     job.state = JobState::kRunning;
   } else if (pools_.has_job(id)) {
     job.state =
@@ -131,7 +131,7 @@ std::vector<JobId> Scheduler::collect_victims(const PriorityKey& key,
   for (auto it = resident_.rbegin(); it != resident_.rend() && freed < deficit_blocks; ++it) {
     if (!(key < *it)) break;  // only lower-priority jobs
     const Job& j = jobs_.at(it->id).job;
-    if (j.in_batch) continue;
+    if (j.in_batch || j.in_flight) continue;
     victims.push_back(it->id);
     freed += pools_.num_blocks(it->id);
   }
@@ -179,30 +179,43 @@ void Scheduler::select_batch(IterationPlan& plan) {
   plan.num_blocking_upload = static_cast<int32_t>(plan.upload.size());
 }
 
+int32_t Scheduler::max_seqs_this_plan(const std::set<PriorityKey>& candidates) const {
+  if (!pipelined()) return config_.limits.max_seqs;
+  // In-flight jobs have started, so they are among the candidates either way.
+  const int64_t runnable = static_cast<int64_t>(candidates.size()) - num_in_flight_jobs_;
+  const int64_t slots = max_plans_in_flight_ - static_cast<int64_t>(in_flight_plans_.size());
+  const int64_t share = (runnable + slots - 1) / slots;
+  return static_cast<int32_t>(std::clamp<int64_t>(share, 1, config_.limits.max_seqs));
+}
+
 void Scheduler::fill_batch(IterationPlan& plan, bool enforce_swap_budget, bool& skipped_for_budget) {
   int32_t tokens_left = config_.limits.max_tokens;
   int32_t num_scanned = 0;
   // While new jobs may not start, walk only the started ones: under overload thousands of new jobs
   // would otherwise fill the scan budget and leave the batch empty.
   const std::set<PriorityKey>& candidates = may_start_new_job() ? order_ : started_;
+  const int32_t max_seqs = max_seqs_this_plan(candidates);
   // Decode steps (one token each) of jobs within the batch's reach: a prefill chunk ahead of them in
   // the order leaves each a token of the budget, so a long prompt's chunk does not push running
   // decodes out of the iteration (decode stalls under chunked prefill; vLLM schedules decodes first).
   int32_t decodes_pending = 0;
   {
     int32_t n = 0;
-    for (auto it = candidates.begin(); it != candidates.end() && n < config_.limits.max_seqs; ++it, ++n) {
+    for (auto it = candidates.begin(); it != candidates.end() && n < max_seqs; ++it) {
       const Job& j = entry(it->id).job;
+      if (j.in_flight) continue;
+      ++n;
       if (j.num_tokens - j.num_computed_tokens == 1) ++decodes_pending;
     }
   }
   for (auto it = candidates.begin(); it != candidates.end(); ++it) {
-    if (static_cast<int32_t>(plan.batch.size()) >= config_.limits.max_seqs || tokens_left <= 0 ||
+    const JobId id = it->id;
+    Job& job = entry(id).job;
+    if (job.in_flight) continue;  // its previous step is still running (pipelining)
+    if (static_cast<int32_t>(plan.batch.size()) >= max_seqs || tokens_left <= 0 ||
         num_scanned++ >= config_.max_scan_jobs) {
       break;
     }
-    const JobId id = it->id;
-    Job& job = entry(id).job;
     // A job evicted for a higher-priority one in this plan does not come back in the same plan.
     if (std::find(evicted_in_plan_.begin(), evicted_in_plan_.end(), id) != evicted_in_plan_.end()) {
       continue;
@@ -210,7 +223,7 @@ void Scheduler::fill_batch(IterationPlan& plan, bool enforce_swap_budget, bool& 
     const int64_t remaining = job.num_tokens - job.num_computed_tokens;
     FS_CHECK(remaining >= 1, "job {} has nothing to compute", id);
     if (remaining == 1 && decodes_pending > 0) --decodes_pending;
-    const int32_t seats_after = config_.limits.max_seqs - static_cast<int32_t>(plan.batch.size()) - 1;
+    const int32_t seats_after = max_seqs - static_cast<int32_t>(plan.batch.size()) - 1;
     const int32_t reserve = remaining > 1 ? std::max(0, std::min({decodes_pending, seats_after, tokens_left - 1})) : 0;
     const int32_t chunk = static_cast<int32_t>(std::min<int64_t>(remaining, tokens_left - reserve));
     int64_t kv_tokens = job.num_computed_tokens + chunk;
@@ -292,14 +305,16 @@ void Scheduler::plan_ahead(IterationPlan& plan) {
   for (auto it = order_.begin();
        it != order_.end() && static_cast<int32_t>(window.size()) < config_.upload_lookahead_jobs();
        ++it) {
-    if (!jobs_.at(it->id).job.in_batch) window.push_back(it->id);
+    const Job& j = jobs_.at(it->id).job;
+    if (!j.in_batch && !j.in_flight) window.push_back(it->id);
   }
   if (pools_.num_free_device_blocks() < headroom) {
     std::vector<JobId> victims;
     int32_t freed = 0;
     for (auto it = resident_.rbegin();
          it != resident_.rend() && pools_.num_free_device_blocks() + freed < headroom; ++it) {
-      if (jobs_.at(it->id).job.in_batch) continue;
+      const Job& j = jobs_.at(it->id).job;
+      if (j.in_batch || j.in_flight) continue;
       if (std::find(window.begin(), window.end(), it->id) != window.end()) continue;
       const double t = cost_model_.swap_time_s(bb * pools_.num_blocks(it->id));
       if (t > hidden_s) break;
@@ -323,11 +338,30 @@ void Scheduler::plan_ahead(IterationPlan& plan) {
   }
 }
 
+void Scheduler::set_max_plans_in_flight(int32_t n) {
+  FS_CHECK(n >= 1, "max_plans_in_flight must be >= 1, got {}", n);
+  FS_CHECK(in_flight_plans_.empty(), "set_max_plans_in_flight with plans outstanding");
+  max_plans_in_flight_ = n;
+}
+
 IterationPlan Scheduler::schedule(double now_s) {
   IterationPlan plan;
+  const bool pipelined = this->pipelined();
+  FS_CHECK(!pipelined || static_cast<int32_t>(in_flight_plans_.size()) < max_plans_in_flight_,
+           "schedule() with {} plans outstanding (at most {})", in_flight_plans_.size(),
+           max_plans_in_flight_);
   ++counters_.num_iterations;
-  for (JobId id : pending_aborts_) finish_job(id, /*aborted=*/true);
-  pending_aborts_.clear();
+  // An in-flight job's blocks are in use by a forward: its abort waits for its plan's update().
+  size_t num_deferred = 0;
+  for (JobId id : pending_aborts_) {
+    auto it = jobs_.find(id);
+    if (it != jobs_.end() && it->second.job.in_flight) {
+      pending_aborts_[num_deferred++] = id;
+    } else {
+      finish_job(id, /*aborted=*/true);
+    }
+  }
+  pending_aborts_.resize(num_deferred);
   for (JobId id : last_batch_) {
     auto it = jobs_.find(id);
     if (it != jobs_.end()) it->second.job.in_batch = false;
@@ -340,22 +374,36 @@ IterationPlan Scheduler::schedule(double now_s) {
   select_batch(plan);
   if (planner_.proactive()) plan_ahead(plan);
 
-  for (JobId id : last_batch_) {
+  // Pipelined, the jobs that ran before are those whose plans were updated since the last
+  // schedule(); the latest plan's jobs may still be in flight.
+  for (JobId id : pipelined ? served_ : last_batch_) {
     auto it = jobs_.find(id);
     if (it == jobs_.end()) continue;
     Job& j = it->second.job;
-    if (!j.in_batch) {
+    if (!j.in_batch && !j.in_flight) {
       plan.preempted.push_back(id);
       ++j.num_preemptions;
       ++counters_.num_preemptions;
     }
     sync_state(j);
   }
+  if (pipelined) {
+    for (JobId id : last_batch_) {
+      if (auto it = jobs_.find(id); it != jobs_.end()) sync_state(it->second.job);
+    }
+    served_.clear();
+  }
   last_batch_.clear();
   for (ScheduledJob& s : plan.batch) {
     last_batch_.push_back(s.id);
     s.block_table = pools_.table(s.id).blocks;
-    sync_state(entry(s.id).job);
+    Job& j = entry(s.id).job;
+    if (pipelined) j.in_flight = true;
+    sync_state(j);
+  }
+  if (pipelined && !plan.batch.empty()) {
+    in_flight_plans_.push_back(last_batch_);
+    num_in_flight_jobs_ += static_cast<int64_t>(plan.batch.size());
   }
   return plan;
 }
@@ -363,6 +411,21 @@ IterationPlan Scheduler::schedule(double now_s) {
 void Scheduler::update(const IterationPlan& plan, const IterationResult& result) {
   const double duration_s = result.end_s - result.start_s;
   FS_CHECK(duration_s >= 0, "iteration ends before it starts");
+  if (pipelined() && !plan.batch.empty()) {
+    FS_CHECK(!in_flight_plans_.empty(), "update() of a plan that is not outstanding");
+    const std::vector<JobId>& oldest = in_flight_plans_.front();
+    FS_CHECK(oldest.size() == plan.batch.size() &&
+                 std::equal(oldest.begin(), oldest.end(), plan.batch.begin(),
+                            [](JobId id, const ScheduledJob& s) { return id == s.id; }),
+             "update() out of order: outstanding plans are updated oldest first");
+    for (JobId id : oldest) {
+      Job& j = entry(id).job;  // in-flight jobs are never freed (aborts wait)
+      j.in_flight = false;
+      served_.push_back(id);
+    }
+    num_in_flight_jobs_ -= static_cast<int64_t>(oldest.size());
+    in_flight_plans_.pop_front();
+  }
   if (swap_budget_on()) {
     swap_credit_s_ = std::min(config_.swap_credit_max_s,
                               swap_credit_s_ + config_.swap_budget_fraction * duration_s);

@@ -3,9 +3,12 @@
 // thread (the engine's, or the simulator's) calls it; not thread-safe.
 //
 // Each iteration:  plan = schedule(now);  <carry out plan>;  update(plan, result).
+// Pipelined (set_max_plans_in_flight(d), d > 1): up to d plans are outstanding at once (scheduled,
+// not yet updated); see set_max_plans_in_flight.
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <set>
 #include <unordered_map>
@@ -63,6 +66,20 @@ class Scheduler {
   void update(const IterationPlan& plan, const IterationResult& result);
   SchedulerStats stats() const;
 
+  // Pipeline parallelism (docs/SCHEDULING.md "Several plans in flight"): with n > 1, schedule() may
+  // be called while up to n - 1 earlier plans are outstanding (their forward is still running in
+  // later pipeline stages). A job in an outstanding plan's batch is "in flight": it is not put in
+  // another batch, not evicted (offloaded or dropped), not a proactive victim, and an abort of it
+  // takes effect at the first schedule() after its plan's update(). update() then takes the plans
+  // with a non-empty batch in the order schedule() returned them (FIFO; CHECK-fails otherwise);
+  // plans with an empty batch are never outstanding and may be updated at any time. Each batch
+  // takes at most ceil(runnable jobs / free plan slots) sequences, so that the jobs spread over
+  // the plans. n = 1 (the default) is the plain loop above, unchanged. Call before the first
+  // schedule(), or when no plan is outstanding.
+  void set_max_plans_in_flight(int32_t n);
+  int32_t max_plans_in_flight() const { return max_plans_in_flight_; }
+  int32_t num_plans_in_flight() const { return static_cast<int32_t>(in_flight_plans_.size()); }
+
   // For tests and the simulator.
   const Job* job(JobId id) const;
   int64_t num_live_jobs() const { return static_cast<int64_t>(jobs_.size()); }
@@ -74,6 +91,10 @@ class Scheduler {
 
  private:
   bool swap_budget_on() const;
+  bool pipelined() const { return max_plans_in_flight_ > 1; }
+  // The batch size limit of the plan being built: limits.max_seqs, and when pipelined its share of
+  // the runnable jobs (set_max_plans_in_flight).
+  int32_t max_seqs_this_plan(const std::set<PriorityKey>& candidates) const;
   void fill_batch(IterationPlan& plan, bool enforce_swap_budget, bool& skipped_for_budget);
   struct Entry {
     Job job;
@@ -114,6 +135,13 @@ class Scheduler {
   std::vector<JobId> evicted_in_plan_;  // victims of the plan being built
   SchedulerStats counters_;
   double swap_credit_s_ = 0;  // swap budget left, seconds (SchedulerConfig::swap_budget_fraction)
+  // Pipelining: the batches (job ids) of the outstanding plans, oldest first; their jobs have
+  // Job::in_flight set. served_: jobs whose plans were updated since the last schedule() (what
+  // last_batch_ is for preemption counting when plans overlap).
+  int32_t max_plans_in_flight_ = 1;
+  std::deque<std::vector<JobId>> in_flight_plans_;
+  int64_t num_in_flight_jobs_ = 0;
+  std::vector<JobId> served_;
 };
 
 }  // namespace fs::sched
