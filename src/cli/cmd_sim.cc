@@ -127,7 +127,9 @@ Result<nlohmann::json> run_one(const SimFlags& f, const sched::CostModel& cost,
 int run_sim(int argc, char** argv) {
   CLI::App app{"Simulate the scheduler against a cost model (docs/SCHEDULING.md)"};
   SimFlags f;
-  app.add_option("--trace", f.trace, "sharegpt | alpaca | FILE (.csv lengths or .jsonl texts)");
+  app.add_option("--trace", f.trace,
+                 "sharegpt | alpaca | azure_code | azure_conv | mooncake | FILE (.csv lengths or "
+                 ".jsonl texts)");
   app.add_option("--datasets-dir", f.datasets_dir, "folder with the datasets")
       ->capture_default_str();
   app.add_option("--rate", f.rate, "requests per second, or inf")->capture_default_str();

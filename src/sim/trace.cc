@@ -39,6 +39,9 @@ Result<std::vector<TraceRequest>> load_trace(const std::string& name,
   std::string path = name;
   if (name == "sharegpt") path = datasets_dir + "/sharegpt_vllm_opt_lengths.csv";
   if (name == "alpaca") path = datasets_dir + "/alpaca.jsonl";
+  if (name == "azure_code") path = datasets_dir + "/azure_code_lengths.csv";
+  if (name == "azure_conv") path = datasets_dir + "/azure_conv_lengths.csv";
+  if (name == "mooncake") path = datasets_dir + "/mooncake_conversation_lengths.csv";
   FS_ASSIGN_OR_RETURN(std::vector<TraceRequest> all, read_rows(path));
   std::vector<TraceRequest> kept;
   for (const TraceRequest& r : all) {

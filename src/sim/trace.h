@@ -21,8 +21,10 @@ struct TraceFilter {
 };
 
 // name: "sharegpt" (sharegpt_vllm_opt_lengths.csv: OPT-tokenizer lengths, the paper's closest
-// match), "alpaca" (alpaca.jsonl: lengths ceil(chars / 4), no length CSV exists for it), or a path
-// to a CSV with prompt_tokens,output_tokens columns or a JSONL with prompt/output texts (chars /
+// match), "alpaca" (alpaca.jsonl: lengths ceil(chars / 4), no length CSV exists for it),
+// "azure_code", "azure_conv" (azure_{code,conv}_lengths.csv), "mooncake"
+// (mooncake_conversation_lengths.csv), all in datasets_dir, or a path to a CSV with
+// prompt_tokens,output_tokens columns (others ignored) or a JSONL with prompt/output texts (chars /
 // 4). Requests with an empty prompt or output, or past the filter, are left out. kNotFound /
 // kDataLoss name the file.
 Result<std::vector<TraceRequest>> load_trace(const std::string& name,

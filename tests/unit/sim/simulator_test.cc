@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <numeric>
 #include <random>
@@ -154,6 +155,37 @@ TEST(TraceTest, LoadsCsvAndAppliesThePaperFilter) {
   EXPECT_EQ((*t)[0].num_prompt_tokens, 10);
   EXPECT_EQ((*t)[1].num_output_tokens, 1048);
   std::remove(path.c_str());
+}
+
+TEST(TraceTest, ShortNamesFindTheLengthTracesInTheDatasetsDir) {
+  // The Azure 2023 and Mooncake CSVs carry extra columns (timestamp, arrival_time_s, hash_ids) next
+  // to prompt_tokens,output_tokens; a fake datasets folder stands in for ../shared/datasets.
+  const std::string dir = ::testing::TempDir() + "/trace_short_names";
+  std::filesystem::create_directories(dir);
+  {
+    std::ofstream(dir + "/azure_code_lengths.csv")
+        << "timestamp,arrival_time_s,prompt_tokens,output_tokens\n"
+           "2023-11-16 18:17:03.9799600,0.000000,480,10\n2023-11-16 18:17:04.1,0.1,4808,3\n";
+    std::ofstream(dir + "/azure_conv_lengths.csv")
+        << "timestamp,arrival_time_s,prompt_tokens,output_tokens\n2023-11-16 18:15:46,0,374,44\n";
+    std::ofstream(dir + "/mooncake_conversation_lengths.csv")
+        << "arrival_time_s,prompt_tokens,output_tokens,hash_ids\n0.000,6758,500,0 1 2 3\n"
+           "1.5,900,283,14 15\n";
+  }
+  auto code = load_trace("azure_code", dir, TraceFilter{});
+  ASSERT_TRUE(code.is_ok()) << code.status().to_string();
+  ASSERT_EQ(code->size(), 1u);  // the 4808-token prompt is past the paper's filter
+  EXPECT_EQ((*code)[0].num_prompt_tokens, 480);
+  EXPECT_EQ((*code)[0].num_output_tokens, 10);
+  auto conv = load_trace("azure_conv", dir, TraceFilter{});
+  ASSERT_TRUE(conv.is_ok()) << conv.status().to_string();
+  EXPECT_EQ((*conv)[0].num_output_tokens, 44);
+  auto mooncake = load_trace("mooncake", dir, TraceFilter{});
+  ASSERT_TRUE(mooncake.is_ok()) << mooncake.status().to_string();
+  ASSERT_EQ(mooncake->size(), 1u);
+  EXPECT_EQ((*mooncake)[0].num_prompt_tokens, 900);
+  EXPECT_EQ((*mooncake)[0].num_output_tokens, 283);
+  std::filesystem::remove_all(dir);
 }
 
 TEST(TraceTest, LoadsJsonlTextsAsCharsOverFour) {
