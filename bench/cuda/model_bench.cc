@@ -6,6 +6,8 @@
 // graphs with programmatic dependent launch (set_programmatic_launch).
 //   model_bench [--shape llama3-8b|opt-13b] [--model FILE.gguf] [--batches 1,16,64,256]
 //               [--context 512] [--steps 32] [--prefill 2048] [--swap-mib 0]
+//               [--decode-kernel auto|tensor-core|register|generic]
+// --decode-kernel: the split-K decode attention kernel (kernels.h DecodeKernel; A/B runs).
 // --swap-mib M: also time each batch's graph + PDL decode steps while the KV swap engine moves M MiB
 // of 16-token blocks each way per step (offloads and uploads of other blocks, enqueued after each
 // step and overlapped with the next on the copy streams): the issue's "iteration time under swaps
@@ -157,6 +159,7 @@ int main(int argc, char** argv) {
   std::string shape = "llama3-8b", model_path;
   std::vector<int> batches = {1, 16, 64, 256};
   int context = 512, steps = 32, prefill = 2048, swap_mib = 0;
+  std::string decode_kernel = "auto";
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i], v = argv[i + 1];
     if (a == "--shape")
@@ -173,12 +176,25 @@ int main(int argc, char** argv) {
       prefill = std::atoi(v.c_str());
     else if (a == "--swap-mib")
       swap_mib = std::atoi(v.c_str());
+    else if (a == "--decode-kernel")
+      decode_kernel = v;
     else
       die("unknown option " + a);
   }
+  if (decode_kernel == "auto")
+    fs::cuda::set_decode_kernel(fs::cuda::DecodeKernel::kAuto);
+  else if (decode_kernel == "tensor-core")
+    fs::cuda::set_decode_kernel(fs::cuda::DecodeKernel::kTensorCore);
+  else if (decode_kernel == "register")
+    fs::cuda::set_decode_kernel(fs::cuda::DecodeKernel::kRegister);
+  else if (decode_kernel == "generic")
+    fs::cuda::set_decode_kernel(fs::cuda::DecodeKernel::kGeneric);
+  else
+    die("unknown --decode-kernel " + decode_kernel);
   const std::vector<fs::cuda::DeviceInfo> devices = fs::cuda::list_devices();
   if (devices.empty()) die("no CUDA device");
-  std::printf("device: %s\n", fs::cuda::describe(devices[0]).c_str());
+  std::printf("device: %s; decode kernel: %s\n", fs::cuda::describe(devices[0]).c_str(),
+              decode_kernel.c_str());
 
   const double bw = measure_d2d_bytes_per_s();
   const double peak = measure_gemm_flops(8192, 8192, 8192);

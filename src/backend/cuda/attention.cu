@@ -1,8 +1,11 @@
 // Paged causal attention over a ragged batch (kernels.h): a tensor-core prefill kernel over 64-row
 // query tiles and a split-K decode kernel with a merge step. Both read K/V rows through the block
 // tables of the KV layout [layers][K,V][block_size][kv_heads][head_dim] bf16.
+#include <algorithm>
 #include <cfloat>
+#include <cmath>
 
+#include "backend/cuda/attention_decode_mma.h"
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/launch.cuh"
 
@@ -599,11 +602,65 @@ __global__ void attn_merge_kernel(const DecodeDesc* descs, int32_t max_splits, i
 }  // namespace
 
 namespace {
-bool g_decode_reference = false;
+DecodeKernel g_decode_kernel = DecodeKernel::kAuto;
 }  // namespace
 
-void force_decode_reference(bool on) { g_decode_reference = on; }
-bool decode_reference_forced() { return g_decode_reference; }
+void set_decode_kernel(DecodeKernel kernel) { g_decode_kernel = kernel; }
+DecodeKernel decode_kernel() { return g_decode_kernel; }
+void force_decode_reference(bool on) {
+  g_decode_kernel = on ? DecodeKernel::kGeneric : DecodeKernel::kAuto;
+}
+bool decode_reference_forced() { return g_decode_kernel == DecodeKernel::kGeneric; }
+
+DecodeKernel decode_kernel_for(int32_t head_dim, int32_t group) {
+  switch (g_decode_kernel) {
+    case DecodeKernel::kAuto:
+    case DecodeKernel::kTensorCore:
+      if (decode_mma_supported(head_dim, group)) return DecodeKernel::kTensorCore;
+      [[fallthrough]];
+    case DecodeKernel::kRegister:
+      if ((head_dim == 64 || head_dim == 128) && group <= kFastMaxGroup) {
+        return DecodeKernel::kRegister;
+      }
+      [[fallthrough]];
+    case DecodeKernel::kGeneric:
+      return DecodeKernel::kGeneric;
+  }
+  return DecodeKernel::kGeneric;
+}
+
+DecodeSplits plan_decode_splits(int64_t num_decode, int32_t num_kv_heads, int32_t head_dim,
+                                int32_t group, int64_t ctx_bucket, int32_t num_sms) {
+  const int64_t blocks_per_split = std::max<int64_t>(1, num_decode * num_kv_heads);
+  int64_t split_len = 0;
+  if (decode_kernel_for(head_dim, group) == DecodeKernel::kTensorCore) {
+    // The tensor-core kernel cuts each context into ceil(ctx / split_len) even pieces. Pick the
+    // fewest pieces per token k whose blocks fill the resident slots (3 blocks per SM) in waves
+    // at least 85% full (b256 at Llama-3-8B: 2048 blocks, 5.2 waves, k = 1; b64: k = 2; b16:
+    // k = 3), and size split_len so a context of 3/4 of the bucket (contexts lie in (bucket / 2,
+    // bucket]) gives k pieces; pieces stay >= 128 keys (decode_attn_bench: shorter ones lose
+    // to the merge at batch 1-64). Blocks of splits past a token's pieces exit at once, but
+    // thousands of them still cost (b256: +10 us per layer with 2048 empty blocks).
+    const double slots = 3.0 * num_sms;
+    int64_t k = 1;
+    for (; k < 64; ++k) {
+      const double waves = static_cast<double>(k * blocks_per_split) / slots;
+      if (waves / std::ceil(waves) >= 0.85) break;
+    }
+    // k = 1: one split of the whole bucket (a shorter split_len would only add empty blocks).
+    const int64_t len = k == 1 ? ctx_bucket : (3 * ctx_bucket / 4 + k - 1) / k;
+    split_len = std::max<int64_t>(128, (len + 31) / 32 * 32);
+  } else {
+    // Enough blocks to fill the GPU about twice, splits of >= 128 positions (4 warps x 32).
+    const int64_t want_splits =
+        std::max<int64_t>(1, (2 * int64_t{num_sms} + blocks_per_split - 1) / blocks_per_split);
+    const int64_t len = (ctx_bucket + want_splits - 1) / want_splits;
+    split_len = std::max<int64_t>(128, (len + 31) / 32 * 32);
+  }
+  split_len = std::min<int64_t>(split_len, std::max<int64_t>(128, ctx_bucket));
+  return DecodeSplits{static_cast<int32_t>(split_len),
+                      static_cast<int32_t>((ctx_bucket + split_len - 1) / split_len)};
+}
 
 bool prefill_head_dim_supported(int32_t head_dim) {
   return head_dim == 16 || head_dim == 32 || head_dim == 64 || head_dim == 128;
@@ -640,8 +697,12 @@ void launch_attention_decode(const bf16* q, const bf16* kv_cache, KvLayout kv, i
   if (num_tokens == 0 || kv.head_dim > kMaxHeadDim) return;
   const float scale_log2 = scale * 1.4426950408889634f;
   const int group = num_heads / kv.num_kv_heads;
-  const bool fast = group <= kFastMaxGroup && !decode_reference_forced();
-  if (fast && kv.head_dim == 64) {
+  const DecodeKernel kernel = decode_kernel_for(kv.head_dim, group);
+  const bool fast = kernel == DecodeKernel::kRegister;
+  if (kernel == DecodeKernel::kTensorCore) {
+    launch_decode_mma(q, kv_cache, kv, layer, descs, block_tables, num_tokens, max_splits,
+                      split_len, num_heads, scale_log2, partials, out, stream);
+  } else if (fast && kv.head_dim == 64) {
     decode_fast_for<64>(q, kv_cache, kv, layer, descs, block_tables, num_tokens, max_splits,
                         split_len, num_heads, scale_log2, partials, out, stream);
   } else if (fast && kv.head_dim == 128) {

@@ -364,15 +364,14 @@ Status CudaModel::build_metadata(std::span<const ForwardSeq> seqs, const KvPoolV
   num_rows_ = rows;
   num_tiles_ = tiles;
   num_decode_ = decode;
-  // Split-K: enough blocks to fill the GPU about twice, splits of >= 128 positions (4 warps x 32).
+  // Split-K layout from the context bucket (attention.cu, plan_decode_splits).
   if (decode > 0) {
-    const int64_t blocks_per_split = decode * config_.num_kv_heads;
-    const int64_t want_splits =
-        std::max<int64_t>(1, (2 * num_sms_ + blocks_per_split - 1) / blocks_per_split);
-    const int64_t bucket = context_bucket(max_ctx);
-    const int64_t len = (bucket + want_splits - 1) / want_splits;
-    split_len_ = static_cast<int32_t>(std::max<int64_t>(128, round_up(len, 32)));
-    max_splits_ = static_cast<int32_t>((bucket + split_len_ - 1) / split_len_);
+    const DecodeSplits splits = plan_decode_splits(
+        decode, static_cast<int32_t>(config_.num_kv_heads), static_cast<int32_t>(config_.head_dim),
+        static_cast<int32_t>(config_.num_heads / config_.num_kv_heads), context_bucket(max_ctx),
+        num_sms_);
+    split_len_ = splits.split_len;
+    max_splits_ = splits.max_splits;
   } else {
     split_len_ = 128;
     max_splits_ = 1;

@@ -123,10 +123,32 @@ void launch_attention_prefill(const bf16* q, const bf16* kv_cache, KvLayout kv, 
 // giving a partial (max, sum, unnormalized output) per query head; a second kernel merges them.
 // GQA aware: one block serves all query heads of a KV head. Any head_dim <= 256.
 // partials: [num_tokens, num_heads, max_splits, head_dim + 2] f32 scratch.
-// Tests and benchmarks: route every decode through the generic kernel (shared-memory V tiles,
-// any head_dim and group) instead of the register kernel used for head_dim 64/128, group <= 8.
+// Three kernels, the first that applies under decode_kernel():
+//   kTensorCore: mma.sync with the GQA group in the M rows, cp.async double buffering (head_dim
+//     64/128, group <= 16; attention_decode_mma.cu);
+//   kRegister: CUDA cores, state in registers (head_dim 64/128, group <= 8);
+//   kGeneric: CUDA cores, shared-memory V tiles, any head_dim <= 256 and group.
+// kAuto = kTensorCore. A forced kernel falls back to the next one where it does not apply.
+enum class DecodeKernel : int32_t { kAuto = 0, kTensorCore = 1, kRegister = 2, kGeneric = 3 };
+// Tests and benchmarks (A/B runs in one process). Not thread-safe: set before forwards run; a
+// captured decode graph keeps the kernel it was captured with.
+void set_decode_kernel(DecodeKernel kernel);
+DecodeKernel decode_kernel();
+// The kernel launch_attention_decode runs for this shape under the current setting.
+DecodeKernel decode_kernel_for(int32_t head_dim, int32_t group);
+// Shorthand: set_decode_kernel(on ? kGeneric : kAuto).
 void force_decode_reference(bool on);
 bool decode_reference_forced();
+// The split-K layout of a decode batch: num_decode query tokens whose contexts are at most
+// ctx_bucket positions, on a GPU of num_sms multiprocessors. split_len is a multiple of 32 (>= 64);
+// max_splits = ceil(ctx_bucket / split_len). Depends only on its arguments (decode graphs key on
+// the bucket).
+struct DecodeSplits {
+  int32_t split_len;
+  int32_t max_splits;
+};
+DecodeSplits plan_decode_splits(int64_t num_decode, int32_t num_kv_heads, int32_t head_dim,
+                                int32_t group, int64_t ctx_bucket, int32_t num_sms);
 void launch_attention_decode(const bf16* q, const bf16* kv_cache, KvLayout kv, int32_t layer,
                              const DecodeDesc* descs, const int32_t* block_tables,
                              int32_t num_tokens, int32_t max_splits, int32_t split_len,

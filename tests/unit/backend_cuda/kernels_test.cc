@@ -208,7 +208,7 @@ struct AttnCase {
   int32_t head_dim, num_heads, num_kv_heads;
   bool use_prefill;  // route long sequences through the prefill tiles
   int32_t split_len;
-  bool reference_decode = false;  // the generic decode kernel even where the register one applies
+  bool reference_decode = false;  // the generic decode kernel even where a faster one applies
 };
 
 class CudaAttentionTest : public ::testing::TestWithParam<AttnCase> {};
@@ -321,7 +321,7 @@ INSTANTIATE_TEST_SUITE_P(
                       AttnCase{16, 4, 2, true, 128},          // tiny fixtures
                       AttnCase{64, 8, 2, false, 128},         // every token through split-K
                       AttnCase{128, 8, 2, false, 128, true},  // the generic decode kernel
-                      AttnCase{64, 16, 1, false, 128},        // group 16: generic decode kernel
+                      AttnCase{64, 16, 1, false, 128},        // group 16: tensor-core decode kernel
                       AttnCase{8, 4, 2, false, 160}));        // head_dim without a prefill kernel
 
 TEST(CudaArgmaxTest, PicksTheLowestIndexOfTheMaximum) {
