@@ -63,6 +63,28 @@ class Executor {
   // earlier swap() call that reads (offload) or writes (upload) that block; swaps of other blocks
   // go on during the forward. A job therefore never runs with blocks still in flight.
   virtual Result<std::span<const float>> forward(std::span<const ForwardSeq> seqs) = 0;
+
+  // Pipelined forwards (pipeline parallelism: docs/DISTRIBUTED.md). Up to pipeline_depth()
+  // forwards may be outstanding: forward_submit starts one (it returns once the executor can take
+  // the next; the seqs' spans need not outlive the call) and forward_wait returns the logits of the
+  // oldest outstanding one (FIFO), as forward() would have; the span stays valid until the next
+  // forward_wait or forward call. The engine keeps the batches of outstanding forwards disjoint
+  // and never moves their blocks (Scheduler::set_max_plans_in_flight); swap() calls between
+  // submits follow the ordering rules above, and forward() must not be called while forwards are
+  // outstanding. A forward that fails reports it from its forward_wait (so results stay in FIFO
+  // order). The defaults, for executors that cannot pipeline (depth 1): forward_submit runs
+  // forward() and keeps its result for forward_wait.
+  virtual int pipeline_depth() const { return 1; }
+  virtual void forward_submit(std::span<const ForwardSeq> seqs) { pending_ = forward(seqs); }
+  virtual Result<std::span<const float>> forward_wait() {
+    Result<std::span<const float>> r = std::move(pending_);
+    pending_ = make_error(StatusCode::kInternal, "forward_wait without forward_submit");
+    return r;
+  }
+
+ private:
+  Result<std::span<const float>> pending_ =
+      make_error(StatusCode::kInternal, "forward_wait without forward_submit");
 };
 
 }  // namespace fs

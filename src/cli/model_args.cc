@@ -71,7 +71,8 @@ Result<ModelSetup> load_dist_setup(const ModelArgs& args) {
   ModelSetup setup;
   FS_ASSIGN_OR_RETURN(setup.runtime, load_runtime(args));
   FS_ASSIGN_OR_RETURN(dist::DistSetup d, dist::make_dist(setup.runtime.lm->loaded(),
-                                                         std::move(world), args.tp, args.pp));
+                                                         std::move(world), args.tp, args.pp,
+                                                         args.pp_micro_batches));
   setup.runtime.lm.reset();  // the shard lives in the executor / worker
   setup.executor = std::move(d.executor);
   setup.worker = std::move(d.worker);
@@ -104,6 +105,10 @@ void add_model_args(CLI::App& app, ModelArgs& args, bool with_device) {
         ->check(CLI::PositiveNumber);
     app.add_option("--pp", args.pp, "pipeline-parallel stages (run under mpirun -np tp*pp)")
         ->check(CLI::PositiveNumber);
+    app.add_option("--pp-micro-batches", args.pp_micro_batches,
+                   "with --pp: batches in flight at once, 1..pp (default pp: every stage busy; 1: "
+                   "one batch at a time)")
+        ->check(CLI::NonNegativeNumber);
   }
 }
 

@@ -35,6 +35,29 @@ class Communicator {
   virtual Status broadcast_untimed(std::span<uint8_t> bytes, int root) = 0;
   virtual Status send(std::span<const uint8_t> bytes, int dst, int tag) = 0;
   virtual Status recv(std::span<uint8_t> bytes, int src, int tag) = 0;
+
+  // Non-blocking point-to-point (pipeline parallelism): starts the transfer and returns a handle
+  // for wait_request / test_request; `bytes` must stay valid (and unchanged, for isend) until the
+  // transfer completed. Messages from one rank to another with one tag are received in the order
+  // they were sent, by receives in the order they were started (MPI's non-overtaking rule).
+  // Default: kUnimplemented (NCCL has no tags).
+  using RequestId = int64_t;
+  virtual Result<RequestId> isend(std::span<const uint8_t> /*bytes*/, int /*dst*/, int /*tag*/) {
+    return unimplemented("isend is not implemented by this communicator");
+  }
+  virtual Result<RequestId> irecv(std::span<uint8_t> /*bytes*/, int /*src*/, int /*tag*/) {
+    return unimplemented("irecv is not implemented by this communicator");
+  }
+  // Waits until the transfer completed (timed: within the communicator's timeout, else
+  // kUnavailable; untimed: for ever, as a worker waits for rank 0's next command). The handle is
+  // released either way.
+  virtual Status wait_request(RequestId /*id*/, bool /*timed*/) {
+    return unimplemented("wait_request is not implemented by this communicator");
+  }
+  // true (and the handle released) when the transfer completed; false while it is in progress.
+  virtual Result<bool> test_request(RequestId /*id*/) {
+    return unimplemented("test_request is not implemented by this communicator");
+  }
   virtual Status barrier() = 0;
   // A communicator over the ranks that pass the same color, ranked by key (collective).
   virtual Result<std::unique_ptr<Communicator>> split(int color, int key) = 0;

@@ -4,6 +4,7 @@
 
 #include <unistd.h>
 
+#include "core/check.h"
 #include "core/log.h"
 #include "engine/cpu_executor.h"
 
@@ -15,6 +16,8 @@ enum Command : int64_t { kAllocateKv = 1, kSwap = 2, kForward = 3, kShutdown = 4
 // Point-to-point tags.
 constexpr int kHiddenTag = 1;  // [num_tokens, hidden] f32 from stage s to stage s + 1
 constexpr int kLogitsTag = 2;  // [rows, vocab] f32 from the last stage to rank 0
+// Pipelined: rank 0's commands to each rank, [command, payload words] then the payload.
+constexpr int kCommandTag = 3;
 
 std::span<uint8_t> bytes_of(std::span<int64_t> words) {
   return {reinterpret_cast<uint8_t*>(words.data()), words.size_bytes()};
@@ -165,8 +168,12 @@ class ShardRunner {
   CpuExecutor local_;
 };
 
-DistExecutor::DistExecutor(ModelConfig full_config, std::unique_ptr<ShardRunner> runner)
-    : full_config_(std::move(full_config)), runner_(std::move(runner)) {}
+DistExecutor::DistExecutor(ModelConfig full_config, std::unique_ptr<ShardRunner> runner,
+                           int micro_batches)
+    : full_config_(std::move(full_config)),
+      runner_(std::move(runner)),
+      micro_batches_(micro_batches),
+      pipelined_(runner_->layout().pp > 1 && micro_batches > 1) {}
 
 DistExecutor::~DistExecutor() { shutdown(); }
 
@@ -182,12 +189,56 @@ int64_t DistExecutor::kv_block_bytes(int64_t block_size) const {
 }
 
 Status DistExecutor::send_command(int64_t command) {
+  if (pipelined_) {
+    reap_sends(/*all=*/false);
+    PendingSend& p = sends_.emplace_back();
+    p.words.reserve(2 + message_.size());
+    p.words = {command, static_cast<int64_t>(message_.size())};
+    p.words.insert(p.words.end(), message_.begin(), message_.end());
+    const std::span<const uint8_t> bytes(reinterpret_cast<const uint8_t*>(p.words.data()),
+                                         p.words.size() * sizeof(int64_t));
+    const ParallelLayout& l = runner_->layout();
+    Communicator& world = runner_->world();
+    for (int r = 1; r < l.world_size(); ++r) {
+      Result<Communicator::RequestId> header = world.isend(bytes.first(2 * sizeof(int64_t)), r,
+                                                           kCommandTag);
+      runner_->check(header.status(), "sending a command");
+      p.requests.push_back(*header);
+      if (!message_.empty()) {
+        Result<Communicator::RequestId> payload =
+            world.isend(bytes.subspan(2 * sizeof(int64_t)), r, kCommandTag);
+        runner_->check(payload.status(), "sending a command");
+        p.requests.push_back(*payload);
+      }
+    }
+    return Status::ok();
+  }
   int64_t header[2] = {command, static_cast<int64_t>(message_.size())};
   runner_->check(runner_->world().broadcast(bytes_of(header), 0), "broadcasting a command");
   if (!message_.empty()) {
     runner_->check(runner_->world().broadcast(bytes_of(message_), 0), "broadcasting a command");
   }
   return Status::ok();
+}
+
+void DistExecutor::reap_sends(bool all) {
+  Communicator& world = runner_->world();
+  while (!sends_.empty()) {
+    PendingSend& p = sends_.front();
+    while (!p.requests.empty()) {
+      if (all) {
+        runner_->check(world.wait_request(p.requests.back(), /*timed=*/true),
+                       "delivering a command");
+        p.requests.pop_back();
+        continue;
+      }
+      Result<bool> done = world.test_request(p.requests.back());
+      runner_->check(done.status(), "delivering a command");
+      if (!*done) return;  // later sends are not delivered either, most likely
+      p.requests.pop_back();
+    }
+    sends_.pop_front();
+  }
 }
 
 Status DistExecutor::allocate_kv(int64_t block_size, int64_t device_blocks, int64_t host_blocks) {
@@ -205,6 +256,11 @@ Status DistExecutor::swap(std::span<const BlockCopy> offloads, std::span<const B
 }
 
 Result<std::span<const float>> DistExecutor::forward(std::span<const ForwardSeq> seqs) {
+  if (pipelined_) {
+    FS_CHECK(forwards_.empty(), "forward() with {} forwards outstanding", forwards_.size());
+    forward_submit(seqs);
+    return forward_wait();
+  }
   message_.clear();
   encode_forward(seqs, message_);
   FS_RETURN_IF_ERROR(send_command(kForward));
@@ -221,14 +277,67 @@ Result<std::span<const float>> DistExecutor::forward(std::span<const ForwardSeq>
   return std::span<const float>(logits_);
 }
 
+// Stage 0 of the batch runs here, while the later stages may still work on earlier batches: its
+// hidden states go to stage 1 as soon as stage 1 takes them (after its previous batch). The receive
+// of the logits is posted before the next batch's stage-0 work, so the last stage's send of them
+// never waits on rank 0 (which could be waiting on that stage to take hidden states: a deadlock).
+void DistExecutor::forward_submit(std::span<const ForwardSeq> seqs) {
+  if (!pipelined_) {
+    Executor::forward_submit(seqs);
+    return;
+  }
+  FS_CHECK(static_cast<int>(forwards_.size()) < micro_batches_, "{} forwards outstanding",
+           forwards_.size());
+  message_.clear();
+  encode_forward(seqs, message_);
+  PendingForward& f = forwards_.emplace_back();
+  f.status = send_command(kForward);
+  if (!f.status.is_ok()) return;
+  // Every rank validates the same inputs the same way: an error here is an error everywhere, and
+  // no rank has started a transfer of this batch.
+  Result<std::span<const float>> local = runner_->forward(seqs);
+  if (!local.is_ok()) {
+    f.status = local.status();
+    return;
+  }
+  if (!spare_logits_.empty()) {
+    f.logits = std::move(spare_logits_.back());
+    spare_logits_.pop_back();
+  }
+  f.logits.resize(num_logit_rows(seqs) * full_config_.vocab_size);
+  const ParallelLayout& l = runner_->layout();
+  Result<Communicator::RequestId> recv = runner_->world().irecv(
+      {reinterpret_cast<uint8_t*>(f.logits.data()), f.logits.size() * sizeof(float)},
+      l.rank_of(l.pp - 1, 0), kLogitsTag);
+  runner_->check(recv.status(), "receiving logits from the last stage");
+  f.request = *recv;
+}
+
+Result<std::span<const float>> DistExecutor::forward_wait() {
+  if (!pipelined_) return Executor::forward_wait();
+  FS_CHECK(!forwards_.empty(), "forward_wait without forward_submit");
+  PendingForward f = std::move(forwards_.front());
+  forwards_.pop_front();
+  if (!f.status.is_ok()) return f.status;
+  runner_->check(runner_->world().wait_request(f.request, /*timed=*/true),
+                 "receiving logits from the last stage");
+  reap_sends(/*all=*/false);
+  spare_logits_.push_back(std::move(logits_));
+  logits_ = std::move(f.logits);
+  return std::span<const float>(logits_);
+}
+
 void DistExecutor::shutdown() {
   if (shut_down_) return;
+  while (!forwards_.empty()) (void)forward_wait();
   shut_down_ = true;
   message_.clear();
   (void)send_command(kShutdown);
+  reap_sends(/*all=*/true);
 }
 
-DistWorker::DistWorker(std::unique_ptr<ShardRunner> runner) : runner_(std::move(runner)) {}
+DistWorker::DistWorker(std::unique_ptr<ShardRunner> runner, bool pipelined)
+    : runner_(std::move(runner)), pipelined_(pipelined) {}
 
 DistWorker::~DistWorker() = default;
 
@@ -239,10 +348,20 @@ Status DistWorker::run() {
   std::vector<BlockCopy> offloads, uploads;
   for (;;) {
     int64_t header[2] = {0, 0};
-    runner_->check(world.broadcast_untimed(bytes_of(header), 0), "waiting for rank 0's command");
-    payload.resize(static_cast<size_t>(header[1]));
-    if (!payload.empty()) {
-      runner_->check(world.broadcast(bytes_of(payload), 0), "receiving rank 0's command");
+    if (pipelined_) {
+      Result<Communicator::RequestId> r = world.irecv(bytes_of(header), 0, kCommandTag);
+      runner_->check(r.status(), "waiting for rank 0's command");
+      runner_->check(world.wait_request(*r, /*timed=*/false), "waiting for rank 0's command");
+      payload.resize(static_cast<size_t>(header[1]));
+      if (!payload.empty()) {
+        runner_->check(world.recv(bytes_of(payload), 0, kCommandTag), "receiving rank 0's command");
+      }
+    } else {
+      runner_->check(world.broadcast_untimed(bytes_of(header), 0), "waiting for rank 0's command");
+      payload.resize(static_cast<size_t>(header[1]));
+      if (!payload.empty()) {
+        runner_->check(world.broadcast(bytes_of(payload), 0), "receiving rank 0's command");
+      }
     }
     switch (static_cast<Command>(header[0])) {
       case kAllocateKv:
@@ -271,12 +390,18 @@ Status DistWorker::run() {
 }
 
 Result<DistSetup> make_dist(const LoadedModel& model, std::shared_ptr<Communicator> world, int tp,
-                            int pp) {
+                            int pp, int micro_batches) {
   if (tp * pp != world->size()) {
     return invalid_argument(
         "--tp {} x --pp {} = {} ranks, but MPI started {} (run under mpirun -np {})", tp, pp,
         tp * pp, world->size(), tp * pp);
   }
+  if (micro_batches == 0) micro_batches = pp;
+  if (micro_batches < 1 || micro_batches > pp) {
+    return invalid_argument("--pp-micro-batches {}: must be between 1 and --pp ({})", micro_batches,
+                            pp);
+  }
+  const bool pipelined = pp > 1 && micro_batches > 1;
   DistSetup setup;
   setup.layout = ParallelLayout{tp, pp, world->rank()};
   const ParallelLayout& layout = setup.layout;
@@ -291,9 +416,9 @@ Result<DistSetup> make_dist(const LoadedModel& model, std::shared_ptr<Communicat
   auto runner = std::make_unique<ShardRunner>(std::move(world), std::move(tp_group), layout,
                                               CausalLm::create(std::move(shard)));
   if (layout.rank == 0) {
-    setup.executor = std::make_unique<DistExecutor>(model.config, std::move(runner));
+    setup.executor = std::make_unique<DistExecutor>(model.config, std::move(runner), micro_batches);
   } else {
-    setup.worker = std::make_unique<DistWorker>(std::move(runner));
+    setup.worker = std::make_unique<DistWorker>(std::move(runner), pipelined);
   }
   return setup;
 }

@@ -5,11 +5,17 @@
 // projections within their stage; PP stages hand hidden states to the next stage's rank of the same
 // tp_rank; the last stage's tp_rank 0 sends the logits to rank 0. Each rank keeps the KV blocks of
 // its kv heads and layers only, under the same block ids, so one swap plan (made by rank 0's
-// scheduler) moves every rank's part of a job's KV. One batch at a time (docs/DISTRIBUTED.md).
+// scheduler) moves every rank's part of a job's KV (docs/DISTRIBUTED.md).
+// With PP and micro_batches > 1 (pipelined), rank 0 keeps up to micro_batches forwards in flight
+// (forward_submit / forward_wait): it computes stage 0 of batch k + 1 while later stages work on
+// batch k. Commands then go to each rank point-to-point (non-blocking, one tag, so in order) instead
+// of a broadcast that would wait for busy stages, and rank 0 posts the receive of each batch's
+// logits when it submits the batch, so the last stage never waits for it.
 // A failed collective (a peer died: the communicator's timeout) ends the process with a message
 // (dist::fatal); mpirun then stops the other ranks.
 #pragma once
 
+#include <deque>
 #include <memory>
 #include <string>
 #include <vector>
@@ -25,7 +31,8 @@ class ShardRunner;
 
 class DistExecutor final : public Executor {
  public:
-  DistExecutor(ModelConfig full_config, std::unique_ptr<ShardRunner> runner);  // see make_dist
+  DistExecutor(ModelConfig full_config, std::unique_ptr<ShardRunner> runner,
+               int micro_batches);  // see make_dist
   ~DistExecutor() override;  // tells the workers to exit (if shutdown() was not called)
 
   const ModelConfig& config() const override { return full_config_; }
@@ -39,31 +46,56 @@ class DistExecutor final : public Executor {
   Status allocate_kv(int64_t block_size, int64_t device_blocks, int64_t host_blocks) override;
   Status swap(std::span<const BlockCopy> offloads, std::span<const BlockCopy> uploads) override;
   Result<std::span<const float>> forward(std::span<const ForwardSeq> seqs) override;
+  // micro_batches when pipelined, else 1.
+  int pipeline_depth() const override { return pipelined_ ? micro_batches_ : 1; }
+  void forward_submit(std::span<const ForwardSeq> seqs) override;
+  Result<std::span<const float>> forward_wait() override;
 
-  // Sends the workers the shutdown command (once). Not thread-safe with the calls above.
+  // Waits for outstanding forwards, then sends the workers the shutdown command (once). Not
+  // thread-safe with the calls above.
   void shutdown();
 
  private:
-  // Broadcasts [command, message_.size()] and then message_ (the payload) to every rank.
+  // Sends [command, message_.size()] and then message_ (the payload) to every rank: a broadcast,
+  // or when pipelined non-blocking sends (their buffers wait in sends_ until delivered).
   Status send_command(int64_t command);
+  // Pipelined: forgets delivered command messages; all: waits for every one (within the timeout).
+  void reap_sends(bool all);
 
   ModelConfig full_config_;
   std::unique_ptr<ShardRunner> runner_;
+  int micro_batches_ = 1;
+  bool pipelined_ = false;        // pp > 1 and micro_batches > 1
   std::vector<int64_t> message_;  // the command's payload, reused across iterations
   std::vector<float> logits_;     // [rows, vocab] from the last stage (pp > 1)
   bool shut_down_ = false;
+
+  // Pipelined state.
+  struct PendingSend {
+    std::vector<int64_t> words;  // [command, payload size, payload...]
+    std::vector<Communicator::RequestId> requests;
+  };
+  std::deque<PendingSend> sends_;
+  struct PendingForward {
+    Status status;                          // the local stage's error (then no logits come)
+    std::vector<float> logits;              // [rows, vocab], filled by the receive
+    Communicator::RequestId request = -1;   // the receive of the logits
+  };
+  std::deque<PendingForward> forwards_;     // oldest first
+  std::vector<std::vector<float>> spare_logits_;  // buffers to reuse
 };
 
 // A rank other than 0: carries out rank 0's commands on its shard.
 class DistWorker {
  public:
-  explicit DistWorker(std::unique_ptr<ShardRunner> runner);  // see make_dist
+  DistWorker(std::unique_ptr<ShardRunner> runner, bool pipelined);  // see make_dist
   ~DistWorker();
   // Serves commands until rank 0 sends shutdown. A failed collective ends the process (fatal).
   Status run();
 
  private:
   std::unique_ptr<ShardRunner> runner_;
+  bool pipelined_ = false;  // commands come point-to-point instead of by broadcast
 };
 
 struct DistSetup {
@@ -73,8 +105,9 @@ struct DistSetup {
 };
 
 // Shards `model` for this rank of `world` (tp * pp must be world->size(), else kInvalidArgument
-// naming both) and builds the rank's side. Collective over `world` (splits the TP groups).
+// naming both) and builds the rank's side. micro_batches: forwards in flight with PP (1: one batch
+// at a time; 0: pp); every rank must pass the same. Collective over `world` (splits the TP groups).
 Result<DistSetup> make_dist(const LoadedModel& model, std::shared_ptr<Communicator> world, int tp,
-                            int pp);
+                            int pp, int micro_batches = 0);
 
 }  // namespace fs::dist

@@ -157,6 +157,46 @@ Status MpiCommunicator::recv(std::span<uint8_t> bytes, int src, int tag) {
   return wait(req, "recv", timeout_s_);
 }
 
+Result<Communicator::RequestId> MpiCommunicator::isend(std::span<const uint8_t> bytes, int dst,
+                                                      int tag) {
+  FS_ASSIGN_OR_RETURN(int n, checked_count(bytes.size(), "isend"));
+  MPI_Request req;
+  if (int rc = MPI_Isend(bytes.data(), n, MPI_BYTE, dst, tag, comm_, &req); rc != MPI_SUCCESS) {
+    return mpi_error(rc, "isend");
+  }
+  requests_.emplace(next_request_, req);
+  return next_request_++;
+}
+
+Result<Communicator::RequestId> MpiCommunicator::irecv(std::span<uint8_t> bytes, int src, int tag) {
+  FS_ASSIGN_OR_RETURN(int n, checked_count(bytes.size(), "irecv"));
+  MPI_Request req;
+  if (int rc = MPI_Irecv(bytes.data(), n, MPI_BYTE, src, tag, comm_, &req); rc != MPI_SUCCESS) {
+    return mpi_error(rc, "irecv");
+  }
+  requests_.emplace(next_request_, req);
+  return next_request_++;
+}
+
+Status MpiCommunicator::wait_request(RequestId id, bool timed) {
+  auto it = requests_.find(id);
+  if (it == requests_.end()) return invalid_argument("wait_request: unknown request {}", id);
+  MPI_Request req = it->second;
+  requests_.erase(it);
+  return wait(req, "point-to-point transfer", timed ? timeout_s_ : 0);
+}
+
+Result<bool> MpiCommunicator::test_request(RequestId id) {
+  auto it = requests_.find(id);
+  if (it == requests_.end()) return invalid_argument("test_request: unknown request {}", id);
+  int done = 0;
+  if (int rc = MPI_Test(&it->second, &done, MPI_STATUS_IGNORE); rc != MPI_SUCCESS) {
+    return mpi_error(rc, "test");
+  }
+  if (done) requests_.erase(it);
+  return done != 0;
+}
+
 Status MpiCommunicator::barrier() {
   MPI_Request req;
   if (int rc = MPI_Ibarrier(comm_, &req); rc != MPI_SUCCESS) return mpi_error(rc, "barrier");

@@ -7,6 +7,7 @@
 #ifdef FASTSERVE_WITH_MPI
 
 #include <memory>
+#include <unordered_map>
 
 #include <mpi.h>
 
@@ -34,6 +35,10 @@ class MpiCommunicator final : public Communicator {
   Status broadcast_untimed(std::span<uint8_t> bytes, int root) override;
   Status send(std::span<const uint8_t> bytes, int dst, int tag) override;
   Status recv(std::span<uint8_t> bytes, int src, int tag) override;
+  Result<RequestId> isend(std::span<const uint8_t> bytes, int dst, int tag) override;
+  Result<RequestId> irecv(std::span<uint8_t> bytes, int src, int tag) override;
+  Status wait_request(RequestId id, bool timed) override;
+  Result<bool> test_request(RequestId id) override;
   Status barrier() override;
   Result<std::unique_ptr<Communicator>> split(int color, int key) override;
 
@@ -46,6 +51,8 @@ class MpiCommunicator final : public Communicator {
   bool owns_world_;  // MPI_COMM_WORLD: MPI_Finalize on destruction; else MPI_Comm_free
   int rank_ = 0, size_ = 1;
   double timeout_s_;
+  std::unordered_map<RequestId, MPI_Request> requests_;  // started by isend / irecv
+  RequestId next_request_ = 1;
 };
 
 }  // namespace fs::dist

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <deque>
 #include <unordered_map>
 
 #include "engine/cpu_executor.h"
@@ -156,6 +157,23 @@ struct Engine::Impl {
   void loop();
   bool admit();  // true when it aborted a job (its blocks are freed at the next schedule())
   bool run_iteration();
+  // Pipelined (executor->pipeline_depth() > 1): submits plans until depth forwards are outstanding,
+  // then completes the oldest. in_flight: the plans whose forward is outstanding, oldest first
+  // (status: a swap that failed before the forward was submitted).
+  bool run_pipelined_iteration();
+  struct InFlight {
+    sched::IterationPlan plan;
+    double start_s = 0;
+    Status status;
+  };
+  std::deque<InFlight> in_flight;
+  int64_t batches_in_flight_max = 0;
+  void drain_in_flight();
+  void build_forward_seqs(const sched::IterationPlan& plan);
+  // Samples the plan's tokens from its logits (or fails its jobs), streams them, updates the
+  // scheduler, publishes metrics.
+  void complete_iteration(const sched::IterationPlan& plan, double start,
+                          const Result<std::span<const float>>& logits);
   Status carry_out_swaps(const sched::IterationPlan& plan);
   std::vector<BlockCopy> offloads, uploads;  // the plan's moves as the executor takes them, reused
   std::vector<ForwardSeq> forward_seqs;  // the batch as the model takes it, reused
@@ -214,6 +232,10 @@ Result<std::unique_ptr<Engine>> Engine::create(ModelRuntime runtime, const Engin
   sched::KvPoolConfig kv{static_cast<int32_t>(impl->device_blocks), static_cast<int32_t>(impl->host_blocks),
                          static_cast<int32_t>(bs)};
   impl->scheduler = std::make_unique<sched::Scheduler>(sc, kv, *cost);
+  if (executor->pipeline_depth() > 1) {
+    impl->scheduler->set_max_plans_in_flight(executor->pipeline_depth());
+    impl->metrics.pipeline_depth = executor->pipeline_depth();
+  }
   FS_RETURN_IF_ERROR(executor->allocate_kv(bs, impl->device_blocks, impl->host_blocks));
   log_info("engine: {} policy {}, kv policy {}, KV blocks of {} tokens: {} device ({:.0f} MiB), {} host",
            ex.device_name(), config.policy, config.kv_policy, bs, impl->device_blocks,
@@ -406,12 +428,16 @@ void Engine::Impl::loop() {
   for (;;) {
     {
       std::unique_lock<std::mutex> lock(mu);
-      cv.wait_for(lock, std::chrono::milliseconds(jobs.empty() ? 100 : 0),
+      cv.wait_for(lock, std::chrono::milliseconds(jobs.empty() && in_flight.empty() ? 100 : 0),
                   [&] { return stopping || !incoming.empty(); });
-      if (stopping) return;
+      if (stopping) {
+        lock.unlock();
+        drain_in_flight();
+        return;
+      }
     }
     // When the last jobs were aborted, one more (empty) iteration lets the scheduler free their blocks.
-    if (!admit() && jobs.empty()) {
+    if (!admit() && jobs.empty() && in_flight.empty()) {
       publish_metrics(0, 0);
       publish_snapshot(nullptr, 0);
       continue;
@@ -443,7 +469,17 @@ Status Engine::Impl::carry_out_swaps(const sched::IterationPlan& plan) {
   return issue(blocking_offloads, plan.offload.size(), blocking_uploads, plan.upload.size());
 }
 
+void Engine::Impl::build_forward_seqs(const sched::IterationPlan& plan) {
+  forward_seqs.clear();
+  for (const sched::ScheduledJob& s : plan.batch) {
+    const LiveJob& job = jobs.at(s.id);
+    forward_seqs.push_back({std::span(job.tokens).subspan(s.num_computed_tokens, s.num_new_tokens),
+                            s.num_computed_tokens, s.block_table, false});
+  }
+}
+
 bool Engine::Impl::run_iteration() {
+  if (executor->pipeline_depth() > 1) return run_pipelined_iteration();
   const double start = now();
   sched::IterationPlan plan = scheduler->schedule(start);
   const Status swapped = carry_out_swaps(plan);
@@ -451,15 +487,57 @@ bool Engine::Impl::run_iteration() {
     scheduler->update(plan, sched::IterationResult{start, now(), {}, {}});
     return !plan.empty();
   }
-  std::vector<ForwardSeq>& seqs = forward_seqs;
-  seqs.clear();
-  for (const sched::ScheduledJob& s : plan.batch) {
-    const LiveJob& job = jobs.at(s.id);
-    seqs.push_back({std::span(job.tokens).subspan(s.num_computed_tokens, s.num_new_tokens),
-                    s.num_computed_tokens, s.block_table, false});
+  build_forward_seqs(plan);
+  batches_in_flight_max = 1;
+  complete_iteration(plan, start,
+                     swapped.is_ok() ? executor->forward(forward_seqs)
+                                     : Result<std::span<const float>>(swapped));
+  return true;
+}
+
+// The batches of the outstanding plans are disjoint and their blocks stay put (the scheduler's
+// set_max_plans_in_flight): while batch k is in later pipeline stages, batch k + 1 runs in the
+// first. A job aborted while in flight is gone from `jobs` when its plan completes; the scheduler
+// frees it after that plan's update.
+bool Engine::Impl::run_pipelined_iteration() {
+  const size_t depth = static_cast<size_t>(executor->pipeline_depth());
+  bool progressed = false;
+  while (in_flight.size() < depth) {
+    const double start = now();
+    sched::IterationPlan plan = scheduler->schedule(start);
+    Status swapped = carry_out_swaps(plan);
+    if (plan.batch.empty()) {  // never outstanding: nothing (more) can run now
+      scheduler->update(plan, sched::IterationResult{start, now(), {}, {}});
+      progressed = progressed || !plan.empty();
+      break;
+    }
+    if (swapped.is_ok()) {
+      build_forward_seqs(plan);
+      executor->forward_submit(forward_seqs);
+    }
+    in_flight.push_back({std::move(plan), start, std::move(swapped)});
+    batches_in_flight_max = std::max(batches_in_flight_max, static_cast<int64_t>(in_flight.size()));
+    progressed = true;
   }
-  Result<std::span<const float>> logits =
-      swapped.is_ok() ? executor->forward(seqs) : Result<std::span<const float>>(swapped);
+  if (in_flight.empty()) return progressed;
+  InFlight oldest = std::move(in_flight.front());
+  in_flight.pop_front();
+  complete_iteration(oldest.plan, oldest.start_s,
+                     oldest.status.is_ok() ? executor->forward_wait()
+                                           : Result<std::span<const float>>(oldest.status));
+  return true;
+}
+
+// Stopping: the outstanding forwards finish (their results are dropped; stop() fails the jobs).
+void Engine::Impl::drain_in_flight() {
+  for (const InFlight& f : in_flight) {
+    if (f.status.is_ok()) (void)executor->forward_wait();
+  }
+  in_flight.clear();
+}
+
+void Engine::Impl::complete_iteration(const sched::IterationPlan& plan, double start,
+                                      const Result<std::span<const float>>& logits) {
   sched::IterationResult result;
   result.start_s = start;
   int64_t num_prompt = 0, num_generated = 0;
@@ -467,7 +545,9 @@ bool Engine::Impl::run_iteration() {
   std::vector<float>& row = logits_row;
   for (size_t i = 0; i < plan.batch.size(); ++i) {
     const sched::ScheduledJob& s = plan.batch[i];
-    LiveJob& job = jobs.at(s.id);
+    auto live = jobs.find(s.id);
+    if (live == jobs.end()) continue;  // aborted while in flight (pipelining)
+    LiveJob& job = live->second;
     if (s.num_computed_tokens < static_cast<int64_t>(job.request.prompt_tokens.size())) {
       num_prompt += s.num_new_tokens;
     }
@@ -526,7 +606,9 @@ bool Engine::Impl::run_iteration() {
   }
   if (!logits.is_ok()) {
     log_error("forward failed: {}", logits.status().to_string());
-    for (const sched::ScheduledJob& s : plan.batch) fail(jobs.at(s.id), logits.status());
+    for (const sched::ScheduledJob& s : plan.batch) {
+      if (auto live = jobs.find(s.id); live != jobs.end()) fail(live->second, logits.status());
+    }
   }
   result.end_s = now();
   scheduler->update(plan, result);
@@ -538,7 +620,6 @@ bool Engine::Impl::run_iteration() {
   }
   publish_metrics(num_prompt, num_generated);
   publish_snapshot(&plan, result.end_s - start);
-  return true;
 }
 
 // Cheap unless due (engine/scheduler_monitor.h): metrics is written only on this thread.
@@ -574,6 +655,7 @@ void Engine::Impl::publish_metrics(int64_t num_prompt, int64_t num_generated) {
   metrics.kv_bytes_swapped_in_total = st.num_uploaded_blocks * block_bytes;
   metrics.jobs_per_queue_level = st.queue_lengths;
   metrics.num_iterations_total = st.num_iterations;
+  metrics.batches_in_flight_max = batches_in_flight_max;
 }
 
 }  // namespace fs

@@ -145,6 +145,10 @@ struct EngineMetrics {
   int64_t kv_bytes_swapped_out_total = 0, kv_bytes_swapped_in_total = 0;
   std::vector<int64_t> jobs_per_queue_level;
   int64_t num_iterations_total = 0;
+  // Pipelining (Executor::pipeline_depth() > 1): the depth, and the most forwards (batches) that
+  // were outstanding at once since the start.
+  int64_t pipeline_depth = 1;
+  int64_t batches_in_flight_max = 0;
   LatencyHistogram time_to_first_token;    // per finished request
   LatencyHistogram e2e_request_latency;    // arrival to last token
   LatencyHistogram time_per_output_token;  // (e2e - ttft) / (output tokens - 1)

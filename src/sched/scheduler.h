@@ -60,7 +60,8 @@ class Scheduler {
   // The next iteration's decision; books every move and allocation in the KV pools, so the pools
   // never hold more than they have. An empty plan means nothing can run (no jobs).
   IterationPlan schedule(double now_s);
-  // Applies the outcome of the plan returned by the latest schedule(): progress, sampled tokens,
+  // Applies the outcome of the plan returned by the latest schedule() (pipelined: of the oldest
+  // outstanding plan; see set_max_plans_in_flight): progress, sampled tokens,
   // attained service, demotions; finishes jobs that reached max_new_tokens, failed, or are listed
   // in result.finished (their blocks are freed here).
   void update(const IterationPlan& plan, const IterationResult& result);

@@ -90,6 +90,10 @@ std::string metrics_text(const EngineMetrics& m, const std::string& model_name) 
   w.counter("kv_bytes_swapped_in_total", "KV bytes copied host -> device.",
             m.kv_bytes_swapped_in_total);
   w.counter("num_iterations_total", "Engine iterations.", m.num_iterations_total);
+  w.gauge("pipeline_depth", "Forwards the executor keeps in flight at most (pipeline stages).",
+          m.pipeline_depth);
+  w.gauge("batches_in_flight_max", "Most batches in flight at once since the start.",
+          m.batches_in_flight_max);
   w.per_level("num_jobs_per_queue_level", "Jobs in each scheduler queue level.",
               m.jobs_per_queue_level);
   w.histogram("time_to_first_token_seconds", "Time to first token.", m.time_to_first_token);

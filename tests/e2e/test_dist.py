@@ -249,6 +249,59 @@ def test_kv_swaps_run_on_every_rank(fastserve_bin, random_config, tmp_path, layo
     assert got == expected
 
 
+def metric(server, name):
+    with urllib.request.urlopen(server.url + "/metrics", timeout=10) as r:
+        text = r.read().decode()
+    for line in text.splitlines():
+        if line.startswith("fastserve:" + name + "{"):
+            return float(line.split()[-1])
+    raise AssertionError(f"no metric {name} in /metrics:\n{text}")
+
+
+@pytest.mark.parametrize("micro_batches", [2, 1])
+def test_pp_keeps_several_batches_in_flight(fastserve_bin, default_model, tmp_path,
+                                            micro_batches):
+    """PP=2 with several concurrent requests: rank 0 runs stage 0 of batch k + 1 while rank 1 runs
+    batch k, so both stages are busy at once (the engine had 2 batches in flight), and the texts
+    still equal one rank's. --pp-micro-batches 1 turns pipelining off: one batch at a time."""
+    import concurrent.futures
+    margs = ["--model", default_model]
+    prompts = [f"Story number {i}: once upon a time there was a" for i in range(6)]
+
+    def run(server):
+        with concurrent.futures.ThreadPoolExecutor(len(prompts)) as pool:
+            futures = [pool.submit(server.client.completions.create, model=server.model, prompt=p,
+                                   max_tokens=24, temperature=0) for p in prompts]
+            return [f.result().choices[0].text for f in futures]
+
+    one = Server(fastserve_bin, margs, None, tmp_path / "one.log")
+    try:
+        expected = run(one)
+    finally:
+        assert one.stop() == 0
+    dist = Server(fastserve_bin, margs + ["--pp-micro-batches", str(micro_batches)], ("--pp", 2),
+                  tmp_path / "dist.log")
+    try:
+        got = run(dist)
+        depth = metric(dist, "pipeline_depth")
+        in_flight = metric(dist, "batches_in_flight_max")
+    finally:
+        rc = dist.stop()
+    assert rc == 0, dist.log.read_text()
+    assert got == expected
+    assert depth == micro_batches
+    assert in_flight == micro_batches
+
+
+def test_too_many_micro_batches_is_a_clear_error(fastserve_bin, random_config):
+    cmd = mpirun(2) + [fastserve_bin, "generate", "--model", random_config, "--load-format",
+                       "dummy", "--prompt", "hi", "--pp", "2", "--pp-micro-batches", "3",
+                       "--threads", "1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=mpi_env())
+    assert proc.returncode != 0
+    assert "--pp-micro-batches 3: must be between 1 and --pp (2)" in proc.stderr
+
+
 def test_wrong_world_size_is_a_clear_error(fastserve_bin, random_config):
     cmd = mpirun(2) + [fastserve_bin, "generate", "--model", random_config, "--load-format",
                        "dummy", "--prompt", "hi", "--tp", "3", "--threads", "1"]

@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <deque>
 #include <mutex>
 #include <thread>
 
@@ -275,6 +276,159 @@ TEST(EngineTest, StopEndsPendingStreamsWithUnavailable) {
   Collected c = collect(**s);
   EXPECT_TRUE(c.finish_reason == "length" || c.error.code() == StatusCode::kUnavailable);
   EXPECT_EQ(engine->submit(greedy_request({1, 2, 3}, 3)).status().code(), StatusCode::kUnavailable);
+}
+
+// A pipelined executor over a CpuExecutor (depth forwards outstanding; each runs at submit and
+// its logits wait in a queue) that checks what the engine promises it: the outstanding batches
+// use disjoint blocks, and no swap moves a block of an outstanding batch.
+class PipelinedTestExecutor final : public Executor {
+ public:
+  PipelinedTestExecutor(CausalLm& lm, int depth) : cpu_(lm), depth_(depth) {}
+  const ModelConfig& config() const override { return cpu_.config(); }
+  std::string device_name() const override { return "cpu (pipelined test)"; }
+  int64_t weight_bytes() const override { return cpu_.weight_bytes(); }
+  NominalSpeed nominal_speed() const override { return cpu_.nominal_speed(); }
+  int64_t kv_block_bytes(int64_t block_size) const override { return cpu_.kv_block_bytes(block_size); }
+  int64_t max_device_blocks(int64_t bs, int64_t tokens) const override {
+    return cpu_.max_device_blocks(bs, tokens);
+  }
+  Status allocate_kv(int64_t block_size, int64_t device_blocks, int64_t host_blocks) override {
+    return cpu_.allocate_kv(block_size, device_blocks, host_blocks);
+  }
+  Status swap(std::span<const BlockCopy> offloads, std::span<const BlockCopy> uploads) override {
+    for (const BlockCopy& m : offloads) EXPECT_FALSE(busy(m.src)) << "offload of a busy block";
+    for (const BlockCopy& m : uploads) EXPECT_FALSE(busy(m.dst)) << "upload into a busy block";
+    return cpu_.swap(offloads, uploads);
+  }
+  Result<std::span<const float>> forward(std::span<const ForwardSeq> seqs) override {
+    EXPECT_TRUE(outstanding_.empty());
+    return cpu_.forward(seqs);
+  }
+  int pipeline_depth() const override { return depth_; }
+  void forward_submit(std::span<const ForwardSeq> seqs) override {
+    EXPECT_LT(static_cast<int>(outstanding_.size()), depth_);
+    Outstanding o;
+    for (const ForwardSeq& s : seqs) {
+      for (int32_t b : s.block_table) {
+        EXPECT_FALSE(busy(b)) << "block " << b << " in two outstanding batches";
+        o.blocks.push_back(b);
+      }
+    }
+    Result<std::span<const float>> r = cpu_.forward(seqs);
+    if (r.is_ok()) {
+      o.logits.assign(r->begin(), r->end());
+    } else {
+      o.status = r.status();
+    }
+    outstanding_.push_back(std::move(o));
+    max_outstanding_ = std::max(max_outstanding_, static_cast<int>(outstanding_.size()));
+  }
+  Result<std::span<const float>> forward_wait() override {
+    EXPECT_FALSE(outstanding_.empty());
+    current_ = std::move(outstanding_.front());
+    outstanding_.pop_front();
+    if (!current_.status.is_ok()) return current_.status;
+    return std::span<const float>(current_.logits);
+  }
+
+ private:
+  struct Outstanding {
+    std::vector<int32_t> blocks;
+    std::vector<float> logits;
+    Status status;
+  };
+  bool busy(int32_t block) const {
+    for (const Outstanding& o : outstanding_) {
+      if (std::find(o.blocks.begin(), o.blocks.end(), block) != o.blocks.end()) return true;
+    }
+    return false;
+  }
+  CpuExecutor cpu_;
+  int depth_;
+  std::deque<Outstanding> outstanding_;
+  Outstanding current_;
+  int max_outstanding_ = 0;
+};
+
+// Several batches in flight (pipeline parallelism): the same greedy tokens, also when a small
+// device pool forces swaps, and the pipeline really fills.
+TEST(EnginePipelineTest, PipelinedBatchesGiveTheSingleSequenceTokens) {
+  const auto ps = prompts();
+  std::vector<std::vector<int32_t>> expected;
+  for (size_t i = 0; i < ps.size(); ++i) expected.push_back(reference_tokens(ps[i], 10 + 3 * (i % 5)));
+  for (int depth : {2, 3}) {
+    for (int32_t device_blocks : {0, 24}) {
+      SCOPED_TRACE(::testing::Message() << "depth " << depth << " device blocks " << device_blocks);
+      Result<ModelRuntime> rt = load_model_runtime(kTinyLlama);
+      ASSERT_TRUE(rt.is_ok()) << rt.status().to_string();
+      auto executor = std::make_unique<PipelinedTestExecutor>(*rt->lm, depth);
+      EngineConfig config;
+      config.max_num_seqs = 4;
+      config.kv_block_size = 4;
+      config.device_kv_blocks = device_blocks;
+      config.host_kv_blocks = device_blocks > 0 ? 200 : 0;
+      Result<std::unique_ptr<Engine>> engine =
+          Engine::create(std::move(*rt), config, std::move(executor));
+      ASSERT_TRUE(engine.is_ok()) << engine.status().to_string();
+      (*engine)->start();
+      std::vector<std::unique_ptr<RequestStream>> streams;
+      for (size_t i = 0; i < ps.size(); ++i) {
+        Result<std::unique_ptr<RequestStream>> s =
+            (*engine)->submit(greedy_request(ps[i], 10 + 3 * (i % 5)));
+        ASSERT_TRUE(s.is_ok()) << s.status().to_string();
+        streams.push_back(std::move(*s));
+      }
+      for (size_t i = 0; i < ps.size(); ++i) {
+        Collected c = collect(*streams[i]);
+        ASSERT_TRUE(c.error.is_ok()) << c.error.to_string();
+        EXPECT_EQ(c.tokens, expected[i]) << "request " << i;
+      }
+      EngineMetrics m;
+      for (int i = 0; i < 200; ++i) {
+        m = (*engine)->metrics();
+        if (m.device_kv_blocks_used == 0 && m.num_requests_running == 0) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+      EXPECT_EQ(m.device_kv_blocks_used, 0);
+      EXPECT_EQ(m.host_kv_blocks_used, 0);
+      EXPECT_EQ(m.pipeline_depth, depth);
+      EXPECT_EQ(m.batches_in_flight_max, depth);
+      if (device_blocks > 0) {
+        EXPECT_GT(m.kv_bytes_swapped_out_total, 0);
+      }
+    }
+  }
+}
+
+// Readers that go away while their jobs are in flight: the engine skips their results and the
+// scheduler frees their blocks after the batch completes.
+TEST(EnginePipelineTest, CancelledRequestsInFlightReleaseTheirBlocks) {
+  Result<ModelRuntime> rt = load_model_runtime(kTinyLlama);
+  ASSERT_TRUE(rt.is_ok()) << rt.status().to_string();
+  auto executor = std::make_unique<PipelinedTestExecutor>(*rt->lm, 2);
+  EngineConfig config;
+  config.kv_block_size = 4;
+  Result<std::unique_ptr<Engine>> engine = Engine::create(std::move(*rt), config, std::move(executor));
+  ASSERT_TRUE(engine.is_ok()) << engine.status().to_string();
+  (*engine)->start();
+  std::vector<std::unique_ptr<RequestStream>> streams;
+  for (int i = 0; i < 6; ++i) {
+    Result<std::unique_ptr<RequestStream>> s = (*engine)->submit(greedy_request({1, 5, 9, 13}, 200));
+    ASSERT_TRUE(s.is_ok());
+    streams.push_back(std::move(*s));
+  }
+  for (int i = 0; i < 6; i += 2) ASSERT_TRUE(streams[i]->next(std::chrono::seconds(30)));
+  for (int i = 0; i < 6; i += 2) streams[i].reset();
+  for (int i = 1; i < 6; i += 2) EXPECT_EQ(collect(*streams[i]).tokens.size(), 200u);
+  EngineMetrics m;
+  for (int i = 0; i < 200; ++i) {
+    m = (*engine)->metrics();
+    if (m.device_kv_blocks_used == 0 && m.num_requests_running == 0 && m.num_requests_waiting == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(m.device_kv_blocks_used, 0);
+  EXPECT_EQ(m.num_requests_waiting, 0);
+  EXPECT_EQ(m.batches_in_flight_max, 2);
 }
 
 TEST(StopMatcherTest, HoldsBackPossibleStopPrefixesAndCutsAtTheStop) {
