@@ -5,7 +5,9 @@
 // `layers` layers in turn (the KV of one layer at batch 1 fits in L2; several do not), timed with
 // events; the table gives the median of 5 such runs, kernels alternating.
 //   decode_attn_bench [--batches 1,16,64,256] [--context 512] [--spread 96] [--split-lens 0,...]
-//                     [--heads 32] [--kv-heads 8] [--head-dim 128] [--layers 8]
+//                     [--heads 32] [--kv-heads 8] [--head-dim 128] [--layers 8] [--mma-warps 0]
+// --mma-warps: a list of warps per block of the tensor-core kernel (0 = its automatic choice, 3,
+// 4), each timed as its own row.
 // --split-lens: 0 = plan_decode_splits (what the model runs), else a fixed split length.
 // Contexts: sequence i has context + (i * 37) % spread positions (the model bench's range).
 #include <algorithm>
@@ -19,8 +21,9 @@
 
 #include <cuda_runtime.h>
 
-#include "bench_util.h"
+#include "backend/cuda/attention_decode_mma.h"
 #include "backend/cuda/kernels.h"
+#include "bench_util.h"
 #include "core/dtype.h"
 
 namespace {
@@ -56,7 +59,7 @@ const char* kernel_name(DecodeKernel k) {
 
 int main(int argc, char** argv) {
   fs::bench::set_tool_name("decode_attn_bench");
-  std::vector<int> batches = {1, 16, 64, 256}, split_lens = {0};
+  std::vector<int> batches = {1, 16, 64, 256}, split_lens = {0}, mma_warps = {0};
   int context = 512, spread = 96, heads = 32, kv_heads = 8, head_dim = 128, layers = 8;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i], v = argv[i + 1];
@@ -76,14 +79,16 @@ int main(int argc, char** argv) {
       head_dim = std::atoi(v.c_str());
     else if (a == "--layers")
       layers = std::atoi(v.c_str());
+    else if (a == "--mma-warps")
+      mma_warps = parse_list(v);
     else
       die("unknown option " + a);
   }
   int num_sms = 0;
   check(cudaDeviceGetAttribute(&num_sms, cudaDevAttrMultiProcessorCount, 0), "SM count");
   const int group = heads / kv_heads, bs = 16;
-  const fs::cuda::KvLayout kv{.num_layers = layers, .block_size = bs, .num_kv_heads = kv_heads,
-                              .head_dim = head_dim};
+  const fs::cuda::KvLayout kv{
+      .num_layers = layers, .block_size = bs, .num_kv_heads = kv_heads, .head_dim = head_dim};
   const int max_batch = *std::max_element(batches.begin(), batches.end());
   const int max_ctx = context + spread;
   const int64_t blocks_per_seq = (max_ctx + bs - 1) / bs;
@@ -112,7 +117,19 @@ int main(int argc, char** argv) {
   cudaEvent_t e0, e1;
   cudaEventCreate(&e0);
   cudaEventCreate(&e1);
-  const std::vector<DecodeKernel> kernels = {DecodeKernel::kTensorCore, DecodeKernel::kRegister};
+  // (kernel, tensor-core warps) per row; the register kernel last.
+  std::vector<DecodeKernel> kernels;
+  std::vector<int> warps_of;
+  for (const int w : mma_warps) {
+    kernels.push_back(DecodeKernel::kTensorCore);
+    warps_of.push_back(w);
+  }
+  kernels.push_back(DecodeKernel::kRegister);
+  warps_of.push_back(0);
+  auto select = [&](size_t ki) {
+    fs::cuda::set_decode_kernel(kernels[ki]);
+    fs::cuda::set_decode_mma_warps(warps_of[ki]);
+  };
 
   std::printf("device SMs %d; heads %d, kv heads %d, head_dim %d, %d layers cycled\n\n", num_sms,
               heads, kv_heads, head_dim, layers);
@@ -135,18 +152,17 @@ int main(int argc, char** argv) {
         ctx_lo = std::min(ctx_lo, ctx);
         ctx_hi = std::max(ctx_hi, ctx);
         kv_bytes += 2.0 * ctx * kv_heads * head_dim * 2;
-        descs.insert(descs.end(),
-                     {i, ctx - 1, static_cast<int32_t>(i * blocks_per_seq), 0});
+        descs.insert(descs.end(), {i, ctx - 1, static_cast<int32_t>(i * blocks_per_seq), 0});
       }
       std::vector<double> t_ms(kernels.size() * 5);
       std::vector<float> diffs(kernels.size(), 0.0f);
       for (size_t ki = 0; ki < kernels.size(); ++ki) {
-        fs::cuda::set_decode_kernel(kernels[ki]);
+        select(ki);
         if (split_opt == 0) {
           splits = fs::cuda::plan_decode_splits(b, kv_heads, head_dim, group, bucket, num_sms);
         }
-        for (int i = 0; i < b; ++i) descs[4 * i + 3] = (descs[4 * i + 1] + splits.split_len) /
-                                                       splits.split_len;
+        for (int i = 0; i < b; ++i)
+          descs[4 * i + 3] = (descs[4 * i + 1] + splits.split_len) / splits.split_len;
         check(cudaMemcpy(ddescs, descs.data(), descs.size() * 4, cudaMemcpyHostToDevice), "descs");
         const size_t need = sizeof(float) * b * heads * splits.max_splits * (head_dim + 2);
         if (need > partial_bytes) {
@@ -177,20 +193,20 @@ int main(int argc, char** argv) {
       const int reps = std::max(4, std::min(64, 2048 / b)) * layers / 4;
       for (int run = 0; run < 5; ++run) {
         for (size_t ki = 0; ki < kernels.size(); ++ki) {
-          fs::cuda::set_decode_kernel(kernels[ki]);
+          select(ki);
           if (split_opt == 0) {
             splits = fs::cuda::plan_decode_splits(b, kv_heads, head_dim, group, bucket, num_sms);
           }
-          for (int i = 0; i < b; ++i) descs[4 * i + 3] = (descs[4 * i + 1] + splits.split_len) /
-                                                         splits.split_len;
+          for (int i = 0; i < b; ++i)
+            descs[4 * i + 3] = (descs[4 * i + 1] + splits.split_len) / splits.split_len;
           check(cudaMemcpy(ddescs, descs.data(), descs.size() * 4, cudaMemcpyHostToDevice),
                 "descs");
           cudaEventRecord(e0);
           for (int r = 0; r < reps; ++r) {
-            fs::cuda::launch_attention_decode(
-                q, cache, kv, r % layers, reinterpret_cast<const fs::cuda::DecodeDesc*>(ddescs),
-                dtables, b, splits.max_splits, splits.split_len, heads, scale, partials, out,
-                nullptr);
+            fs::cuda::launch_attention_decode(q, cache, kv, r % layers,
+                                              reinterpret_cast<const fs::cuda::DecodeDesc*>(ddescs),
+                                              dtables, b, splits.max_splits, splits.split_len,
+                                              heads, scale, partials, out, nullptr);
           }
           cudaEventRecord(e1);
           check(cudaEventSynchronize(e1), "timed launches");
@@ -202,19 +218,28 @@ int main(int argc, char** argv) {
       for (size_t ki = 0; ki < kernels.size(); ++ki) {
         std::vector<double> v(t_ms.begin() + ki * 5, t_ms.begin() + ki * 5 + 5);
         std::sort(v.begin(), v.end());
-        fs::cuda::set_decode_kernel(kernels[ki]);
+        select(ki);
         if (split_opt == 0) {
           splits = fs::cuda::plan_decode_splits(b, kv_heads, head_dim, group, bucket, num_sms);
         }
-        std::printf("| %d | %d-%d | %s%d x %d | %s | %.1f | %.1f | %.0f | %s |\n", b, ctx_lo, ctx_hi,
-                    split_opt == 0 ? "plan " : "", splits.split_len, splits.max_splits,
-                    kernel_name(kernels[ki]), v[2] * 1e3, v[0] * 1e3, kv_bytes / (v[2] * 1e-3) / 1e9,
+        char name[48];
+        if (kernels[ki] != DecodeKernel::kTensorCore) {
+          std::snprintf(name, sizeof name, "%s", kernel_name(kernels[ki]));
+        } else if (warps_of[ki] == 0) {
+          std::snprintf(name, sizeof name, "%s auto", kernel_name(kernels[ki]));
+        } else {
+          std::snprintf(name, sizeof name, "%s %dw", kernel_name(kernels[ki]), warps_of[ki]);
+        }
+        std::printf("| %d | %d-%d | %s%d x %d | %s | %.1f | %.1f | %.0f | %s |\n", b, ctx_lo,
+                    ctx_hi, split_opt == 0 ? "plan " : "", splits.split_len, splits.max_splits,
+                    name, v[2] * 1e3, v[0] * 1e3, kv_bytes / (v[2] * 1e-3) / 1e9,
                     ki == 0 ? std::to_string(diffs[0]).c_str() : "-");
       }
       std::fflush(stdout);
     }
   }
   fs::cuda::set_decode_kernel(DecodeKernel::kAuto);
+  fs::cuda::set_decode_mma_warps(0);
   check(cudaGetLastError(), "launches");
   cudaFree(cache);
   cudaFree(q);

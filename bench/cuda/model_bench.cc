@@ -6,8 +6,9 @@
 // graphs with programmatic dependent launch (set_programmatic_launch).
 //   model_bench [--shape llama3-8b|opt-13b] [--model FILE.gguf] [--batches 1,16,64,256]
 //               [--context 512] [--steps 32] [--prefill 2048] [--swap-mib 0]
-//               [--decode-kernel auto|tensor-core|register|generic]
-// --decode-kernel: the split-K decode attention kernel (kernels.h DecodeKernel; A/B runs).
+//               [--decode-kernel auto|tensor-core|register|generic] [--mma-warps 0|3|4]
+// --decode-kernel: the split-K decode attention kernel (kernels.h DecodeKernel; A/B runs);
+// --mma-warps: warps per block of the tensor-core one (0: its automatic choice).
 // --swap-mib M: also time each batch's graph + PDL decode steps while the KV swap engine moves M MiB
 // of 16-token blocks each way per step (offloads and uploads of other blocks, enqueued after each
 // step and overlapped with the next on the copy streams): the issue's "iteration time under swaps
@@ -28,6 +29,7 @@
 #include <cuda_runtime.h>
 
 #include "bench_util.h"
+#include "backend/cuda/attention_decode_mma.h"
 #include "backend/cuda/cuda_model.h"
 #include "backend/cuda/device_info.h"
 #include "backend/cuda/kv_swap.h"
@@ -178,6 +180,8 @@ int main(int argc, char** argv) {
       swap_mib = std::atoi(v.c_str());
     else if (a == "--decode-kernel")
       decode_kernel = v;
+    else if (a == "--mma-warps")
+      fs::cuda::set_decode_mma_warps(std::atoi(v.c_str()));
     else
       die("unknown option " + a);
   }

@@ -1,16 +1,17 @@
 // Tensor-core paged decode attention (launch_attention_decode's default kernel for head_dim 64/128
 // and GQA groups up to 16; kernels.h, docs/KERNELS.md "Decode attention on tensor cores").
 //
-// Block = (split, KV head, query token), 4 warps. The query heads of the KV head's GQA group are
-// the M rows of mma.sync m16n8k16 (bf16 in, f32 accumulate): rows [0, group) hold the heads, the
-// rest are zero, so every K/V row of the split is read from memory once per (token, KV head) and
-// serves the whole group. The split's keys go in tiles of kTileKeys through a kStages-deep cp.async
-// ring in shared memory (16-byte copies, L2 only; rows past the split's end are zero-filled); in a
-// tile, warp w takes keys [16 w, 16 w + 16): S = Q K^T (K's rows straight as B fragments), online
-// softmax on the S fragments, P turned in registers into the A fragment of O += P V, and V's B
-// fragments from ldmatrix.trans of the row-major V tile. The 4 warps' states are merged through
-// shared memory at the end; the split's partial (max, sum, unnormalized O; the format of the merge
-// kernel in attention.cu) or, for a single split, the output is written.
+// Block = (split, KV head, query token), W = 4 or 3 warps (decode_mma_warps). The query heads of
+// the KV head's GQA group are the M rows of mma.sync m16n8k16 (bf16 in, f32 accumulate): rows
+// [0, group) hold the heads, the rest are zero, so every K/V row of the split is read from memory
+// once per (token, KV head) and serves the whole group. The split's keys go in tiles of 16 W keys
+// through a kStages-deep cp.async ring in shared memory (16-byte copies, L2 only; rows past the
+// split's end are zero-filled); in a tile, warp w takes keys [16 w, 16 w + 16): S = Q K^T (K's
+// rows straight as B fragments), online softmax on the S fragments, P turned in registers into the
+// A fragment of O += P V, and V's B fragments from ldmatrix.trans of the row-major V tile. The
+// warps' states are merged through shared memory at the end; the split's partial (max, sum,
+// unnormalized O; the format of the merge kernel in attention.cu) or, for a single split, the
+// output is written.
 #include <cfloat>
 
 #include "backend/cuda/attention_decode_mma.h"
@@ -19,17 +20,18 @@
 namespace fs::cuda {
 namespace {
 
-constexpr int kWarps = 4, kThreads = kWarps * 32;
-constexpr int kTileKeys = kWarps * 16;  // keys per cp.async stage
 constexpr int kStages = 2;
 
-template <int HD>
+// W warps per block; a ring stage holds kTileKeys = 16 W keys.
+template <int HD, int W>
 struct MmaDecodeSmem {
+  static constexpr int kThreads = W * 32;
+  static constexpr int kTileKeys = W * 16;
   static constexpr int kLd = HD + 8;  // bf16 row stride: 16-byte rows, conflict-free fragments
   static constexpr int kStageElems = 2 * kTileKeys * kLd;  // K tile, then V tile
   static constexpr size_t kRingBytes = sizeof(bf16) * kStages * kStageElems;
   // The merge area reuses the ring: [warps][16 rows][HD + 2] f32 (O, then m, l per row).
-  static constexpr size_t kMergeBytes = sizeof(float) * kWarps * 16 * (HD + 2);
+  static constexpr size_t kMergeBytes = sizeof(float) * W * 16 * (HD + 2);
   static constexpr size_t kBytes = kRingBytes > kMergeBytes ? kRingBytes : kMergeBytes;
 };
 
@@ -49,8 +51,7 @@ __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
 // 16 bytes global -> shared, bypassing L1; src_bytes 0 zero-fills the destination.
 __device__ __forceinline__ void cp_async_16(void* dst, const void* src, int src_bytes) {
   const auto d = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src),
-               "r"(src_bytes)
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src), "r"(src_bytes)
                : "memory");
 }
 __device__ __forceinline__ void cp_async_commit() {
@@ -73,11 +74,12 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t* r, const void* row) 
 // Issues the copies of keys [k0, k0 + kTileKeys) of KV head g into one ring stage (K rows, then V
 // rows); keys at or past `end` are zero-filled. Consecutive threads copy consecutive 16-byte
 // chunks of a row.
-template <int HD>
+template <int HD, int W>
 __device__ __forceinline__ void load_tile(bf16* stage, const bf16* cache, const KvLayout& kv,
                                           int32_t layer, const int32_t* table, int32_t g,
                                           int32_t k0, int32_t end, int tid) {
-  using L = MmaDecodeSmem<HD>;
+  using L = MmaDecodeSmem<HD, W>;
+  constexpr int kThreads = L::kThreads, kTileKeys = L::kTileKeys;
   constexpr int kChunks = HD / 8;
   constexpr int kPer = kTileKeys * kChunks / kThreads;
   const int64_t row_elems = static_cast<int64_t>(kv.num_kv_heads) * HD;
@@ -99,13 +101,14 @@ __device__ __forceinline__ void load_tile(bf16* stage, const bf16* cache, const 
   }
 }
 
-template <int HD>
-__global__ void __launch_bounds__(kThreads)
+template <int HD, int W>
+__global__ void __launch_bounds__(W * 32)
     attn_decode_mma_kernel(const bf16* q, const bf16* cache, KvLayout kv, int32_t layer,
-                           const DecodeDesc* descs, const int32_t* block_tables,
-                           int32_t max_splits, int32_t split_len, int32_t num_heads,
-                           float scale_log2, float* partials, bf16* out) {
-  using L = MmaDecodeSmem<HD>;
+                           const DecodeDesc* descs, const int32_t* block_tables, int32_t max_splits,
+                           int32_t split_len, int32_t num_heads, float scale_log2, float* partials,
+                           bf16* out) {
+  using L = MmaDecodeSmem<HD, W>;
+  constexpr int kThreads = L::kThreads, kTileKeys = L::kTileKeys, kWarps = W;
   pdl_wait();
   pdl_launch_dependents();
   const DecodeDesc d = descs[blockIdx.z];
@@ -142,19 +145,19 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
   for (int st = 0; st < kStages - 1; ++st) {
     if (st < num_tiles) {
-      load_tile<HD>(ring + st * L::kStageElems, cache, kv, layer, table, g,
-                    s_begin + st * kTileKeys, s_end, tid);
+      load_tile<HD, W>(ring + st * L::kStageElems, cache, kv, layer, table, g,
+                       s_begin + st * kTileKeys, s_end, tid);
     }
     cp_async_commit();
   }
 
   // Q of the group as A fragments (row r = query head g * group + r; zero rows from `group`).
-  const int64_t q_base = static_cast<int64_t>(d.row) * q_stride + static_cast<int64_t>(g) * group * HD;
-  const uint32_t* q0 = gid < group ? reinterpret_cast<const uint32_t*>(q + q_base + gid * HD)
-                                   : nullptr;
-  const uint32_t* q1 = gid + 8 < group
-                           ? reinterpret_cast<const uint32_t*>(q + q_base + (gid + 8) * HD)
-                           : nullptr;
+  const int64_t q_base =
+      static_cast<int64_t>(d.row) * q_stride + static_cast<int64_t>(g) * group * HD;
+  const uint32_t* q0 =
+      gid < group ? reinterpret_cast<const uint32_t*>(q + q_base + gid * HD) : nullptr;
+  const uint32_t* q1 =
+      gid + 8 < group ? reinterpret_cast<const uint32_t*>(q + q_base + (gid + 8) * HD) : nullptr;
   uint32_t qa[HD / 16][4];
 #pragma unroll
   for (int kc = 0; kc < HD / 16; ++kc) {
@@ -173,12 +176,12 @@ __global__ void __launch_bounds__(kThreads)
     cp_async_wait<kStages - 2>();  // this thread's copies of tile t have landed
     __syncthreads();               // everyone's have; and everyone is done with tile t - 1
     if (const int32_t next = t + kStages - 1; next < num_tiles) {
-      load_tile<HD>(ring + (next % kStages) * L::kStageElems, cache, kv, layer, table, g,
-                    s_begin + next * kTileKeys, s_end, tid);
+      load_tile<HD, W>(ring + (next % kStages) * L::kStageElems, cache, kv, layer, table, g,
+                       s_begin + next * kTileKeys, s_end, tid);
     }
     cp_async_commit();
     const int32_t key0 = s_begin + t * kTileKeys + warp * 16;  // this warp's first key
-    if (key0 >= s_end) continue;                                // warp-uniform
+    if (key0 >= s_end) continue;                               // warp-uniform
     const bf16* sk = ring + (t % kStages) * L::kStageElems + warp * 16 * L::kLd;
     const bf16* sv = sk + kTileKeys * L::kLd;
 
@@ -309,23 +312,25 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-template <int HD>
+template <int HD, int W>
 void launch_for(const bf16* q, const bf16* cache, KvLayout kv, int32_t layer,
                 const DecodeDesc* descs, const int32_t* tables, int32_t num_tokens,
                 int32_t max_splits, int32_t split_len, int32_t num_heads, float scale_log2,
                 float* partials, bf16* out, cudaStream_t stream) {
-  constexpr size_t bytes = MmaDecodeSmem<HD>::kBytes;
+  constexpr size_t bytes = MmaDecodeSmem<HD, W>::kBytes;
   static bool configured = false;  // the first launch (not thread-safe, like the others here)
   if (!configured && bytes > 48 * 1024) {
-    cudaFuncSetAttribute(attn_decode_mma_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+    cudaFuncSetAttribute(attn_decode_mma_kernel<HD, W>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                          static_cast<int>(bytes));
   }
   configured = true;
   const dim3 grid(static_cast<unsigned>(max_splits), static_cast<unsigned>(kv.num_kv_heads),
                   static_cast<unsigned>(num_tokens));
-  launch_kernel(attn_decode_mma_kernel<HD>, grid, kThreads, bytes, stream, q, cache, kv, layer,
+  launch_kernel(attn_decode_mma_kernel<HD, W>, grid, W * 32, bytes, stream, q, cache, kv, layer,
                 descs, tables, max_splits, split_len, num_heads, scale_log2, partials, out);
 }
+
+int g_mma_warps = 0;  // 0: decode_mma_warps() decides
 
 }  // namespace
 
@@ -333,16 +338,37 @@ bool decode_mma_supported(int32_t head_dim, int32_t group) {
   return (head_dim == 64 || head_dim == 128) && group >= 1 && group <= kMaxMmaDecodeGroup;
 }
 
+void set_decode_mma_warps(int warps) { g_mma_warps = warps; }
+
+int decode_mma_warps(int32_t max_splits, int64_t num_blocks, int32_t num_sms) {
+  if (g_mma_warps == 3 || g_mma_warps == 4) return g_mma_warps;
+  // 3 warps (4 blocks per SM) only pay where many long blocks run in several waves: one split
+  // per token and at least 3 waves of 4 blocks per SM (decode_attn_bench, H200, Llama-3-8B
+  // shape: b256 single split 174 -> 164 us per layer; b1-b64, split or not, 4 warps are
+  // 10-25% faster).
+  return max_splits == 1 && num_blocks >= 12 * int64_t{num_sms} ? 3 : 4;
+}
+
 void launch_decode_mma(const bf16* q, const bf16* kv_cache, KvLayout kv, int32_t layer,
                        const DecodeDesc* descs, const int32_t* block_tables, int32_t num_tokens,
-                       int32_t max_splits, int32_t split_len, int32_t num_heads,
-                       float scale_log2, float* partials, bf16* out, cudaStream_t stream) {
+                       int32_t max_splits, int32_t split_len, int32_t num_heads, float scale_log2,
+                       float* partials, bf16* out, cudaStream_t stream) {
+  static const int32_t num_sms = [] {
+    int device = 0, n = 0;
+    cudaGetDevice(&device);
+    cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device);
+    return n > 0 ? n : 132;
+  }();
+  const int64_t blocks = int64_t{max_splits} * kv.num_kv_heads * num_tokens;
+  const bool three = decode_mma_warps(max_splits, blocks, num_sms) == 3;
   if (kv.head_dim == 64) {
-    launch_for<64>(q, kv_cache, kv, layer, descs, block_tables, num_tokens, max_splits, split_len,
-                   num_heads, scale_log2, partials, out, stream);
+    (three ? launch_for<64, 3> : launch_for<64, 4>)(q, kv_cache, kv, layer, descs, block_tables,
+                                                    num_tokens, max_splits, split_len, num_heads,
+                                                    scale_log2, partials, out, stream);
   } else {
-    launch_for<128>(q, kv_cache, kv, layer, descs, block_tables, num_tokens, max_splits,
-                    split_len, num_heads, scale_log2, partials, out, stream);
+    (three ? launch_for<128, 3> : launch_for<128, 4>)(q, kv_cache, kv, layer, descs, block_tables,
+                                                      num_tokens, max_splits, split_len, num_heads,
+                                                      scale_log2, partials, out, stream);
   }
 }
 

@@ -1,7 +1,8 @@
-// The split-K decode attention kernels (tensor-core, register, generic; kernels.h DecodeKernel)
-// against a double-precision reference over the same bf16 Q/K/V: context lengths around and off
-// the block and tile sizes, GQA groups 1/4/8/16, several batch sizes and split lengths, scattered
-// block tables. The output is poisoned (NaN) before every launch, so an unwritten element fails.
+// The split-K decode attention kernels (tensor-core with 4 and 3 warps, register, generic;
+// kernels.h DecodeKernel) against a double-precision reference over the same bf16 Q/K/V: context
+// lengths around and off the block and tile sizes, GQA groups 1/4/8/16, several batch sizes and
+// split lengths, scattered block tables. The output is poisoned (NaN) before every launch, so an
+// unwritten element fails.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -9,8 +10,10 @@
 #include <numeric>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "backend/cuda/attention_decode_mma.h"
 #include "backend/cuda/kernels.h"
 #include "cuda_test_util.h"
 
@@ -39,8 +42,8 @@ TEST_P(CudaDecodeAttentionTest, EveryKernelMatchesDoubleReference) {
   if (!test::have_gpu()) GTEST_SKIP() << "no CUDA device";
   const DecodeCase c = GetParam();
   const int32_t hd = c.head_dim, kvh = c.num_kv_heads, heads = kvh * c.group;
-  const KvLayout kv{.num_layers = 3, .block_size = c.block_size, .num_kv_heads = kvh,
-                    .head_dim = hd};
+  const KvLayout kv{
+      .num_layers = 3, .block_size = c.block_size, .num_kv_heads = kvh, .head_dim = hd};
   const int32_t layer = 2, batch = static_cast<int32_t>(c.contexts.size());
   std::mt19937 rng(static_cast<uint32_t>(hd * 1000 + c.group * 100 + batch));
 
@@ -77,9 +80,9 @@ TEST_P(CudaDecodeAttentionTest, EveryKernelMatchesDoubleReference) {
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   auto kv_at = [&](int32_t i, int32_t pos, int kvi, int32_t g, int32_t d) {
     const int64_t b = tables[offsets[i] + pos / c.block_size], s = pos % c.block_size;
-    return static_cast<double>(bf16_to_fp32(
-        cache[((b * kv.num_layers + layer) * 2 + kvi) * kv.block_size * kvh * hd +
-              (s * kvh + g) * hd + d]));
+    return static_cast<double>(
+        bf16_to_fp32(cache[((b * kv.num_layers + layer) * 2 + kvi) * kv.block_size * kvh * hd +
+                           (s * kvh + g) * hd + d]));
   };
   std::vector<double> want(q.size());
   for (int32_t i = 0; i < batch; ++i) {
@@ -109,15 +112,21 @@ TEST_P(CudaDecodeAttentionTest, EveryKernelMatchesDoubleReference) {
   DeviceVec<int32_t> dtables(tables), ddescs(descs);
   DeviceVec<float> partials(static_cast<size_t>(batch) * heads * max_splits * (hd + 2));
   const std::vector<uint16_t> poison(q.size(), 0x7fc1);  // bf16 NaN
-  for (const DecodeKernel k :
-       {DecodeKernel::kTensorCore, DecodeKernel::kRegister, DecodeKernel::kGeneric}) {
+  // The tensor-core kernel with 4 and with 3 warps per block, then the two CUDA-core kernels.
+  const std::vector<std::pair<DecodeKernel, int>> runs = {{DecodeKernel::kTensorCore, 4},
+                                                          {DecodeKernel::kTensorCore, 3},
+                                                          {DecodeKernel::kRegister, 0},
+                                                          {DecodeKernel::kGeneric, 0}};
+  for (const auto& [k, warps] : runs) {
     set_decode_kernel(k);
+    set_decode_mma_warps(warps);
     const DecodeKernel ran = decode_kernel_for(hd, c.group);
     dout.put(poison);
-    launch_attention_decode(dq.as<bf16>(), dcache.as<bf16>(), kv, layer,
-                            ddescs.as<DecodeDesc>(), dtables.data(), batch, max_splits,
-                            c.split_len, heads, scale, partials.data(), dout.as<bf16>(), nullptr);
+    launch_attention_decode(dq.as<bf16>(), dcache.as<bf16>(), kv, layer, ddescs.as<DecodeDesc>(),
+                            dtables.data(), batch, max_splits, c.split_len, heads, scale,
+                            partials.data(), dout.as<bf16>(), nullptr);
     set_decode_kernel(DecodeKernel::kAuto);
+    set_decode_mma_warps(0);
     ASSERT_EQ(cudaGetLastError(), cudaSuccess);
     const std::vector<float> got = from_bf16(dout.get());
     double max_err = 0, err2 = 0, ref2 = 0;
@@ -133,7 +142,7 @@ TEST_P(CudaDecodeAttentionTest, EveryKernelMatchesDoubleReference) {
     }
     const double rel = std::sqrt(err2 / ref2);
     SCOPED_TRACE("kernel " + std::to_string(static_cast<int>(ran)) + " (asked " +
-                 std::to_string(static_cast<int>(k)) + ")");
+                 std::to_string(static_cast<int>(k)) + ", warps " + std::to_string(warps) + ")");
     EXPECT_LE(max_err, 1.5e-2) << "worst at " << worst << " (token "
                                << worst / (static_cast<size_t>(heads) * hd) << ") got "
                                << got[worst] << " want " << want[worst];
@@ -162,10 +171,10 @@ INSTANTIATE_TEST_SUITE_P(
         DecodeCase{64, 1, 16, 16, 64, {2, 63, 64, 65, 222}},
         DecodeCase{64, 2, 4, 5, 160, {1, 4, 5, 6, 99, 321}},
         // A batch of 40 tokens of mixed lengths, splits of 128.
-        DecodeCase{128, 2, 4, 16, 128,
-                   {1,   9,   16,  17,  31,  32,  33,  63,  64,  65,  66,  100, 127, 128,
-                    129, 130, 200, 255, 256, 257, 300, 383, 384, 385, 400, 511, 512, 513,
-                    600, 639, 640, 641, 700, 767, 768, 769, 800, 900, 1000, 1100}},
+        DecodeCase{128, 2, 4, 16, 128, {1,   9,   16,  17,  31,  32,  33,  63,  64,   65,
+                                        66,  100, 127, 128, 129, 130, 200, 255, 256,  257,
+                                        300, 383, 384, 385, 400, 511, 512, 513, 600,  639,
+                                        640, 641, 700, 767, 768, 769, 800, 900, 1000, 1100}},
         // head_dim 96: no tensor-core kernel, the generic one runs for every setting.
         DecodeCase{96, 2, 4, 16, 128, {1, 50, 300}}),
     case_name);
