@@ -7,17 +7,20 @@
 # token, 512 ids + 129 tokens; llama-bench -p 1 -n 0 (base), -p 512 -n 0, -p 0 -n 128, and
 # -p 0 -n 1 / -n 128 at depth 512 (-d 512: decode at context 512-640, the same as ours).
 # FASTSERVE_CPU_KERNELS=avx2 (passed through) runs our AVX2 tiles instead of AVX-512 VNNI.
+# FASTSERVE_ARGS adds flags to every generate, e.g. "--kv-cache-dtype f16" (llama.cpp's KV cache
+# is f16 by default; ours is f32 unless asked).
 set -u
 cd "$(dirname "$0")/.."
 FASTSERVE=${FASTSERVE:-build/fastserve}
+read -r -a FS_ARGS <<< "${FASTSERVE_ARGS:-}"
 LLAMA_BIN=${LLAMA_BIN:-/tmp/llama-build/bin}
 PROMPT_IDS=$(seq -s, 100 611)
 cpu() { /usr/bin/time -f "%U %S" -o /tmp/cputime.$$ "$@" > /dev/null 2>&1; awk '{print $1+$2}' /tmp/cputime.$$; }
 for r in $(seq 1 "${ROUNDS:-2}"); do
 for M in ${MODELS:-models/SmolLM2-135M-Instruct.Q4_1.gguf}; do
-  f1=$(cpu "$FASTSERVE" generate --model "$M" --threads 1 --prompt-ids 1 --max-tokens 1 --json)
-  f2=$(cpu "$FASTSERVE" generate --model "$M" --threads 1 --prompt-ids "$PROMPT_IDS" --max-tokens 1 --json)
-  f3=$(cpu "$FASTSERVE" generate --model "$M" --threads 1 --prompt-ids "$PROMPT_IDS" --max-tokens 129 --ignore-eos --json)
+  f1=$(cpu "$FASTSERVE" generate --model "$M" --threads 1 --prompt-ids 1 --max-tokens 1 --json "${FS_ARGS[@]}")
+  f2=$(cpu "$FASTSERVE" generate --model "$M" --threads 1 --prompt-ids "$PROMPT_IDS" --max-tokens 1 --json "${FS_ARGS[@]}")
+  f3=$(cpu "$FASTSERVE" generate --model "$M" --threads 1 --prompt-ids "$PROMPT_IDS" --max-tokens 129 --ignore-eos --json "${FS_ARGS[@]}")
   l1=$(cpu "$LLAMA_BIN/llama-bench" -m "$M" -t 1 -p 1 -n 0 -r 1 --no-warmup)
   l2=$(cpu "$LLAMA_BIN/llama-bench" -m "$M" -t 1 -p 512 -n 0 -r 1 --no-warmup)
   l3=$(cpu "$LLAMA_BIN/llama-bench" -m "$M" -t 1 -p 0 -n 128 -r 1 --no-warmup)

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/command.h"
+#include "cli/kv_cache_args.h"
 #include "cli/model_args.h"
 #include "core/log.h"
 #include "engine/generate.h"
@@ -18,6 +19,8 @@ int run_generate(int argc, char** argv) {
   CLI::App app{"Generate text from a prompt with the model on this machine's CPU or GPU."};
   ModelArgs model_args;
   add_model_args(app, model_args);
+  KvCacheArgs kv_cache_args;
+  add_kv_cache_args(app, kv_cache_args);
   std::string prompt, prompt_ids;
   GenerateOptions options;
   bool json_output = false, chat = false, ignore_eos = false;
@@ -50,6 +53,10 @@ int run_generate(int argc, char** argv) {
   if (!setup.is_ok()) {
     std::fprintf(stderr, "fastserve generate: %s\n", setup.status().message().c_str());
     return 1;
+  }
+  if (Status st = apply_kv_cache_args(kv_cache_args, setup->runtime); !st.is_ok()) {
+    std::fprintf(stderr, "fastserve generate: %s\n", st.message().c_str());
+    return 2;
   }
   if (setup->worker) return run_dist_worker(*setup, "generate");  // MPI rank > 0: rank 0 prints
   ModelRuntime* runtime = &setup->runtime;

@@ -13,6 +13,7 @@
 #include <CLI/CLI.hpp>
 
 #include "cli/command.h"
+#include "cli/kv_cache_args.h"
 #include "cli/model_args.h"
 #include "core/check.h"
 #include "core/log.h"
@@ -71,6 +72,8 @@ int run_profile(int argc, char** argv) {
   CLI::App app{"Measure prefill/decode/swap times on this machine and write the cost model JSON."};
   ModelArgs model_args;
   add_model_args(app, model_args, /*with_device=*/false);  // the CPU forward only, for now
+  KvCacheArgs kv_cache_args;
+  add_kv_cache_args(app, kv_cache_args);
   std::string out_path = "profile.json";
   std::vector<int64_t> prefill_lengths = {16, 32, 64, 128, 256, 512, 1024};
   std::vector<int64_t> batch_sizes = {1, 2, 4, 8, 16, 32};
@@ -95,6 +98,10 @@ int run_profile(int argc, char** argv) {
   if (!runtime.is_ok()) {
     std::fprintf(stderr, "fastserve profile: %s\n", runtime.status().message().c_str());
     return 1;
+  }
+  if (Status st = apply_kv_cache_args(kv_cache_args, *runtime); !st.is_ok()) {
+    std::fprintf(stderr, "fastserve profile: %s\n", st.message().c_str());
+    return 2;
   }
   CausalLm& lm = *runtime->lm;
   const ModelConfig& c = lm.config();

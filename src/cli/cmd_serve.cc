@@ -11,6 +11,7 @@
 #include <CLI/CLI.hpp>
 
 #include "cli/command.h"
+#include "cli/kv_cache_args.h"
 #include "cli/model_args.h"
 #include "core/log.h"
 #include "engine/engine.h"
@@ -27,6 +28,8 @@ int run_serve(int argc, char** argv) {
   CLI::App app{"Serve the model over an OpenAI-compatible HTTP API."};
   ModelArgs model_args;
   add_model_args(app, model_args);
+  KvCacheArgs kv_cache_args;
+  add_kv_cache_args(app, kv_cache_args);
   server::ServerConfig server_config;
   EngineConfig engine_config;
   if (const char* key = std::getenv("FASTSERVE_API_KEY")) server_config.api_key = key;
@@ -84,6 +87,10 @@ int run_serve(int argc, char** argv) {
   if (!setup.is_ok()) {
     std::fprintf(stderr, "fastserve serve: %s\n", setup.status().message().c_str());
     return 1;
+  }
+  if (Status st = apply_kv_cache_args(kv_cache_args, setup->runtime); !st.is_ok()) {
+    std::fprintf(stderr, "fastserve serve: %s\n", st.message().c_str());
+    return 2;
   }
   if (setup->worker) return run_dist_worker(*setup, "serve");  // MPI rank > 0: rank 0 serves
   const std::string model_path = setup->runtime.model_path;

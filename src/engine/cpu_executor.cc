@@ -112,8 +112,7 @@ void CpuExecutor::copy_loop() {
 // others, usually all, are one memcpy each. Earlier calls are complete (one call at a time).
 void CpuExecutor::run_copies(const SwapCall& call) {
   if (options_.test_copy_delay.count() > 0) std::this_thread::sleep_for(options_.test_copy_delay);
-  const int64_t block_floats = device_->shape().block_floats();
-  const size_t block_bytes = static_cast<size_t>(block_floats) * sizeof(float);
+  const size_t block_bytes = static_cast<size_t>(device_->shape().block_bytes());
   for (const BlockCopy& m : call.offloads) device_is_src_[m.src] = 1;
   for (const BlockCopy& m : call.uploads) host_is_src_[m.src] = 1;
   auto staged_offload = [&](const BlockCopy& m) { return host_is_src_[m.dst] != 0; };
@@ -121,30 +120,32 @@ void CpuExecutor::run_copies(const SwapCall& call) {
   const size_t num_staged =
       std::count_if(call.offloads.begin(), call.offloads.end(), staged_offload) +
       std::count_if(call.uploads.begin(), call.uploads.end(), staged_upload);
-  if (staging_.size() < num_staged * block_floats) staging_.resize(num_staged * block_floats);
+  if (staging_.size() < num_staged * block_bytes) staging_.resize(num_staged * block_bytes);
   size_t i = 0;
   for (const BlockCopy& m : call.offloads) {
     if (staged_offload(m))
-      std::memcpy(staging_.data() + i++ * block_floats, device_->block(m.src), block_bytes);
+      std::memcpy(staging_.data() + i++ * block_bytes, device_->block_data(m.src), block_bytes);
   }
   for (const BlockCopy& m : call.uploads) {
     if (staged_upload(m))
-      std::memcpy(staging_.data() + i++ * block_floats, host_->block(m.src), block_bytes);
+      std::memcpy(staging_.data() + i++ * block_bytes, host_->block_data(m.src), block_bytes);
   }
   for (const BlockCopy& m : call.offloads) {
-    if (!staged_offload(m)) std::memcpy(host_->block(m.dst), device_->block(m.src), block_bytes);
+    if (!staged_offload(m))
+      std::memcpy(host_->block_data(m.dst), device_->block_data(m.src), block_bytes);
   }
   for (const BlockCopy& m : call.uploads) {
-    if (!staged_upload(m)) std::memcpy(device_->block(m.dst), host_->block(m.src), block_bytes);
+    if (!staged_upload(m))
+      std::memcpy(device_->block_data(m.dst), host_->block_data(m.src), block_bytes);
   }
   i = 0;
   for (const BlockCopy& m : call.offloads) {
     if (staged_offload(m))
-      std::memcpy(host_->block(m.dst), staging_.data() + i++ * block_floats, block_bytes);
+      std::memcpy(host_->block_data(m.dst), staging_.data() + i++ * block_bytes, block_bytes);
   }
   for (const BlockCopy& m : call.uploads) {
     if (staged_upload(m))
-      std::memcpy(device_->block(m.dst), staging_.data() + i++ * block_floats, block_bytes);
+      std::memcpy(device_->block_data(m.dst), staging_.data() + i++ * block_bytes, block_bytes);
   }
   for (const BlockCopy& m : call.offloads) device_is_src_[m.src] = 0;
   for (const BlockCopy& m : call.uploads) host_is_src_[m.src] = 0;

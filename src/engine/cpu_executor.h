@@ -85,7 +85,7 @@ class CpuExecutor final : public Executor {
   bool stopping_ = false;
 
   // Copy thread only.
-  std::vector<float> staging_;                        // [staged moves, block_floats]
+  std::vector<uint8_t> staging_;                      // [staged moves, block_bytes]
   std::vector<uint8_t> device_is_src_, host_is_src_;  // [pool blocks] source of the running call
 };
 

@@ -93,7 +93,8 @@ cpu::KvCacheShape CausalLm::kv_shape(int64_t num_blocks, int64_t block_size) con
                            .num_kv_heads = config().num_kv_heads,
                            .head_dim = config().head_dim,
                            .block_size = block_size,
-                           .num_blocks = num_blocks};
+                           .num_blocks = num_blocks,
+                           .dtype = kv_dtype_};
 }
 
 int64_t CausalLm::workspace_floats(int64_t num_tokens) const {

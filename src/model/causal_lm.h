@@ -32,8 +32,13 @@ class CausalLm {
   const ModelConfig& config() const { return model_.config; }
   const LoadedModel& loaded() const { return model_; }
 
-  // The KV cache layout this model needs, for num_blocks blocks of block_size tokens.
+  // The KV cache layout this model needs, for num_blocks blocks of block_size tokens, in the KV
+  // element type set below (f32 unless set_kv_dtype was called).
   cpu::KvCacheShape kv_shape(int64_t num_blocks, int64_t block_size) const;
+  // The element type of the KV caches made from kv_shape from now on (--kv-cache-dtype); forward()
+  // runs over a cache of either type.
+  void set_kv_dtype(cpu::KvDtype dtype) { kv_dtype_ = dtype; }
+  cpu::KvDtype kv_dtype() const { return kv_dtype_; }
 
   // Runs the new tokens of every sequence through the model, writes their K/V into `cache` and
   // returns logits [num_rows, vocab]: one row per sequence (its last new token), or one per new
@@ -89,6 +94,7 @@ class CausalLm {
   std::vector<LayerF32> layers_f32_;
   std::vector<float> output_norm_, output_norm_bias_;
   cpu::RopeTable rope_;
+  cpu::KvDtype kv_dtype_ = cpu::KvDtype::kF32;
   ThreadPool* pool_;
   DistHooks dist_;
 
