@@ -89,6 +89,26 @@ def test_chunked_prefill_gives_the_same_tokens(fastserve_bin, default_model):
     assert chunked["token_ids"] == whole["token_ids"]
 
 
+def test_f16_kv_cache_generates_and_chunked_prefill_agrees(fastserve_bin, default_model):
+    # --kv-cache-dtype f16 (docs/KERNELS.md "Attention"): K/V rounded to f16, so the tokens may
+    # differ from f32's; the first greedy token (transformers' top-1, checked with f32 above) and
+    # chunked vs whole prefill over the f16 cache must agree.
+    case = REF["cases"][1]
+    ids = ids_arg(case["prompt_ids"])
+    whole = generate(fastserve_bin, default_model, "--prompt-ids", ids, "--max-tokens", "16",
+                     "--ignore-eos", "--kv-cache-dtype", "f16")
+    chunked = generate(fastserve_bin, default_model, "--prompt-ids", ids, "--max-tokens", "16",
+                       "--ignore-eos", "--kv-cache-dtype", "f16", "--prefill-chunk", "7")
+    assert len(whole["token_ids"]) == 16
+    assert chunked["token_ids"] == whole["token_ids"]
+    f32 = generate(fastserve_bin, default_model, "--prompt-ids", ids, "--max-tokens", "1",
+                   "--kv-cache-dtype", "f32")
+    assert whole["token_ids"][0] == f32["token_ids"][0]
+    bad = generate(fastserve_bin, default_model, "--prompt-ids", ids, "--kv-cache-dtype", "f8",
+                   check=False)
+    assert bad.returncode != 0 and "--kv-cache-dtype" in bad.stderr
+
+
 def test_seeded_sampling_is_reproducible(fastserve_bin, default_model):
     args = ["--prompt", "Once upon a time", "--max-tokens", "16", "--temperature", "0.8"]
     a = generate(fastserve_bin, default_model, *args, "--seed", "42")
