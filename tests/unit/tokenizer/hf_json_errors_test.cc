@@ -22,5 +22,27 @@ TEST(HfJsonErrorsTest, NonIntegerOrOutOfRangeIdsAreDataLoss) {
   EXPECT_EQ(t.status().code(), StatusCode::kDataLoss);
 }
 
+// Ids size the id -> text tables, so an id far beyond the tokens the file declares would make a tiny
+// file allocate gigabytes (tokenizer_json_fuzz: a 3 KB file with the id 15,555,592).
+TEST(HfJsonErrorsTest, IdsFarBeyondTheDeclaredTokensAreDataLoss) {
+  const std::string vocab =
+      R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 15555592}, "merges": []}})";
+  Result<std::unique_ptr<Tokenizer>> t = Tokenizer::from_hf_json(vocab, "t.json");
+  ASSERT_FALSE(t.is_ok());
+  EXPECT_EQ(t.status().code(), StatusCode::kDataLoss);
+  EXPECT_NE(t.status().message().find("t.json: id 15555592 in model.vocab is out of range"),
+            std::string::npos)
+      << t.status().to_string();
+  const std::string added =
+      R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, "added_tokens": [{"content": "<s>", "id": 2147483647}]})";
+  t = Tokenizer::from_hf_json(added, "t.json");
+  ASSERT_FALSE(t.is_ok());
+  EXPECT_EQ(t.status().code(), StatusCode::kDataLoss);
+  // Holes within the slack stay accepted (an added token just past a dense vocabulary).
+  const std::string ok =
+      R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 1}, "merges": []}, "added_tokens": [{"content": "<s>", "id": 100}]})";
+  EXPECT_TRUE(Tokenizer::from_hf_json(ok, "t.json").is_ok());
+}
+
 }  // namespace
 }  // namespace fs
