@@ -7,6 +7,10 @@
 //   model_bench [--shape llama3-8b|opt-13b] [--model FILE.gguf] [--batches 1,16,64,256]
 //               [--context 512] [--steps 32] [--prefill 2048] [--swap-mib 0]
 //               [--decode-kernel auto|tensor-core|register|generic] [--mma-warps 0|3|4]
+//               [--fused-gemv MASK]
+// --fused-gemv: which kernels of decode batches run inside the GEMVs (kernels.h set_fused_gemv, a
+// mask: 1 the norms, 2 SwiGLU in the down GEMV, 4 SwiGLU in the gate/up GEMV (with 1); default 5,
+// 0 none; A/B runs). --prefill 0 skips the prefill benchmark.
 // --decode-kernel: the split-K decode attention kernel (kernels.h DecodeKernel; A/B runs);
 // --mma-warps: warps per block of the tensor-core one (0: its automatic choice).
 // --swap-mib M: also time each batch's graph + PDL decode steps while the KV swap engine moves M MiB
@@ -180,6 +184,8 @@ int main(int argc, char** argv) {
       swap_mib = std::atoi(v.c_str());
     else if (a == "--decode-kernel")
       decode_kernel = v;
+    else if (a == "--fused-gemv")
+      fs::cuda::set_fused_gemv(std::atoi(v.c_str()));
     else if (a == "--mma-warps")
       fs::cuda::set_decode_mma_warps(std::atoi(v.c_str()));
     else
@@ -197,8 +203,9 @@ int main(int argc, char** argv) {
     die("unknown --decode-kernel " + decode_kernel);
   const std::vector<fs::cuda::DeviceInfo> devices = fs::cuda::list_devices();
   if (devices.empty()) die("no CUDA device");
-  std::printf("device: %s; decode kernel: %s\n", fs::cuda::describe(devices[0]).c_str(),
-              decode_kernel.c_str());
+  std::printf("device: %s; decode kernel: %s; fused gemv: %d\n",
+              fs::cuda::describe(devices[0]).c_str(), decode_kernel.c_str(),
+              fs::cuda::fused_gemv());
 
   const double bw = measure_d2d_bytes_per_s();
   const double peak = measure_gemm_flops(8192, 8192, 8192);
@@ -360,7 +367,7 @@ int main(int argc, char** argv) {
   for (const std::string& line : profiles) std::printf("%s", line.c_str());
 
   // Prefill: one prompt of `prefill` tokens, logits of its last token.
-  {
+  if (prefill > 0) {
     std::vector<int32_t> prompt(prefill);
     for (int i = 0; i < prefill; ++i) prompt[i] = (i * 7919) % static_cast<int>(c.vocab_size);
     std::vector<int32_t> table(blocks_per_seq);

@@ -478,15 +478,28 @@ Status CudaModel::run_layers(const KvPoolView& kv) {
                T, hidden, x, stream_);
   mark("embed");
   const float* pending_bias = nullptr;  // the last projection's bias, added by the next norm
+  // The fused decode GEMVs (kernels.h gemv_fused_supported): RMS norms without biases, SwiGLU.
+  const bool fuse_rms = (fused_gemv() & kFuseGemvNorm) && norm == NormType::kRms &&
+                        gemv_fused_supported(T, hidden);
+  const bool fuse_act = (fused_gemv() & kFuseGemvSiluMul) &&
+                        c.activation == Activation::kSiluGated && gemv_fused_supported(T, ffn);
+  const bool fuse_act_out = (fused_gemv() & kFuseGemvSiluOut) && fuse_rms;
   for (int64_t li = 0; li < c.num_layers; ++li) {
     const Layer& l = layers_[li];
     // Attention block: h = norm(x); x += Wo attention(rope(Wq h), rope(Wk h), Wv h).
-    launch_norm(x, pending_bias, nullptr, l.attn_norm, l.attn_norm_b, norm, eps, T, hidden, h,
-                stream_);
-    mark("norm");
-    FS_RETURN_IF_ERROR(
-        gemm(l.w_qkv, qd + 2 * kvd, hidden, h, T, qkv_.as<void>(), CUDA_R_32F, 0.0f));
-    mark("gemm qkv");
+    // Decode batches of RMS models: the norm runs inside the QKV GEMV (kernels.h).
+    if (fuse_rms && !pending_bias && !l.attn_norm_b) {
+      launch_gemv_rmsnorm(l.w_qkv, qd + 2 * kvd, hidden, x, l.attn_norm, eps, T, qkv_.as<void>(),
+                          true, 0.0f, stream_);
+      mark("norm + gemm qkv");
+    } else {
+      launch_norm(x, pending_bias, nullptr, l.attn_norm, l.attn_norm_b, norm, eps, T, hidden, h,
+                  stream_);
+      mark("norm");
+      FS_RETURN_IF_ERROR(
+          gemm(l.w_qkv, qd + 2 * kvd, hidden, h, T, qkv_.as<void>(), CUDA_R_32F, 0.0f));
+      mark("gemm qkv");
+    }
     launch_qkv_rope_store(qkv_.as<float>(), l.bq, l.bk, l.bv, positions, slots, inv_freq_,
                           c.rope_style == RopeStyle::kNeox, T, heads, kv.layout,
                           static_cast<int32_t>(li), q_.as<bf16>(), kv.data, stream_);
@@ -503,14 +516,35 @@ Status CudaModel::run_layers(const KvPoolView& kv) {
     mark("gemm o");
 
     // MLP block: h = norm(x + bo); x += W_down act(W_gate h, W_up h).
-    launch_norm(x, l.bo, nullptr, l.ffn_norm, l.ffn_norm_b, norm, eps, T, hidden, h, stream_);
-    mark("norm");
+    // Decode batches: the norm runs inside the gate/up GEMV, and silu(gate) * up in its epilogue
+    // (kFuseGemvSiluOut) or in the down GEMV's prologue (kFuseGemvSiluMul) (kernels.h).
+    const bool fuse_ffn_norm =
+        fuse_rms && !l.bo && !l.ffn_norm_b && c.activation == Activation::kSiluGated;
+    const bool layer_act_out = fuse_ffn_norm && fuse_act_out;
+    if (layer_act_out) {
+      launch_gemv_rmsnorm_silu(l.w_up, ffn, hidden, x, l.ffn_norm, eps, T, act_.as<bf16>(),
+                               stream_);
+      mark("norm + gemm gate_up + activation");
+    } else if (fuse_ffn_norm) {
+      launch_gemv_rmsnorm(l.w_up, 2 * ffn, hidden, x, l.ffn_norm, eps, T, up_.as<void>(), false,
+                          0.0f, stream_);
+      mark("norm + gemm gate_up");
+    } else {
+      launch_norm(x, l.bo, nullptr, l.ffn_norm, l.ffn_norm_b, norm, eps, T, hidden, h, stream_);
+      mark("norm");
+    }
     switch (c.activation) {
       case Activation::kSiluGated:
-        FS_RETURN_IF_ERROR(gemm(l.w_up, 2 * ffn, hidden, h, T, up_.as<void>(), CUDA_R_16BF, 0.0f));
-        mark("gemm gate_up");
-        launch_silu_mul(up_.as<bf16>(), T, ffn, act_.as<bf16>(), stream_);
-        mark("activation");
+        if (layer_act_out) break;
+        if (!fuse_ffn_norm) {
+          FS_RETURN_IF_ERROR(
+              gemm(l.w_up, 2 * ffn, hidden, h, T, up_.as<void>(), CUDA_R_16BF, 0.0f));
+          mark("gemm gate_up");
+        }
+        if (!fuse_act) {
+          launch_silu_mul(up_.as<bf16>(), T, ffn, act_.as<bf16>(), stream_);
+          mark("activation");
+        }
         break;
       case Activation::kRelu:
         FS_RETURN_IF_ERROR(gemm(l.w_up, ffn, hidden, h, T, act_.as<void>(), CUDA_R_16BF, 0.0f));
@@ -519,8 +553,13 @@ Status CudaModel::run_layers(const KvPoolView& kv) {
         mark("activation");
         break;
     }
-    FS_RETURN_IF_ERROR(gemm(l.w_down, hidden, ffn, act_.as<bf16>(), T, x, CUDA_R_32F, 1.0f));
-    mark("gemm down");
+    if (fuse_act && !layer_act_out) {
+      launch_gemv_silu_mul(l.w_down, hidden, ffn, up_.as<bf16>(), T, x, true, 1.0f, stream_);
+      mark("activation + gemm down");
+    } else {
+      FS_RETURN_IF_ERROR(gemm(l.w_down, hidden, ffn, act_.as<bf16>(), T, x, CUDA_R_32F, 1.0f));
+      mark("gemm down");
+    }
     pending_bias = l.b_down;
   }
   // Final norm (with the last pending bias) and LM head, only for the rows that need logits.

@@ -107,6 +107,40 @@ bool gemv_supported(int64_t num_tokens, int64_t cols);
 void launch_gemv(const bf16* w, int64_t rows, int64_t cols, const bf16* x, int64_t num_tokens,
                  void* y, bool y_f32, float beta, cudaStream_t stream);
 
+// The decode GEMV with the kernels around it fused in (issue 8: at batch 1 each of the ~300
+// launches per step costs a few us that the weight stream does not hide). Each block builds the
+// bf16 input [num_tokens, cols] in shared memory, then streams rows as launch_gemv does:
+//   launch_gemv_rmsnorm:      input = RMSNorm(x[t, :]) * norm_weight, x: [num_tokens, cols] f32
+//                             (the arithmetic of launch_norm with kRms, no biases, no row index);
+//   launch_gemv_rmsnorm_silu: the same input; w_gate_up = [Wg; Wu] [2 ffn, cols]; each warp takes
+//                             the pair (gate row r, up row ffn + r) and writes y[t, r] =
+//                             silu(gate) * up, bf16 [num_tokens, ffn] (gate and up rounded to bf16
+//                             first: the arithmetic of the GEMV + launch_silu_mul);
+//   launch_gemv_silu_mul:     input = silu(gate_up[t, :cols]) * gate_up[t, cols:], gate_up:
+//                             [num_tokens, 2 cols] bf16 (the arithmetic of launch_silu_mul).
+// y, y_f32, beta as launch_gemv. Applies where gemv_fused_supported (num_tokens <= 4, the input
+// within kMaxFusedGemvSmemBytes, cols % 8 == 0); the model uses the parts set_fused_gemv turns on
+// and the separate kernels otherwise. Not thread-safe: set before forwards run; a captured decode
+// graph keeps what it was captured with.
+inline constexpr int64_t kMaxFusedGemvTokens = 4;
+inline constexpr int64_t kMaxFusedGemvSmemBytes = 40 * 1024;
+inline constexpr int kFuseGemvNorm = 1;     // the RMSNorms into the QKV and gate/up GEMVs
+inline constexpr int kFuseGemvSiluMul = 2;  // silu(gate) * up into the down GEMV's prologue
+inline constexpr int kFuseGemvSiluOut = 4;  // or into the gate/up GEMV (needs kFuseGemvNorm)
+inline constexpr int kFuseGemvDefault = kFuseGemvNorm | kFuseGemvSiluOut;
+bool gemv_fused_supported(int64_t num_tokens, int64_t cols);
+void set_fused_gemv(int parts);  // a mask of kFuseGemv*; 0: none
+int fused_gemv();
+void launch_gemv_rmsnorm(const bf16* w, int64_t rows, int64_t cols, const float* x,
+                         const float* norm_weight, float eps, int64_t num_tokens, void* y,
+                         bool y_f32, float beta, cudaStream_t stream);
+void launch_gemv_rmsnorm_silu(const bf16* w_gate_up, int64_t ffn, int64_t cols, const float* x,
+                              const float* norm_weight, float eps, int64_t num_tokens, bf16* y,
+                              cudaStream_t stream);
+void launch_gemv_silu_mul(const bf16* w, int64_t rows, int64_t cols, const bf16* gate_up,
+                          int64_t num_tokens, void* y, bool y_f32, float beta,
+                          cudaStream_t stream);
+
 // Paged causal attention, prefill tiles: for each tile and query head, the tile's new tokens
 // against positions [0, own position] of their sequence. q: [T, heads, head_dim] bf16; out: [T,
 // heads * head_dim] bf16. Tensor cores (WMMA bf16), FlashAttention-style online softmax over 64-key

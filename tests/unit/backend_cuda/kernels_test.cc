@@ -117,6 +117,78 @@ TEST(CudaGemvTest, MatchesReference) {
   }
 }
 
+// The fused decode GEMVs against the separate kernels they replace (launch_norm + launch_gemv,
+// launch_silu_mul + launch_gemv, launch_norm + launch_gemv + launch_silu_mul) on the same inputs: 1, 2 and 4 tokens; a Llama-sized row (4096),
+// a row with a tail (1000), and 20000 short rows (more than one wave of blocks: warps loop over
+// rows); f32 out with beta = 1 and bf16 out with beta = 0. The input vector is built with the
+// same arithmetic, so only a rare rounding of a sum in another order may differ.
+TEST(CudaGemvTest, FusedNormAndActivationMatchTheSeparateKernels) {
+  SKIP_WITHOUT_GPU();
+  struct Shape {
+    int64_t rows, cols;
+  };
+  for (const Shape sh : {Shape{37, 4096}, Shape{300, 1000}, Shape{20000, 64}}) {
+    for (const int64_t tokens : {int64_t{1}, int64_t{2}, int64_t{4}}) {
+      SCOPED_TRACE(testing::Message() << "rows " << sh.rows << " cols " << sh.cols << " tokens "
+                                      << tokens);
+      const int64_t rows = sh.rows, cols = sh.cols;
+      ASSERT_TRUE(gemv_fused_supported(tokens, cols));
+      DeviceVec<uint16_t> dw(to_bf16(random_floats(rows * cols, 31, -0.1f, 0.1f)));
+      DeviceVec<float> dx(random_floats(tokens * cols, 32, -3, 3));
+      DeviceVec<float> dnw(random_floats(cols, 33, 0.5f, 1.5f));
+      DeviceVec<uint16_t> dgu(to_bf16(random_floats(tokens * 2 * cols, 34, -4, 4)));
+      DeviceVec<uint16_t> dh(tokens * cols), dh_norm(tokens * cols);
+      const std::vector<float> y0 = random_floats(tokens * rows, 35);
+      // RMSNorm + GEMV, f32 out accumulating.
+      DeviceVec<float> want_f32(y0), got_f32(y0);
+      launch_norm(dx.data(), nullptr, nullptr, dnw.data(), nullptr, NormType::kRms, 1e-5f, tokens,
+                  cols, dh.as<bf16>(), nullptr);
+      launch_norm(dx.data(), nullptr, nullptr, dnw.data(), nullptr, NormType::kRms, 1e-5f, tokens,
+                  cols, dh_norm.as<bf16>(), nullptr);
+      launch_gemv(dw.as<bf16>(), rows, cols, dh.as<bf16>(), tokens, want_f32.data(), true, 1.0f,
+                  nullptr);
+      launch_gemv_rmsnorm(dw.as<bf16>(), rows, cols, dx.data(), dnw.data(), 1e-5f, tokens,
+                          got_f32.data(), true, 1.0f, nullptr);
+      ASSERT_EQ(cudaGetLastError(), cudaSuccess);
+      expect_near_all(got_f32.get(), want_f32.get(), 2e-3, "rmsnorm + gemv, f32");
+      // RMSNorm + GEMV, bf16 out.
+      DeviceVec<uint16_t> want_bf(tokens * rows), got_bf(to_bf16(y0));
+      launch_gemv(dw.as<bf16>(), rows, cols, dh.as<bf16>(), tokens, want_bf.data(), false, 0.0f,
+                  nullptr);
+      launch_gemv_rmsnorm(dw.as<bf16>(), rows, cols, dx.data(), dnw.data(), 1e-5f, tokens,
+                          got_bf.data(), false, 0.0f, nullptr);
+      ASSERT_EQ(cudaGetLastError(), cudaSuccess);
+      expect_near_all(from_bf16(got_bf.get()), from_bf16(want_bf.get()), 3e-2,
+                      "rmsnorm + gemv, bf16");
+      // silu(gate) * up + GEMV, f32 out accumulating.
+      DeviceVec<float> want_act(y0), got_act(y0);
+      launch_silu_mul(dgu.as<bf16>(), tokens, cols, dh.as<bf16>(), nullptr);
+      launch_gemv(dw.as<bf16>(), rows, cols, dh.as<bf16>(), tokens, want_act.data(), true, 1.0f,
+                  nullptr);
+      launch_gemv_silu_mul(dw.as<bf16>(), rows, cols, dgu.as<bf16>(), tokens, got_act.data(), true,
+                           1.0f, nullptr);
+      ASSERT_EQ(cudaGetLastError(), cudaSuccess);
+      expect_near_all(got_act.get(), want_act.get(), 1e-2, "silu_mul + gemv");
+      // RMSNorm + the gate/up GEMV with silu(gate) * up in the epilogue: rows gate/up pairs of a
+      // [2 * ffn, cols] weight (here ffn = rows / 2 of the same weights).
+      const int64_t ffn = rows / 2;
+      DeviceVec<uint16_t> gate_up(tokens * 2 * ffn), want_silu(tokens * ffn);
+      DeviceVec<uint16_t> got_silu(to_bf16(random_floats(tokens * ffn, 36)));
+      launch_gemv(dw.as<bf16>(), 2 * ffn, cols, dh_norm.as<bf16>(), tokens, gate_up.data(), false,
+                  0.0f, nullptr);
+      launch_silu_mul(gate_up.as<bf16>(), tokens, ffn, want_silu.as<bf16>(), nullptr);
+      launch_gemv_rmsnorm_silu(dw.as<bf16>(), ffn, cols, dx.data(), dnw.data(), 1e-5f, tokens,
+                               got_silu.as<bf16>(), nullptr);
+      ASSERT_EQ(cudaGetLastError(), cudaSuccess);
+      // |silu(gate) * up| reaches ~15 here: one bf16 step there is 0.06.
+      expect_near_all(from_bf16(got_silu.get()), from_bf16(want_silu.get()), 0.15,
+                      "rmsnorm + gemv + silu_mul");
+    }
+  }
+  EXPECT_FALSE(gemv_fused_supported(kMaxFusedGemvTokens + 1, 64));
+  EXPECT_FALSE(gemv_fused_supported(1, kMaxFusedGemvSmemBytes));  // the input would not fit
+}
+
 // Hidden sizes of real models on each norm kernel: 4096 (4 float4 per thread), 5120 (8, with a
 // tail of idle threads), 322 (not a multiple of 4: the loop kernel); RMS with the pending bias and
 // LayerNorm with a large mean, against the CPU.
