@@ -115,6 +115,13 @@ class Scheduler {
   bool may_start_new_job() const;
   bool victims_fit_on_host(const std::vector<JobId>& victims) const;
   void select_batch(IterationPlan& plan);
+  // Books the job into the batch: uploads it when its KV is on the host, allocates its blocks up to
+  // target_blocks, marks it started and in the batch. Its victims were evicted already.
+  void add_to_batch(const PriorityKey& key, Job& job, int32_t chunk, int32_t target_blocks,
+                    bool on_host, IterationPlan& plan);
+  // After a budget-limited fill_batch: empty seats go to host-resident started jobs whose KV fits
+  // in the free device blocks above the headroom (blocking uploads, not charged to the budget).
+  void fill_free_seats(IterationPlan& plan);
   // Lowest-priority device-resident jobs below `key`, not in the batch, whose blocks cover
   // deficit_blocks; empty if all of them together do not.
   std::vector<JobId> collect_victims(const PriorityKey& key, int32_t deficit_blocks) const;
