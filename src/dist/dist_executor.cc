@@ -153,11 +153,34 @@ class ShardRunner {
   Result<std::span<const float>> forward(std::span<const ForwardSeq> seqs) {
     FS_ASSIGN_OR_RETURN(std::span<const float> logits, local_.forward(seqs));
     if (layout_.pp > 1 && layout_.last_stage() && layout_.tp_rank() == 0) {
-      check(world_->send({reinterpret_cast<const uint8_t*>(logits.data()), logits.size_bytes()}, 0,
-                         kLogitsTag),
-            "sending logits to rank 0");
+      if (pipelined_) {
+        send_logits_async(logits);
+      } else {
+        check(world_->send({reinterpret_cast<const uint8_t*>(logits.data()), logits.size_bytes()},
+                           0, kLogitsTag),
+              "sending logits to rank 0");
+      }
     }
     return logits;
+  }
+
+  // Pipelined: the last stage sends logits without waiting for their delivery (rank 0 may be busy
+  // with stage 0 of another batch, outside MPI, so a blocking send would hold this stage until
+  // then); the copies wait here until delivered. all: waits for every one (shutdown).
+  void set_pipelined(bool pipelined) { pipelined_ = pipelined; }
+  void reap_logits_sends(bool all) {
+    while (!logits_sends_.empty()) {
+      PendingLogits& p = logits_sends_.front();
+      if (all || logits_sends_.size() > kMaxLogitsSends) {
+        check(world_->wait_request(p.request, /*timed=*/true), "sending logits to rank 0");
+      } else {
+        Result<bool> done = world_->test_request(p.request);
+        check(done.status(), "sending logits to rank 0");
+        if (!*done) return;
+      }
+      spare_logits_ = std::move(p.logits);
+      logits_sends_.pop_front();
+    }
   }
 
  private:
@@ -166,6 +189,26 @@ class ShardRunner {
   ParallelLayout layout_;
   std::unique_ptr<CausalLm> lm_;
   CpuExecutor local_;
+
+  void send_logits_async(std::span<const float> logits) {
+    reap_logits_sends(/*all=*/false);
+    PendingLogits& p = logits_sends_.emplace_back();
+    p.logits = std::move(spare_logits_);
+    p.logits.assign(logits.begin(), logits.end());
+    Result<Communicator::RequestId> r = world_->isend(
+        {reinterpret_cast<const uint8_t*>(p.logits.data()), p.logits.size() * sizeof(float)}, 0,
+        kLogitsTag);
+    check(r.status(), "sending logits to rank 0");
+    p.request = *r;
+  }
+  static constexpr size_t kMaxLogitsSends = 8;  // more undelivered: wait for the oldest
+  struct PendingLogits {
+    std::vector<float> logits;  // [rows, vocab], the copy being sent
+    Communicator::RequestId request = -1;
+  };
+  bool pipelined_ = false;
+  std::deque<PendingLogits> logits_sends_;
+  std::vector<float> spare_logits_;
 };
 
 DistExecutor::DistExecutor(ModelConfig full_config, std::unique_ptr<ShardRunner> runner,
@@ -381,6 +424,7 @@ Status DistWorker::run() {
         }
         break;
       case kShutdown:
+        runner_->reap_logits_sends(/*all=*/true);
         return Status::ok();
       default:
         return make_error(StatusCode::kInternal, "rank {}: unknown command {} from rank 0",
@@ -415,6 +459,7 @@ Result<DistSetup> make_dist(const LoadedModel& model, std::shared_ptr<Communicat
            shard.config.num_kv_heads, shard.weight_bytes / 1048576.0);
   auto runner = std::make_unique<ShardRunner>(std::move(world), std::move(tp_group), layout,
                                               CausalLm::create(std::move(shard)));
+  runner->set_pipelined(pipelined);
   if (layout.rank == 0) {
     setup.executor = std::make_unique<DistExecutor>(model.config, std::move(runner), micro_batches);
   } else {
