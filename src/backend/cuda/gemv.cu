@@ -36,29 +36,20 @@ __device__ __forceinline__ void gemv_accumulate(const uint4& wv, const bf16* __r
   }
 }
 
-// Launched with PDL (launch.cuh): the first weight loads of each row are issued before pdl_wait(),
-// while the kernel that writes x is still finishing; x is read only after it.
+// One warp's dot products of a weight row with the T inputs x ([T, cols] bf16, global or shared
+// memory): four 16-byte loads per lane in flight (memory-level parallelism), the next four loading
+// while these are used; then the tail. `next` holds the row's first four loads already when
+// !load_first. acc: the sums, reduced over the warp. Used by gemv_kernel and the fused kernels.
 template <int T>
-__global__ void __launch_bounds__(kGemvWarps * 32)
-    gemv_kernel(const bf16* __restrict__ w, int64_t rows, int64_t cols, const bf16* __restrict__ x,
-                void* y, bool y_f32, float beta) {
-  const int lane = threadIdx.x % 32;
-  const int64_t row = static_cast<int64_t>(blockIdx.x) * kGemvWarps + threadIdx.x / 32;
-  const bool active = row < rows;
-  const uint4* wrow = reinterpret_cast<const uint4*>(w + (active ? row : 0) * cols);
-  const int64_t chunks = active ? cols / 8 : 0;  // 16-byte chunks of the row
-  // Four chunks in flight per lane per step (memory-level parallelism), the next four loading
-  // while these are used; then the tail.
+__device__ __forceinline__ void warp_row_dot(const bf16* w_row, int64_t chunks, const bf16* x,
+                                             int64_t cols, int lane, bool load_first,
+                                             uint4 (&next)[4], float (&acc)[T]) {
+  const uint4* wrow = reinterpret_cast<const uint4*>(w_row);
   int64_t c = lane;
-  uint4 next[4];
-  if (c + 96 < chunks) {
+  if (load_first && c + 96 < chunks) {
 #pragma unroll
-    for (int u = 0; u < 4; ++u) next[u] = __ldcs(wrow + c + 32 * u);  // streamed once
+    for (int u = 0; u < 4; ++u) next[u] = __ldcs(wrow + c + 32 * u);
   }
-  pdl_wait();
-  pdl_launch_dependents();
-  if (!active) return;
-  float acc[T];
 #pragma unroll
   for (int t = 0; t < T; ++t) acc[t] = 0.0f;
   for (; c + 96 < chunks; c += 128) {
@@ -78,6 +69,29 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) acc[t] += __shfl_xor_sync(0xffffffffu, acc[t], o);
   }
+}
+
+// Launched with PDL (launch.cuh): the first weight loads of each row are issued before pdl_wait(),
+// while the kernel that writes x is still finishing; x is read only after it.
+template <int T>
+__global__ void __launch_bounds__(kGemvWarps * 32)
+    gemv_kernel(const bf16* __restrict__ w, int64_t rows, int64_t cols, const bf16* __restrict__ x,
+                void* y, bool y_f32, float beta) {
+  const int lane = threadIdx.x % 32;
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * kGemvWarps + threadIdx.x / 32;
+  const bool active = row < rows;
+  const uint4* wrow = reinterpret_cast<const uint4*>(w + (active ? row : 0) * cols);
+  const int64_t chunks = active ? cols / 8 : 0;  // 16-byte chunks of the row
+  uint4 next[4];  // the row's first four loads per lane (warp_row_dot goes on from them)
+  if (lane + 96 < chunks) {
+#pragma unroll
+    for (int u = 0; u < 4; ++u) next[u] = __ldcs(wrow + lane + 32 * u);  // streamed once
+  }
+  pdl_wait();
+  pdl_launch_dependents();
+  if (!active) return;
+  float acc[T];
+  warp_row_dot<T>(w + row * cols, chunks, x, cols, lane, /*load_first=*/false, next, acc);
   if (lane == 0) {
 #pragma unroll
     for (int t = 0; t < T; ++t) {
@@ -113,39 +127,6 @@ enum class GemvPrologue { kRmsNorm, kSiluMul, kRmsNormSiluOut };
 
 inline constexpr int kGemvThreads = kGemvWarps * 32;
 
-// One warp's dot products of a weight row with the T inputs in shared memory, as gemv_kernel's
-// loop: four 16-byte loads per lane in flight while the previous four are used. `next` holds the
-// row's first four loads already when !load_first. acc: the sums, reduced over the warp.
-template <int T>
-__device__ __forceinline__ void fused_row_dot(const bf16* w_row, int64_t chunks, const bf16* xs,
-                                              int64_t cols, int lane, bool load_first,
-                                              uint4 (&next)[4], float (&acc)[T]) {
-  const uint4* wrow = reinterpret_cast<const uint4*>(w_row);
-  int64_t c = lane;
-  if (load_first && c + 96 < chunks) {
-#pragma unroll
-    for (int u = 0; u < 4; ++u) next[u] = __ldcs(wrow + c + 32 * u);
-  }
-#pragma unroll
-  for (int t = 0; t < T; ++t) acc[t] = 0.0f;
-  for (; c + 96 < chunks; c += 128) {
-    uint4 wv[4];
-#pragma unroll
-    for (int u = 0; u < 4; ++u) wv[u] = next[u];
-    if (c + 128 + 96 < chunks) {
-#pragma unroll
-      for (int u = 0; u < 4; ++u) next[u] = __ldcs(wrow + c + 128 + 32 * u);
-    }
-#pragma unroll
-    for (int u = 0; u < 4; ++u) gemv_accumulate<T>(wv[u], xs, cols, c + 32 * u, acc);
-  }
-  for (; c < chunks; c += 32) gemv_accumulate<T>(__ldcs(wrow + c), xs, cols, c, acc);
-#pragma unroll
-  for (int t = 0; t < T; ++t) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) acc[t] += __shfl_xor_sync(0xffffffffu, acc[t], o);
-  }
-}
 
 template <int T, GemvPrologue P>
 __global__ void __launch_bounds__(kGemvThreads)
@@ -225,12 +206,12 @@ __global__ void __launch_bounds__(kGemvThreads)
   __syncthreads();
   for (bool first = true; row < rows; row += row_step, first = false) {
     float acc[T];
-    fused_row_dot<T>(w + row * cols, chunks, xs, cols, lane, !first, next, acc);
+    warp_row_dot<T>(w + row * cols, chunks, xs, cols, lane, !first, next, acc);
     if constexpr (P == GemvPrologue::kRmsNormSiluOut) {
       // Row `row` is a gate row; its up row is row + rows: y = silu(gate) * up, rounded as the
       // separate path rounds (gate and up to bf16 first, then as silu_mul_vec_kernel).
       float up[T];
-      fused_row_dot<T>(w + (row + rows) * cols, chunks, xs, cols, lane, true, next, up);
+      warp_row_dot<T>(w + (row + rows) * cols, chunks, xs, cols, lane, true, next, up);
       if (lane == 0) {
 #pragma unroll
         for (int t = 0; t < T; ++t) {
