@@ -54,13 +54,12 @@ Status check_args(const ModelArgs& args) {
   return Status::ok();
 }
 
-// --tp/--pp > 1: this MPI rank's shard and its side of the distributed executor.
+// --tp/--pp > 1: this MPI rank's shard and its side of the distributed executor. On the CPU every
+// rank maps the model file and keeps its shard; with --device cuda each rank uploads its shard (or
+// makes dummy weights of it) to its own GPU.
 Result<ModelSetup> load_dist_setup(const ModelArgs& args) {
-  if (args.device != "cpu") {
-    return unimplemented(
-        "--tp/--pp with --device {}: distributed runs are on the CPU over MPI for now (the NCCL "
-        "executor is not written yet; docs/DISTRIBUTED.md)",
-        args.device);
+  if (args.device != "cpu" && args.device != "cuda") {
+    return invalid_argument("--device '{}': expected cpu or cuda", args.device);
   }
 #ifndef FASTSERVE_WITH_MPI
   return unimplemented(
@@ -69,13 +68,33 @@ Result<ModelSetup> load_dist_setup(const ModelArgs& args) {
   FS_ASSIGN_OR_RETURN(std::unique_ptr<dist::MpiCommunicator> world,
                       dist::MpiCommunicator::init_world(nullptr, nullptr));
   ModelSetup setup;
-  FS_ASSIGN_OR_RETURN(setup.runtime, load_runtime(args));
-  FS_ASSIGN_OR_RETURN(dist::DistSetup d, dist::make_dist(setup.runtime.lm->loaded(),
-                                                         std::move(world), args.tp, args.pp,
-                                                         args.pp_micro_batches));
+  dist::DistSetup d;
+  if (args.device == "cpu") {
+    FS_ASSIGN_OR_RETURN(setup.runtime, load_runtime(args));
+    FS_ASSIGN_OR_RETURN(d, dist::make_dist(setup.runtime.lm->loaded(), std::move(world), args.tp,
+                                           args.pp, args.pp_micro_batches));
+  } else {
+    FS_RETURN_IF_ERROR(check_args(args));
+    if (args.threads > 0) set_default_pool_threads(args.threads);
+    if (args.load_format == "dummy") {
+      FS_ASSIGN_OR_RETURN(ModelConfig config, dummy_model_config(dummy_spec(args)));
+      FS_ASSIGN_OR_RETURN(setup.runtime, load_dummy_runtime(args, config, /*cpu_model=*/false));
+      FS_ASSIGN_OR_RETURN(d, dist::make_dist_cuda(nullptr, config, std::move(world), args.tp,
+                                                  args.pp, args.pp_micro_batches));
+    } else {
+      FS_ASSIGN_OR_RETURN(std::string path, resolve_model_path(args.model));
+      FS_ASSIGN_OR_RETURN(setup.runtime, load_model_runtime(path));
+      const LoadedModel& model = setup.runtime.lm->loaded();
+      FS_ASSIGN_OR_RETURN(d, dist::make_dist_cuda(&model, model.config, std::move(world), args.tp,
+                                                  args.pp, args.pp_micro_batches));
+    }
+  }
   setup.runtime.lm.reset();  // the shard lives in the executor / worker
   setup.executor = std::move(d.executor);
   setup.worker = std::move(d.worker);
+  if (setup.executor) {
+    log_info("model '{}' on {}", setup.runtime.model_path, setup.executor->device_name());
+  }
   return setup;
 #endif
 }

@@ -38,8 +38,8 @@ Result<ModelRuntime> load_runtime(const ModelArgs& args);
 // runtime.lm), a CudaExecutor for cuda (weights uploaded from the file, or made on the GPU for
 // dummy; runtime.lm is then null). kUnimplemented when this binary has no CUDA backend,
 // kUnavailable when no GPU is visible.
-// With --tp/--pp > 1 (under mpirun, CPU only): MPI starts, every rank loads its shard; rank 0 gets
-// a dist::DistExecutor (runtime.lm null) and every other rank a `worker` (then run_dist_worker
+// With --tp/--pp > 1 (under mpirun; --device cpu, or cuda with one GPU a rank): MPI starts, every
+// rank loads its shard; rank 0 gets a dist::DistExecutor (runtime.lm null) and every other rank a `worker` (then run_dist_worker
 // instead of the command's work). kInvalidArgument when tp * pp is not the MPI world size.
 struct ModelSetup {
   ModelRuntime runtime;

@@ -7,6 +7,15 @@
 
 namespace fs::dist {
 
+double timeout_from_env_s() {
+  constexpr double kDefaultTimeoutS = 60.0;
+  const char* v = std::getenv("FASTSERVE_DIST_TIMEOUT_S");
+  if (v == nullptr || *v == '\0') return kDefaultTimeoutS;
+  char* end = nullptr;
+  const double s = std::strtod(v, &end);
+  return end != v && s > 0 ? s : kDefaultTimeoutS;
+}
+
 void fatal(int rank, const char* what, const Status& status) {
   log_error("rank {}: {}: {}; exiting", rank, what, status.message());
   std::fflush(stdout);

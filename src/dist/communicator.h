@@ -63,6 +63,9 @@ class Communicator {
   virtual Result<std::unique_ptr<Communicator>> split(int color, int key) = 0;
 };
 
+// FASTSERVE_DIST_TIMEOUT_S (default 60): how long a timed call waits for its peers.
+double timeout_from_env_s();
+
 // Logs "rank R: <what>: <status>" and exits the process with status 1: a collective that failed
 // leaves the group in no state to continue, and mpirun then stops the other ranks.
 [[noreturn]] void fatal(int rank, const char* what, const Status& status);

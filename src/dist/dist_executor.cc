@@ -1,11 +1,13 @@
 #include "dist/dist_executor.h"
 
 #include <cstring>
+#include <optional>
 
 #include <unistd.h>
 
 #include "core/check.h"
 #include "core/log.h"
+#include "dist/cuda_shard.h"
 #include "engine/cpu_executor.h"
 
 namespace fs::dist {
@@ -102,17 +104,18 @@ int64_t num_logit_rows(std::span<const ForwardSeq> seqs) {
 
 }  // namespace
 
-// One rank's shard, its KV pools (a CpuExecutor over the shard) and the hooks that connect it to
-// the other ranks.
+// One rank's shard, its KV pools (the local executor: a CpuExecutor over the shard's CausalLm, or
+// a CudaExecutor on this rank's GPU) and the hooks that connect it to the other ranks.
 class ShardRunner {
  public:
+  // CPU: the CausalLm's hooks go over MPI (world and tp_group).
   ShardRunner(std::shared_ptr<Communicator> world, std::unique_ptr<Communicator> tp_group,
               ParallelLayout layout, std::unique_ptr<CausalLm> lm)
       : world_(std::move(world)),
         tp_group_(std::move(tp_group)),
         layout_(layout),
         lm_(std::move(lm)),
-        local_(*lm_) {
+        local_(std::make_unique<CpuExecutor>(*lm_)) {
     CausalLm::DistHooks hooks;
     if (layout_.tp > 1) {
       hooks.all_reduce = [this](float* data, int64_t count) {
@@ -139,10 +142,20 @@ class ShardRunner {
     lm_->set_dist_hooks(std::move(hooks));
   }
 
+  // GPU: the executor's hooks are already connected (dist/cuda_shard.h); `comms` are the NCCL
+  // communicators they use.
+  ShardRunner(std::shared_ptr<Communicator> world, ParallelLayout layout,
+              std::vector<std::unique_ptr<Communicator>> comms, std::unique_ptr<Executor> local)
+      : world_(std::move(world)),
+        layout_(layout),
+        device_comms_(std::move(comms)),
+        local_(std::move(local)) {}
+
+  ~ShardRunner() { local_.reset(); }  // before the communicators its hooks call
+
   const ParallelLayout& layout() const { return layout_; }
   Communicator& world() { return *world_; }
-  CausalLm& lm() { return *lm_; }
-  CpuExecutor& local() { return local_; }
+  Executor& local() { return *local_; }
 
   void check(const Status& s, const char* what) const {
     if (!s.is_ok()) fatal(layout_.rank, what, s);
@@ -151,7 +164,7 @@ class ShardRunner {
   // The local forward; the last stage's tp_rank 0 then sends the logits to rank 0 when that is
   // another rank. Returns this rank's logits (empty before the last stage).
   Result<std::span<const float>> forward(std::span<const ForwardSeq> seqs) {
-    FS_ASSIGN_OR_RETURN(std::span<const float> logits, local_.forward(seqs));
+    FS_ASSIGN_OR_RETURN(std::span<const float> logits, local_->forward(seqs));
     if (layout_.pp > 1 && layout_.last_stage() && layout_.tp_rank() == 0) {
       if (pipelined_) {
         send_logits_async(logits);
@@ -185,10 +198,11 @@ class ShardRunner {
 
  private:
   std::shared_ptr<Communicator> world_;
-  std::unique_ptr<Communicator> tp_group_;
+  std::unique_ptr<Communicator> tp_group_;  // CPU: the TP all-reduce over MPI
   ParallelLayout layout_;
-  std::unique_ptr<CausalLm> lm_;
-  CpuExecutor local_;
+  std::unique_ptr<CausalLm> lm_;            // CPU: the shard's model
+  std::vector<std::unique_ptr<Communicator>> device_comms_;  // GPU: NCCL
+  std::unique_ptr<Executor> local_;
 
   void send_logits_async(std::span<const float> logits) {
     reap_logits_sends(/*all=*/false);
@@ -222,10 +236,21 @@ DistExecutor::~DistExecutor() { shutdown(); }
 
 std::string DistExecutor::device_name() const {
   const ParallelLayout& l = runner_->layout();
-  return fmt::format("cpu x {} ranks (tp {}, pp {}, MPI)", l.world_size(), l.tp, l.pp);
+  const std::string local = runner_->local().device_name();
+  const bool gpu = local.rfind("cuda", 0) == 0;
+  return fmt::format("{} x {} ranks (tp {}, pp {}, {})", local, l.world_size(), l.tp, l.pp,
+                     gpu ? "NCCL + MPI" : "MPI");
 }
 
-int64_t DistExecutor::weight_bytes() const { return runner_->lm().loaded().weight_bytes; }
+int64_t DistExecutor::weight_bytes() const { return runner_->local().weight_bytes(); }
+
+Executor::NominalSpeed DistExecutor::nominal_speed() const {
+  return runner_->local().nominal_speed();
+}
+
+int64_t DistExecutor::max_device_blocks(int64_t block_size, int64_t max_batched_tokens) const {
+  return runner_->local().max_device_blocks(block_size, max_batched_tokens);
+}
 
 int64_t DistExecutor::kv_block_bytes(int64_t block_size) const {
   return runner_->local().kv_block_bytes(block_size);
@@ -433,8 +458,9 @@ Status DistWorker::run() {
   }
 }
 
-Result<DistSetup> make_dist(const LoadedModel& model, std::shared_ptr<Communicator> world, int tp,
-                            int pp, int micro_batches) {
+namespace {
+
+Result<int> check_world(std::shared_ptr<Communicator>& world, int tp, int pp, int micro_batches) {
   if (tp * pp != world->size()) {
     return invalid_argument(
         "--tp {} x --pp {} = {} ranks, but MPI started {} (run under mpirun -np {})", tp, pp,
@@ -445,27 +471,78 @@ Result<DistSetup> make_dist(const LoadedModel& model, std::shared_ptr<Communicat
     return invalid_argument("--pp-micro-batches {}: must be between 1 and --pp ({})", micro_batches,
                             pp);
   }
-  const bool pipelined = pp > 1 && micro_batches > 1;
-  DistSetup setup;
-  setup.layout = ParallelLayout{tp, pp, world->rank()};
-  const ParallelLayout& layout = setup.layout;
-  FS_ASSIGN_OR_RETURN(LoadedModel shard, shard_model(model, layout));
-  FS_ASSIGN_OR_RETURN(std::unique_ptr<Communicator> tp_group,
-                      world->split(layout.stage(), layout.tp_rank()));
+  return micro_batches;
+}
+
+void log_shard(const ParallelLayout& layout, const ModelConfig& full, const ModelConfig& shard,
+               int64_t weight_bytes) {
   log_info("rank {} (pid {}): {}, layers [{}, {}), {} heads, {} kv heads, {:.1f} MiB of weights",
            layout.rank, static_cast<int64_t>(getpid()), layout.to_string(),
-           layout.layer_begin(layout.stage(), model.config.num_layers),
-           layout.layer_end(layout.stage(), model.config.num_layers), shard.config.num_heads,
-           shard.config.num_kv_heads, shard.weight_bytes / 1048576.0);
-  auto runner = std::make_unique<ShardRunner>(std::move(world), std::move(tp_group), layout,
-                                              CausalLm::create(std::move(shard)));
+           layout.layer_begin(layout.stage(), full.num_layers),
+           layout.layer_end(layout.stage(), full.num_layers), shard.num_heads, shard.num_kv_heads,
+           weight_bytes / 1048576.0);
+}
+
+// Rank 0 gets the executor, every other rank a worker.
+DistSetup finish_setup(const ParallelLayout& layout, const ModelConfig& full_config,
+                       std::unique_ptr<ShardRunner> runner, int micro_batches) {
+  const bool pipelined = layout.pp > 1 && micro_batches > 1;
   runner->set_pipelined(pipelined);
+  DistSetup setup;
+  setup.layout = layout;
   if (layout.rank == 0) {
-    setup.executor = std::make_unique<DistExecutor>(model.config, std::move(runner), micro_batches);
+    setup.executor = std::make_unique<DistExecutor>(full_config, std::move(runner), micro_batches);
   } else {
     setup.worker = std::make_unique<DistWorker>(std::move(runner), pipelined);
   }
   return setup;
+}
+
+}  // namespace
+
+Result<DistSetup> make_dist(const LoadedModel& model, std::shared_ptr<Communicator> world, int tp,
+                            int pp, int micro_batches) {
+  FS_ASSIGN_OR_RETURN(micro_batches, check_world(world, tp, pp, micro_batches));
+  const ParallelLayout layout{tp, pp, world->rank()};
+  FS_ASSIGN_OR_RETURN(LoadedModel shard, shard_model(model, layout));
+  FS_ASSIGN_OR_RETURN(std::unique_ptr<Communicator> tp_group,
+                      world->split(layout.stage(), layout.tp_rank()));
+  log_shard(layout, model.config, shard.config, shard.weight_bytes);
+  auto runner = std::make_unique<ShardRunner>(std::move(world), std::move(tp_group), layout,
+                                              CausalLm::create(std::move(shard)));
+  return finish_setup(layout, model.config, std::move(runner), micro_batches);
+}
+
+Result<DistSetup> make_dist_cuda(const LoadedModel* model, const ModelConfig& config,
+                                 std::shared_ptr<Communicator> world, int tp, int pp,
+                                 int micro_batches) {
+#ifndef FASTSERVE_WITH_NCCL
+  (void)model, (void)config, (void)world, (void)tp, (void)pp, (void)micro_batches;
+  return unimplemented(
+      "--tp/--pp with --device cuda: this fastserve was built without NCCL (install NCCL next to "
+      "the CUDA toolkit and rebuild)");
+#else
+  FS_ASSIGN_OR_RETURN(micro_batches, check_world(world, tp, pp, micro_batches));
+  const ParallelLayout layout{tp, pp, world->rank()};
+  FS_RETURN_IF_ERROR(check_layout(config, layout));
+  FS_RETURN_IF_ERROR(select_rank_gpu(layout.rank));
+  std::optional<LoadedModel> shard;
+  if (model != nullptr) {
+    FS_ASSIGN_OR_RETURN(LoadedModel s, shard_model(*model, layout));
+    shard = std::move(s);
+  }
+  FS_ASSIGN_OR_RETURN(std::unique_ptr<Communicator> tp_group,
+                      world->split(layout.stage(), layout.tp_rank()));
+  FS_ASSIGN_OR_RETURN(std::unique_ptr<Communicator> pp_group,
+                      world->split(layout.tp_rank(), layout.stage()));
+  const ModelConfig local_config = shard_config(config, layout);
+  FS_ASSIGN_OR_RETURN(CudaShard local, make_cuda_shard(shard ? &*shard : nullptr, local_config,
+                                                       layout, *tp_group, *pp_group));
+  log_shard(layout, config, local_config, local.executor->weight_bytes());
+  auto runner = std::make_unique<ShardRunner>(std::move(world), layout, std::move(local.comms),
+                                              std::move(local.executor));
+  return finish_setup(layout, config, std::move(runner), micro_batches);
+#endif
 }
 
 }  // namespace fs::dist

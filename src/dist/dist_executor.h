@@ -39,10 +39,11 @@ class DistExecutor final : public Executor {
   std::string device_name() const override;
   // This rank's shard (each rank streams its own in parallel).
   int64_t weight_bytes() const override;
-  NominalSpeed nominal_speed() const override { return {}; }
+  // This rank's local executor's (every rank's shard is alike).
+  NominalSpeed nominal_speed() const override;
   // Bytes of this rank's part of a block (its kv heads and layers).
   int64_t kv_block_bytes(int64_t block_size) const override;
-  int64_t max_device_blocks(int64_t, int64_t) const override { return 0; }
+  int64_t max_device_blocks(int64_t block_size, int64_t max_batched_tokens) const override;
   Status allocate_kv(int64_t block_size, int64_t device_blocks, int64_t host_blocks) override;
   Status swap(std::span<const BlockCopy> offloads, std::span<const BlockCopy> uploads) override;
   Result<std::span<const float>> forward(std::span<const ForwardSeq> seqs) override;
@@ -109,5 +110,13 @@ struct DistSetup {
 // at a time; 0: pp); every rank must pass the same. Collective over `world` (splits the TP groups).
 Result<DistSetup> make_dist(const LoadedModel& model, std::shared_ptr<Communicator> world, int tp,
                             int pp, int micro_batches = 0);
+
+// The same over GPU ranks (one GPU per rank: the launcher's local rank): each rank's shard runs on
+// a CudaExecutor, the TP all-reduce and the stage handoff go over NCCL (dist/cuda_shard.h), the
+// commands and logits over `world` (MPI). `model` null: random weights of `config` made on each
+// GPU (--load-format dummy). kUnimplemented without NCCL in this build.
+Result<DistSetup> make_dist_cuda(const LoadedModel* model, const ModelConfig& config,
+                                 std::shared_ptr<Communicator> world, int tp, int pp,
+                                 int micro_batches = 0);
 
 }  // namespace fs::dist

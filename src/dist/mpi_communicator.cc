@@ -13,16 +13,6 @@
 namespace fs::dist {
 namespace {
 
-constexpr double kDefaultTimeoutS = 60.0;
-
-double timeout_from_env() {
-  const char* v = std::getenv("FASTSERVE_DIST_TIMEOUT_S");
-  if (v == nullptr || *v == '\0') return kDefaultTimeoutS;
-  char* end = nullptr;
-  const double s = std::strtod(v, &end);
-  return end != v && s > 0 ? s : kDefaultTimeoutS;
-}
-
 std::string mpi_error_text(int code) {
   char text[MPI_MAX_ERROR_STRING];
   int len = 0;
@@ -56,7 +46,7 @@ Result<std::unique_ptr<MpiCommunicator>> MpiCommunicator::init_world(int* argc, 
   }
   MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
   return std::unique_ptr<MpiCommunicator>(
-      new MpiCommunicator(MPI_COMM_WORLD, /*owns_world=*/true, timeout_from_env()));
+      new MpiCommunicator(MPI_COMM_WORLD, /*owns_world=*/true, timeout_from_env_s()));
 }
 
 MpiCommunicator::MpiCommunicator(MPI_Comm comm, bool owns_world, double timeout_s)

@@ -63,10 +63,14 @@ NcclCommunicator::~NcclCommunicator() {
 
 Status NcclCommunicator::finish(ncclResult_t launched, const char* what, double timeout_s) {
   if (launched != ncclSuccess && launched != ncclInProgress) return nccl_error(launched, what);
+  return wait_stream(stream_, what, timeout_s);
+}
+
+Status NcclCommunicator::wait_stream(cudaStream_t stream, const char* what, double timeout_s) {
   using Clock = std::chrono::steady_clock;
   const Clock::time_point start = Clock::now();
   for (;;) {
-    const cudaError_t q = cudaStreamQuery(stream_);
+    const cudaError_t q = cudaStreamQuery(stream);
     if (q == cudaSuccess) return Status::ok();
     if (q != cudaErrorNotReady) return cuda_error(q, what);
     ncclResult_t async = ncclSuccess;
@@ -81,8 +85,31 @@ Status NcclCommunicator::finish(ncclResult_t launched, const char* what, double 
                         "NCCL {} did not complete within {:.0f} s: a peer rank died or hangs", what,
                         timeout_s);
     }
-    std::this_thread::sleep_for(std::chrono::microseconds(20));
+    // Spin (yielding) while a wait is short, as cudaStreamSynchronize would: a sleep costs ~60 us,
+    // a good part of a decode step. Longer waits sleep.
+    if (Clock::now() - start < std::chrono::milliseconds(100)) {
+      std::this_thread::yield();
+    } else {
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
   }
+}
+
+Status NcclCommunicator::enqueue_all_reduce_sum(float* data, int64_t count, cudaStream_t stream) {
+  const ncclResult_t r =
+      ncclAllReduce(data, data, static_cast<size_t>(count), ncclFloat32, ncclSum, comm_, stream);
+  return r == ncclSuccess || r == ncclInProgress ? Status::ok() : nccl_error(r, "all_reduce");
+}
+
+Status NcclCommunicator::enqueue_send(const float* data, int64_t count, int dst,
+                                      cudaStream_t stream) {
+  const ncclResult_t r = ncclSend(data, static_cast<size_t>(count), ncclFloat32, dst, comm_, stream);
+  return r == ncclSuccess || r == ncclInProgress ? Status::ok() : nccl_error(r, "send");
+}
+
+Status NcclCommunicator::enqueue_recv(float* data, int64_t count, int src, cudaStream_t stream) {
+  const ncclResult_t r = ncclRecv(data, static_cast<size_t>(count), ncclFloat32, src, comm_, stream);
+  return r == ncclSuccess || r == ncclInProgress ? Status::ok() : nccl_error(r, "recv");
 }
 
 Status NcclCommunicator::all_reduce_sum(std::span<float> data) {

@@ -2,7 +2,7 @@
 // executor's activations), the operations run on the communicator's CUDA stream, and each call
 // returns once its stream work is done. Rank bootstrap (the ncclUniqueId) goes over an MPI
 // communicator. Built when CMake finds nccl.h and libnccl next to the CUDA toolkit
-// (FASTSERVE_WITH_NCCL); compiled in CI, not yet run: docs/DISTRIBUTED.md lists what is left.
+// (FASTSERVE_WITH_NCCL). GPU ranks use it for the TP all-reduce and the PP stage handoff (cuda_shard.h).
 // Timeouts: a call polls its stream (cudaStreamQuery) and ncclCommGetAsyncError; after the
 // communicator's timeout it aborts the NCCL communicator (ncclCommAbort) and returns kUnavailable.
 // NCCL has no tags: send/recv ignore `tag` (the executor keeps one message in flight per pair).
@@ -42,6 +42,17 @@ class NcclCommunicator final : public Communicator {
   Status recv(std::span<uint8_t> bytes, int src, int tag) override;
   Status barrier() override;
   Result<std::unique_ptr<Communicator>> split(int color, int key) override;
+
+  // Enqueue-only variants for the GPU forward (dist/cuda_shard.h): the operation goes on `stream`
+  // (the model's, so it orders with the kernels around it and can be captured into a CUDA graph)
+  // and the call returns at once. Errors are launch errors only; wait_stream() sees the rest.
+  Status enqueue_all_reduce_sum(float* data, int64_t count, cudaStream_t stream);
+  Status enqueue_send(const float* data, int64_t count, int dst, cudaStream_t stream);
+  Status enqueue_recv(float* data, int64_t count, int src, cudaStream_t stream);
+  // Waits for `stream` like finish(): polls it and this communicator's asynchronous error, and after
+  // `timeout_s` (<= 0: no limit) aborts the communicator and returns kUnavailable naming `what`.
+  Status wait_stream(cudaStream_t stream, const char* what, double timeout_s);
+  double timeout_s() const { return timeout_s_; }
 
  private:
   NcclCommunicator(ncclComm_t comm, cudaStream_t stream, double timeout_s);

@@ -127,6 +127,16 @@ Status check_layout(const ModelConfig& c, const ParallelLayout& layout) {
   return Status::ok();
 }
 
+ModelConfig shard_config(const ModelConfig& config, const ParallelLayout& layout) {
+  ModelConfig c = config;
+  c.num_heads = config.num_heads / layout.tp;
+  c.num_kv_heads = config.num_kv_heads / layout.tp;
+  c.intermediate_size = config.intermediate_size / layout.tp;
+  c.num_layers = layout.layer_end(layout.stage(), config.num_layers) -
+                 layout.layer_begin(layout.stage(), config.num_layers);
+  return c;
+}
+
 Result<LoadedModel> shard_model(const LoadedModel& model, const ParallelLayout& layout) {
   FS_RETURN_IF_ERROR(check_layout(model.config, layout));
   LoadedModel shard = model;
@@ -163,10 +173,7 @@ Result<LoadedModel> shard_model(const LoadedModel& model, const ParallelLayout& 
       }
     }
   }
-  c.num_heads = heads;
-  c.num_kv_heads = kv_heads;
-  c.intermediate_size = ffn;
-  c.num_layers = end - begin;
+  c = shard_config(model.config, layout);
   shard.shard_data = std::move(owned);
   shard.weight_bytes = tensor_bytes(shard.weights);
   return shard;

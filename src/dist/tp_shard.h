@@ -44,6 +44,10 @@ struct ParallelLayout {
 // divisible by tp, more stages than layers, a rank outside the world. The message names the count.
 Status check_layout(const ModelConfig& config, const ParallelLayout& layout);
 
+// The config of this rank's shard (the local counts named at the top); `config` must pass
+// check_layout. For shards made without a model file (dummy weights on a GPU).
+ModelConfig shard_config(const ModelConfig& config, const ParallelLayout& layout);
+
 // This rank's shard of `model` (see the top of this file). The result shares the mappings of
 // `model`. kInvalidArgument for a layout check_layout rejects, or a row-parallel slice that does
 // not fall on the weight's quantization blocks (names the tensor, its dtype and the slice width).

@@ -327,8 +327,9 @@ Status ModelConfig::validate() const {
   if (position == PositionKind::kRope && !(rope_theta > 0.0 && std::isfinite(rope_theta))) {
     return bad(fmt::format("rope_theta {} must be > 0", rope_theta));
   }
-  if (arch == ModelArch::kOpt && hidden_size != num_heads * head_dim) {
-    return bad("OPT hidden_size must equal num_heads * head_dim");
+  // A tensor-parallel shard's config keeps the full hidden size with its part of the heads.
+  if (arch == ModelArch::kOpt && hidden_size % (num_heads * head_dim) != 0) {
+    return bad("OPT hidden_size must be num_heads * head_dim (or a multiple, in a TP shard)");
   }
   const RopeScaling& s = rope_scaling;
   if (s.type != RopeScalingType::kNone && !(s.factor > 0.0)) {

@@ -473,10 +473,26 @@ Status CudaModel::run_layers(const KvPoolView& kv) {
   float* x = x_.as<float>();
   bf16* h = h_.as<bf16>();
 
+  // Tensor parallelism: x is summed over the TP group after each row-parallel projection, which
+  // adds its bias before the sum (DistHooks); only the residual owner carries x into the sum.
+  const bool tp = static_cast<bool>(dist_.all_reduce);
+  const float residual = dist_.residual_owner ? 1.0f : 0.0f;
+  const auto reduce = [&](const float* bias) -> Status {
+    if (bias) launch_add_bias(x, bias, T, hidden, stream_);
+    FS_RETURN_IF_ERROR(dist_.all_reduce(x, T * hidden));
+    mark("all-reduce");
+    return Status::ok();
+  };
+
   mark(nullptr);
-  launch_embed(tokens, positions, tok_embd_, pos_embd_, static_cast<int32_t>(c.learned_pos_offset),
-               T, hidden, x, stream_);
-  mark("embed");
+  if (dist_.recv_hidden) {  // a later pipeline stage: x from the previous one
+    FS_RETURN_IF_ERROR(dist_.recv_hidden(x, T * hidden));
+    mark("receive hidden");
+  } else {
+    launch_embed(tokens, positions, tok_embd_, pos_embd_,
+                 static_cast<int32_t>(c.learned_pos_offset), T, hidden, x, stream_);
+    mark("embed");
+  }
   const float* pending_bias = nullptr;  // the last projection's bias, added by the next norm
   // The fused decode GEMVs (kernels.h gemv_fused_supported): RMS norms without biases, SwiGLU.
   const bool fuse_rms = (fused_gemv() & kFuseGemvNorm) && norm == NormType::kRms &&
@@ -512,14 +528,16 @@ Status CudaModel::run_layers(const KvPoolView& kv) {
                             tables, static_cast<int32_t>(num_decode_), max_splits_, split_len_,
                             heads, scale, partials_.as<float>(), attn_.as<bf16>(), stream_);
     mark("attention decode");
-    FS_RETURN_IF_ERROR(gemm(l.wo, hidden, qd, attn_.as<bf16>(), T, x, CUDA_R_32F, 1.0f));
+    FS_RETURN_IF_ERROR(gemm(l.wo, hidden, qd, attn_.as<bf16>(), T, x, CUDA_R_32F, residual));
     mark("gemm o");
+    if (tp) FS_RETURN_IF_ERROR(reduce(l.bo));
+    const float* bo = tp ? nullptr : l.bo;  // TP added it before the sum
 
     // MLP block: h = norm(x + bo); x += W_down act(W_gate h, W_up h).
     // Decode batches: the norm runs inside the gate/up GEMV, and silu(gate) * up in its epilogue
     // (kFuseGemvSiluOut) or in the down GEMV's prologue (kFuseGemvSiluMul) (kernels.h).
     const bool fuse_ffn_norm =
-        fuse_rms && !l.bo && !l.ffn_norm_b && c.activation == Activation::kSiluGated;
+        fuse_rms && !bo && !l.ffn_norm_b && c.activation == Activation::kSiluGated;
     const bool layer_act_out = fuse_ffn_norm && fuse_act_out;
     if (layer_act_out) {
       launch_gemv_rmsnorm_silu(l.w_up, ffn, hidden, x, l.ffn_norm, eps, T, act_.as<bf16>(),
@@ -530,7 +548,7 @@ Status CudaModel::run_layers(const KvPoolView& kv) {
                           0.0f, stream_);
       mark("norm + gemm gate_up");
     } else {
-      launch_norm(x, l.bo, nullptr, l.ffn_norm, l.ffn_norm_b, norm, eps, T, hidden, h, stream_);
+      launch_norm(x, bo, nullptr, l.ffn_norm, l.ffn_norm_b, norm, eps, T, hidden, h, stream_);
       mark("norm");
     }
     switch (c.activation) {
@@ -554,13 +572,24 @@ Status CudaModel::run_layers(const KvPoolView& kv) {
         break;
     }
     if (fuse_act && !layer_act_out) {
-      launch_gemv_silu_mul(l.w_down, hidden, ffn, up_.as<bf16>(), T, x, true, 1.0f, stream_);
+      launch_gemv_silu_mul(l.w_down, hidden, ffn, up_.as<bf16>(), T, x, true, residual, stream_);
       mark("activation + gemm down");
     } else {
-      FS_RETURN_IF_ERROR(gemm(l.w_down, hidden, ffn, act_.as<bf16>(), T, x, CUDA_R_32F, 1.0f));
+      FS_RETURN_IF_ERROR(
+          gemm(l.w_down, hidden, ffn, act_.as<bf16>(), T, x, CUDA_R_32F, residual));
       mark("gemm down");
     }
-    pending_bias = l.b_down;
+    if (tp) {
+      FS_RETURN_IF_ERROR(reduce(l.b_down));
+    } else {
+      pending_bias = l.b_down;
+    }
+  }
+  if (dist_.send_hidden) {  // an earlier pipeline stage: x goes on to the next, no logits here
+    if (pending_bias) launch_add_bias(x, pending_bias, T, hidden, stream_);
+    FS_RETURN_IF_ERROR(dist_.send_hidden(x, T * hidden));
+    mark("send hidden");
+    return check_launch("forward kernels");
   }
   // Final norm (with the last pending bias) and LM head, only for the rows that need logits.
   launch_norm(x, pending_bias, meta + off_rows_, output_norm_, output_norm_b_, norm, eps, num_rows_,
@@ -582,12 +611,20 @@ Result<int64_t> CudaModel::enqueue_forward(std::span<const ForwardSeq> seqs, con
                                       "attention partials"));
   FS_RETURN_IF_ERROR(logits_.ensure(sizeof(float) * num_rows_ * c.vocab_size, "logits"));
   FS_RETURN_IF_ERROR(tokens_out_.ensure(sizeof(int32_t) * num_rows_, "sampled tokens"));
+  // A stage that hands its hidden states on computes no logits.
+  const int64_t rows = dist_.send_hidden ? 0 : num_rows_;
   if (const int64_t bucket = decode_graph_bucket(seqs); bucket > 0) {
     FS_ASSIGN_OR_RETURN(const bool replayed, run_decode_graph(bucket, kv));
-    if (replayed) return num_rows_;
+    if (replayed) return rows;
   }
   FS_RETURN_IF_ERROR(run_layers(kv));
-  return num_rows_;
+  return rows;
+}
+
+Status CudaModel::wait_stream() {
+  if (dist_.wait) return dist_.wait();
+  FS_CUDA_OK(cudaStreamSynchronize(stream_));
+  return Status::ok();
 }
 
 // ---- CUDA graphs for decode steps ----
@@ -722,9 +759,11 @@ Result<std::span<const float>> CudaModel::forward(std::span<const ForwardSeq> se
     FS_CUDA_OK(cudaMallocHost(&logits_pinned_, sizeof(float) * n));
     logits_pinned_capacity_ = n;
   }
-  FS_CUDA_OK(cudaMemcpyAsync(logits_pinned_, logits_.as<float>(), sizeof(float) * n,
-                             cudaMemcpyDeviceToHost, stream_));
-  FS_CUDA_OK(cudaStreamSynchronize(stream_));
+  if (n > 0) {
+    FS_CUDA_OK(cudaMemcpyAsync(logits_pinned_, logits_.as<float>(), sizeof(float) * n,
+                               cudaMemcpyDeviceToHost, stream_));
+  }
+  FS_RETURN_IF_ERROR(wait_stream());
   return std::span<const float>(logits_pinned_, n);
 }
 
@@ -741,7 +780,7 @@ Result<std::span<const int32_t>> CudaModel::forward_greedy(std::span<const Forwa
   FS_RETURN_IF_ERROR(check_launch("argmax"));
   FS_CUDA_OK(cudaMemcpyAsync(tokens_pinned_, tokens_out_.as<int32_t>(), sizeof(int32_t) * rows,
                              cudaMemcpyDeviceToHost, stream_));
-  FS_CUDA_OK(cudaStreamSynchronize(stream_));
+  FS_RETURN_IF_ERROR(wait_stream());
   return std::span<const int32_t>(tokens_pinned_, static_cast<size_t>(rows));
 }
 

@@ -10,6 +10,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -114,6 +115,27 @@ class CudaModel {
   int64_t num_cuda_graphs() const { return static_cast<int64_t>(graphs_.size()); }
   int64_t num_graph_replays() const { return num_graph_replays_; }
 
+  // Tensor and pipeline parallelism (dist/cuda_shard.h; docs/DISTRIBUTED.md). The hooks enqueue
+  // their communication on stream(), in order with the kernels around them (so decode graphs
+  // capture them too), and return launch errors only.
+  //  - all_reduce (TP): after the attention-out and MLP-down projections the f32 residual stream x
+  //    [T, hidden] is summed over the TP group. The rank with residual_owner adds its x and the
+  //    row-parallel biases (only its shard has them) to its partial product; the others contribute
+  //    their partial products alone, so the sum is x + every rank's part, on every rank.
+  //  - recv_hidden (a stage after the first): x comes from the previous stage instead of the
+  //    embedding. send_hidden (a stage before the last): after its layers the forward hands x (with
+  //    the last layer's bias added) to the next stage and computes no logits (0 rows).
+  //  - wait: replaces cudaStreamSynchronize(stream()) where a forward waits (a peer that died
+  //    makes it fail after a timeout instead of hanging).
+  struct DistHooks {
+    std::function<Status(float* x, int64_t count)> all_reduce;
+    std::function<Status(float* x, int64_t count)> recv_hidden;
+    std::function<Status(const float* x, int64_t count)> send_hidden;
+    std::function<Status()> wait;
+    bool residual_owner = true;
+  };
+  void set_dist_hooks(DistHooks hooks) { dist_ = std::move(hooks); }
+
   // Benchmarks: when on, every forward records CUDA events between its phases and phase_times_ms()
   // returns the GPU time per phase ("gemm qkv", "attention", ...) summed over the forwards since
   // the last reset. Off by default (no events recorded).
@@ -137,6 +159,8 @@ class CudaModel {
     float* b_up = nullptr;
     float* b_down = nullptr;
   };
+
+  Status wait_stream();  // the forward's wait for stream_ (DistHooks::wait when set)
 
   // The device buffers a captured forward has baked in; a graph is valid while they are the same.
   using GraphBuffers = std::array<const void*, 12>;
@@ -184,6 +208,7 @@ class CudaModel {
   cublasHandle_t cublas_ = nullptr;
   int num_sms_ = 0;
 
+  DistHooks dist_;
   bool cuda_graphs_ = true;
   std::vector<DecodeGraph> graphs_;
   std::vector<std::pair<int64_t, int64_t>> graph_keys_seen_;  // (batch, bucket) run once eagerly

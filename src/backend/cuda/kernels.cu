@@ -247,6 +247,15 @@ __global__ void bias_relu_kernel(bf16* x, const float* bias, int64_t width, int6
   }
 }
 
+__global__ void add_bias_kernel(float* x, const float* bias, int64_t width, int64_t n) {
+  pdl_wait();
+  pdl_launch_dependents();
+  for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < n;
+       idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    x[idx] += bias[idx % width];
+  }
+}
+
 __global__ void argmax_kernel(const float* logits, int64_t vocab, int32_t* out) {
   pdl_wait();
   pdl_launch_dependents();
@@ -404,6 +413,13 @@ void launch_bias_relu(bf16* x, const float* bias, int64_t num_tokens, int64_t n,
   const int64_t total = num_tokens * n;
   if (total == 0) return;
   launch_kernel(bias_relu_kernel, grid_for(total, 256), 256, 0, stream, x, bias, n, total);
+}
+
+void launch_add_bias(float* x, const float* bias, int64_t num_tokens, int64_t n,
+                     cudaStream_t stream) {
+  const int64_t total = num_tokens * n;
+  if (total == 0) return;
+  launch_kernel(add_bias_kernel, grid_for(total, 256), 256, 0, stream, x, bias, n, total);
 }
 
 void launch_argmax(const float* logits, int64_t rows, int64_t vocab, int32_t* out,

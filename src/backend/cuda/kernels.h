@@ -90,6 +90,11 @@ void launch_silu_mul(const bf16* gate_up, int64_t num_tokens, int64_t ffn, bf16*
 void launch_bias_relu(bf16* x, const float* bias, int64_t num_tokens, int64_t n,
                       cudaStream_t stream);
 
+// x[t, i] += bias[i]. x: [T, n] f32 (the residual stream); bias [n]. Tensor parallelism adds the
+// row-parallel biases once, before the all-reduce (cuda_model.h DistHooks).
+void launch_add_bias(float* x, const float* bias, int64_t num_tokens, int64_t n,
+                     cudaStream_t stream);
+
 // out[r] = argmax_v logits[r, v] (lowest index among ties). logits: [rows, vocab] f32.
 void launch_argmax(const float* logits, int64_t rows, int64_t vocab, int32_t* out,
                    cudaStream_t stream);
