@@ -38,11 +38,12 @@ def mpi_env():
     return env
 
 
-def launch(fastserve, layout, args, log, timeout=600):
+def launch(fastserve, layout, args, log, timeout=600, extra_env=None):
     """Runs `fastserve generate ... --json` on one GPU (layout None) or under mpirun; returns the
     JSON rank 0 printed."""
     cmd = [fastserve, "generate", "--device", "cuda", "--json", *args]
     env = mpi_env()
+    env.update(extra_env or {})
     if layout is None:
         env["CUDA_VISIBLE_DEVICES"] = "0"
     else:
@@ -136,12 +137,14 @@ def latency(fastserve, log, results, repeats, tokenizer):
     prompt = ",".join(str(100 + i) for i in range(128))
     args = ["--load-format", "dummy", "--model", "llama-3-8b", "--tokenizer", tokenizer,
             "--prompt-ids", prompt, "--max-tokens", "384", "--ignore-eos"]
-    layouts = [("one GPU", None), ("TP=2", ("--tp", 2)), ("PP=2", ("--pp", 2))]
-    runs = {label: [] for label, _ in layouts}
+    layouts = [("one GPU", None, None), ("TP=2", ("--tp", 2), None),
+               ("TP=2, NCCL all-reduce only", ("--tp", 2), {"FASTSERVE_TP_ALLREDUCE": "nccl"}),
+               ("PP=2", ("--pp", 2), None)]
+    runs = {label: [] for label, _, _ in layouts}
     for rep in range(repeats):
-        for label, layout in layouts:
+        for label, layout, extra_env in layouts:
             try:
-                r = launch(fastserve, layout, args, log)
+                r = launch(fastserve, layout, args, log, extra_env=extra_env)
                 ms = 1e3 / r["timings"]["decode_tokens_per_s"]
                 runs[label].append(ms)
                 print(f"round {rep + 1}: {label}: {ms:.3f} ms/token", flush=True)
@@ -272,14 +275,18 @@ def main():
     results = {"tokens": []}
     ok = True
     with open(out / "dist_checks.log", "w") as log:
+        def save():  # after every phase: a run cut short keeps what it measured
+            (out / "dist_checks.json").write_text(json.dumps(results, indent=1))
+            write_md(results, out)
         if not a.skip_tokens:
             ok = token_checks(a.fastserve, work, log, results)
+            save()
         if not a.skip_latency:
             latency(a.fastserve, log, results, a.repeats, a.tokenizer)
+            save()
         if not a.skip_throughput:
             throughput(a.fastserve, log, results, a.tokenizer, a.max_num_seqs, a.max_output_len)
-    (out / "dist_checks.json").write_text(json.dumps(results, indent=1))
-    write_md(results, out)
+            save()
     print((out / "dist_checks.md").read_text())
     sys.exit(0 if ok else 1)
 

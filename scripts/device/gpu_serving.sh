@@ -19,6 +19,8 @@
 #   --deadline-s 450 (wall seconds from the start, build included: no bench run starts that would
 #   end past it, and a shape starts only if the last one's time still fits) | --no-build | --fastserve BIN | --tokenizer PATH | --dataset FILE | --seed 0
 #   --server-args "..." (extra `serve` flags, e.g. "--max-num-seqs 32") | --port 8310
+#   --launcher "..." (a command the server runs under, e.g. "mpirun -np 2 --bind-to none" with
+#   --server-args "--tp 2": issue 9's serving run at TP=2; NCCL_NVLS_ENABLE=0 stays set)
 #
 # OUTDIR gets at most 6 files (the device tool returns 8): summary.md, summary.json, one PNG per
 # shape, results.tar.gz (every per-run result JSON, saturation runs, server and build logs) and
@@ -41,6 +43,7 @@ TOKENIZER=tests/fixtures/tokenizer/smollm2-vocab.gguf
 DATASET=bench/data/sharegpt_200.jsonl
 SEED=0
 SERVER_ARGS=""
+LAUNCHER=""
 PORT=8310
 while (($#)); do
   case $1 in
@@ -59,11 +62,15 @@ while (($#)); do
     --seed) SEED=$2; shift ;;
     --server-args) SERVER_ARGS=$2; shift ;;
     --port) PORT=$2; shift ;;
+    --launcher) LAUNCHER=$2; shift ;;
     *) echo "gpu_serving.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
 done
 
+# Multi-GPU servers (--launcher mpirun): NVLink multicast off; mpirun as root, shared memory only.
+export NCCL_NVLS_ENABLE=0 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
+  OMPI_MCA_btl=self,vader OMPI_MCA_btl_vader_single_copy_mechanism=none
 T0=$SECONDS
 mkdir -p "$OUTDIR"
 OUTDIR=$(cd "$OUTDIR" && pwd)
@@ -118,7 +125,8 @@ fi
 start_server() {
   local shape=$1 policy=$2 t=$SECONDS
   # shellcheck disable=SC2086  # SERVER_ARGS is a word list on purpose
-  "$FASTSERVE" serve --device "$DEVICE" --load-format dummy --model "$shape" --tokenizer "$TOKENIZER" \
+  # shellcheck disable=SC2086  # the launcher is words
+  $LAUNCHER "$FASTSERVE" serve --device "$DEVICE" --load-format dummy --model "$shape" --tokenizer "$TOKENIZER" \
     --served-model-name "$shape" --port "$PORT" --policy "$policy" $SERVER_ARGS \
     >"$WORK/logs/serve-$shape-$policy.log" 2>&1 &
   SERVER_PID=$!

@@ -64,6 +64,14 @@ class Executor {
   // go on during the forward. A job therefore never runs with blocks still in flight.
   virtual Result<std::span<const float>> forward(std::span<const ForwardSeq> seqs) = 0;
 
+  // Greedy picks on the device (ForwardSeq::greedy). When supports_greedy_picks(), every forward
+  // (and forward_wait) also fills greedy_picks(): one entry per logits row, valid for the rows of
+  // sequences with `greedy` set, whose logits rows are then not returned (their content in the
+  // logits span is unspecified): a large vocabulary's rows need not cross to the host. Valid until
+  // the next forward / forward_wait, for the batch whose logits were returned last.
+  virtual bool supports_greedy_picks() const { return false; }
+  virtual std::span<const GreedyPick> greedy_picks() const { return {}; }
+
   // Pipelined forwards (pipeline parallelism: docs/DISTRIBUTED.md). Up to pipeline_depth()
   // forwards may be outstanding: forward_submit starts one (it returns once the executor can take
   // the next; the seqs' spans need not outlive the call) and forward_wait returns the logits of the

@@ -2,11 +2,14 @@
 
 #ifdef FASTSERVE_WITH_NCCL
 
+#include <algorithm>
 #include <cstdlib>
+#include <string>
 
 #include <cuda_runtime.h>
 
 #include "backend/cuda/cuda_executor.h"
+#include "backend/cuda/p2p_allreduce.h"
 #include "core/log.h"
 #include "dist/nccl_communicator.h"
 
@@ -31,6 +34,39 @@ Status select_rank_gpu(int world_rank) {
   }
   return Status::ok();
 }
+
+namespace {
+
+// The TP all-reduce over peer memory where every rank of the group can map every other's (one
+// host), unless FASTSERVE_TP_ALLREDUCE=nccl. Collective over tp_group; null: NCCL for all sizes.
+std::unique_ptr<cuda::P2pAllReduce> make_p2p_allreduce(Communicator& tp_group) {
+  const char* mode = std::getenv("FASTSERVE_TP_ALLREDUCE");
+  if (mode != nullptr && std::string(mode) == "nccl") return nullptr;
+  constexpr int64_t kMaxFloats = 256 * 1024;  // 1 MB: decode batches up to 64 at hidden 4096
+  const auto all_gather = [&tp_group](std::span<const uint8_t> mine, std::span<uint8_t> all) {
+    std::vector<uint8_t> buf(mine.size());
+    for (int r = 0; r < tp_group.size(); ++r) {
+      if (r == tp_group.rank()) buf.assign(mine.begin(), mine.end());
+      FS_RETURN_IF_ERROR(tp_group.broadcast(buf, r));
+      std::copy(buf.begin(), buf.end(), all.begin() + r * mine.size());
+    }
+    return Status::ok();
+  };
+  Result<std::unique_ptr<cuda::P2pAllReduce>> p2p =
+      cuda::P2pAllReduce::create(tp_group.rank(), tp_group.size(), kMaxFloats, all_gather);
+  // Every rank must make the same choice.
+  float ok = p2p.is_ok() ? 1.0f : 0.0f;
+  if (!tp_group.all_reduce_sum(std::span<float>(&ok, 1)).is_ok() ||
+      ok != static_cast<float>(tp_group.size())) {
+    log_info("tensor-parallel all-reduce: NCCL ({})",
+             p2p.is_ok() ? "a peer cannot map this rank's memory" : p2p.status().message());
+    return nullptr;
+  }
+  log_info("tensor-parallel all-reduce: peer memory up to {} KB, NCCL above", kMaxFloats * 4 / 1024);
+  return std::move(*p2p);
+}
+
+}  // namespace
 
 Result<CudaShard> make_cuda_shard(const LoadedModel* shard, const ModelConfig& config,
                                   const ParallelLayout& layout, Communicator& tp_group,
@@ -63,7 +99,9 @@ Result<CudaShard> make_cuda_shard(const LoadedModel* shard, const ModelConfig& c
   cuda::CudaModel::DistHooks hooks;
   hooks.residual_owner = layout.tp_rank() == 0;
   if (tp_nccl != nullptr) {
-    hooks.all_reduce = [tp_nccl, stream](float* x, int64_t n) {
+    std::shared_ptr<cuda::P2pAllReduce> p2p = make_p2p_allreduce(tp_group);
+    hooks.all_reduce = [tp_nccl, p2p, stream](float* x, int64_t n) {
+      if (p2p && n <= p2p->max_floats()) return p2p->enqueue(x, n, stream);
       return tp_nccl->enqueue_all_reduce_sum(x, n, stream);
     };
   }

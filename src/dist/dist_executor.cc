@@ -25,13 +25,14 @@ std::span<uint8_t> bytes_of(std::span<int64_t> words) {
   return {reinterpret_cast<uint8_t*>(words.data()), words.size_bytes()};
 }
 
-// The forward call as the payload carries it: per sequence num_past, all_logits, n_tokens, tokens,
+// The forward call as the payload carries it: per sequence num_past, flags (1: all_logits, 2:
+// greedy), n_tokens, tokens,
 // n_blocks, blocks.
 void encode_forward(std::span<const ForwardSeq> seqs, std::vector<int64_t>& out) {
   out.push_back(static_cast<int64_t>(seqs.size()));
   for (const ForwardSeq& s : seqs) {
     out.push_back(s.num_past);
-    out.push_back(s.all_logits ? 1 : 0);
+    out.push_back((s.all_logits ? 1 : 0) | (s.greedy ? 2 : 0));
     out.push_back(static_cast<int64_t>(s.tokens.size()));
     out.insert(out.end(), s.tokens.begin(), s.tokens.end());
     out.push_back(static_cast<int64_t>(s.block_table.size()));
@@ -55,7 +56,9 @@ void decode_forward(std::span<const int64_t> in, DecodedForward& out) {
   out.seqs.assign(n, ForwardSeq{});
   for (int64_t s = 0; s < n; ++s) {
     out.seqs[s].num_past = in[i++];
-    out.seqs[s].all_logits = in[i++] != 0;
+    const int64_t flags = in[i++];
+    out.seqs[s].all_logits = (flags & 1) != 0;
+    out.seqs[s].greedy = (flags & 2) != 0;
     Range r{};
     r.tokens_size = static_cast<size_t>(in[i++]);
     r.tokens_begin = out.ids.size();
@@ -100,6 +103,28 @@ int64_t num_logit_rows(std::span<const ForwardSeq> seqs) {
   int64_t rows = 0;
   for (const ForwardSeq& s : seqs) rows += s.all_logits ? static_cast<int64_t>(s.tokens.size()) : 1;
   return rows;
+}
+
+LogitsMessage logits_message(std::span<const ForwardSeq> seqs, int64_t vocab, bool device_picks) {
+  bool any_greedy = false, all_greedy = true;
+  for (const ForwardSeq& s : seqs) {
+    const bool greedy = device_picks && s.greedy && !s.all_logits;
+    any_greedy = any_greedy || greedy;
+    all_greedy = all_greedy && greedy;
+  }
+  LogitsMessage m;
+  m.rows = num_logit_rows(seqs);
+  m.pick_floats = any_greedy ? m.rows * 2 : 0;
+  m.logit_floats = all_greedy ? 0 : m.rows * vocab;
+  return m;
+}
+
+// Rank 0's side of a received message: the picks copied out, the logits a view into `message`.
+std::span<const float> unpack_logits(const LogitsMessage& m, std::span<const float> message,
+                                     std::vector<GreedyPick>& picks) {
+  picks.resize(m.pick_floats / 2);
+  std::memcpy(static_cast<void*>(picks.data()), message.data(), m.pick_floats * sizeof(float));
+  return message.subspan(m.pick_floats, m.logit_floats);
 }
 
 }  // namespace
@@ -166,12 +191,24 @@ class ShardRunner {
   Result<std::span<const float>> forward(std::span<const ForwardSeq> seqs) {
     FS_ASSIGN_OR_RETURN(std::span<const float> logits, local_->forward(seqs));
     if (layout_.pp > 1 && layout_.last_stage() && layout_.tp_rank() == 0) {
+      const LogitsMessage m = logits_message(seqs, local_->config().vocab_size,
+                                             local_->supports_greedy_picks());
+      std::vector<float> message = std::move(spare_logits_);
+      message.resize(static_cast<size_t>(m.total()));
+      if (m.pick_floats > 0) {
+        std::memcpy(message.data(), local_->greedy_picks().data(), m.pick_floats * sizeof(float));
+      }
+      if (m.logit_floats > 0) {
+        std::copy(logits.begin(), logits.end(), message.begin() + m.pick_floats);
+      }
       if (pipelined_) {
-        send_logits_async(logits);
+        send_logits_async(std::move(message));
       } else {
-        check(world_->send({reinterpret_cast<const uint8_t*>(logits.data()), logits.size_bytes()},
+        check(world_->send({reinterpret_cast<const uint8_t*>(message.data()),
+                            message.size() * sizeof(float)},
                            0, kLogitsTag),
               "sending logits to rank 0");
+        spare_logits_ = std::move(message);
       }
     }
     return logits;
@@ -204,11 +241,10 @@ class ShardRunner {
   std::vector<std::unique_ptr<Communicator>> device_comms_;  // GPU: NCCL
   std::unique_ptr<Executor> local_;
 
-  void send_logits_async(std::span<const float> logits) {
+  void send_logits_async(std::vector<float> message) {
     reap_logits_sends(/*all=*/false);
     PendingLogits& p = logits_sends_.emplace_back();
-    p.logits = std::move(spare_logits_);
-    p.logits.assign(logits.begin(), logits.end());
+    p.logits = std::move(message);
     Result<Communicator::RequestId> r = world_->isend(
         {reinterpret_cast<const uint8_t*>(p.logits.data()), p.logits.size() * sizeof(float)}, 0,
         kLogitsTag);
@@ -243,6 +279,10 @@ std::string DistExecutor::device_name() const {
 }
 
 int64_t DistExecutor::weight_bytes() const { return runner_->local().weight_bytes(); }
+
+bool DistExecutor::supports_greedy_picks() const {
+  return runner_->local().supports_greedy_picks();
+}
 
 Executor::NominalSpeed DistExecutor::nominal_speed() const {
   return runner_->local().nominal_speed();
@@ -335,14 +375,20 @@ Result<std::span<const float>> DistExecutor::forward(std::span<const ForwardSeq>
   // Every rank validates the same inputs the same way: an error here is an error everywhere, and
   // no rank has started a collective.
   FS_ASSIGN_OR_RETURN(std::span<const float> logits, runner_->forward(seqs));
-  if (runner_->layout().pp == 1) return logits;
+  if (runner_->layout().pp == 1) {
+    picks_ = runner_->local().greedy_picks();
+    return logits;
+  }
   const ParallelLayout& l = runner_->layout();
-  logits_.resize(num_logit_rows(seqs) * full_config_.vocab_size);
+  const LogitsMessage m = logits_message(seqs, full_config_.vocab_size, supports_greedy_picks());
+  logits_.resize(m.total());
   runner_->check(runner_->world().recv(
                      {reinterpret_cast<uint8_t*>(logits_.data()), logits_.size() * sizeof(float)},
                      l.rank_of(l.pp - 1, 0), kLogitsTag),
                  "receiving logits from the last stage");
-  return std::span<const float>(logits_);
+  const std::span<const float> out = unpack_logits(m, logits_, picks_store_);
+  picks_ = picks_store_;
+  return out;
 }
 
 // Stage 0 of the batch runs here, while the later stages may still work on earlier batches: its
@@ -372,7 +418,8 @@ void DistExecutor::forward_submit(std::span<const ForwardSeq> seqs) {
     f.logits = std::move(spare_logits_.back());
     spare_logits_.pop_back();
   }
-  f.logits.resize(num_logit_rows(seqs) * full_config_.vocab_size);
+  f.message = logits_message(seqs, full_config_.vocab_size, supports_greedy_picks());
+  f.logits.resize(f.message.total());
   const ParallelLayout& l = runner_->layout();
   Result<Communicator::RequestId> recv = runner_->world().irecv(
       {reinterpret_cast<uint8_t*>(f.logits.data()), f.logits.size() * sizeof(float)},
@@ -392,7 +439,9 @@ Result<std::span<const float>> DistExecutor::forward_wait() {
   reap_sends(/*all=*/false);
   spare_logits_.push_back(std::move(logits_));
   logits_ = std::move(f.logits);
-  return std::span<const float>(logits_);
+  const std::span<const float> out = unpack_logits(f.message, logits_, picks_store_);
+  picks_ = picks_store_;
+  return out;
 }
 
 void DistExecutor::shutdown() {

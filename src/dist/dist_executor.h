@@ -29,6 +29,16 @@ namespace fs::dist {
 
 class ShardRunner;
 
+// What the last stage sends rank 0 for a batch (pp > 1), in floats: the greedy picks [rows] (two
+// words each) when the batch has greedy rows and the executors pick on the device, then the logits
+// [rows, vocab] unless every row was picked.
+struct LogitsMessage {
+  int64_t rows = 0;
+  int64_t pick_floats = 0;
+  int64_t logit_floats = 0;
+  int64_t total() const { return pick_floats + logit_floats; }
+};
+
 class DistExecutor final : public Executor {
  public:
   DistExecutor(ModelConfig full_config, std::unique_ptr<ShardRunner> runner,
@@ -47,6 +57,10 @@ class DistExecutor final : public Executor {
   Status allocate_kv(int64_t block_size, int64_t device_blocks, int64_t host_blocks) override;
   Status swap(std::span<const BlockCopy> offloads, std::span<const BlockCopy> uploads) override;
   Result<std::span<const float>> forward(std::span<const ForwardSeq> seqs) override;
+  // As the ranks' executors (GPU ranks pick on the device; the last stage sends rank 0 the picks
+  // and only the rows that were not picked).
+  bool supports_greedy_picks() const override;
+  std::span<const GreedyPick> greedy_picks() const override { return picks_; }
   // micro_batches when pipelined, else 1.
   int pipeline_depth() const override { return pipelined_ ? micro_batches_ : 1; }
   void forward_submit(std::span<const ForwardSeq> seqs) override;
@@ -68,7 +82,9 @@ class DistExecutor final : public Executor {
   int micro_batches_ = 1;
   bool pipelined_ = false;        // pp > 1 and micro_batches > 1
   std::vector<int64_t> message_;  // the command's payload, reused across iterations
-  std::vector<float> logits_;     // [rows, vocab] from the last stage (pp > 1)
+  std::vector<float> logits_;     // the last stage's message (pp > 1): picks, then logits
+  std::vector<GreedyPick> picks_store_;  // picks unpacked from it
+  std::span<const GreedyPick> picks_;    // the last forward's (local, or picks_store_)
   bool shut_down_ = false;
 
   // Pipelined state.
@@ -79,7 +95,8 @@ class DistExecutor final : public Executor {
   std::deque<PendingSend> sends_;
   struct PendingForward {
     Status status;                          // the local stage's error (then no logits come)
-    std::vector<float> logits;              // [rows, vocab], filled by the receive
+    std::vector<float> logits;              // the last stage's message, filled by the receive
+    LogitsMessage message;                  // its layout
     Communicator::RequestId request = -1;   // the receive of the logits
   };
   std::deque<PendingForward> forwards_;     // oldest first

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "engine/sampler.h"
+
 namespace fs {
 
 CpuExecutor::~CpuExecutor() {
@@ -74,7 +76,28 @@ Result<std::span<const float>> CpuExecutor::forward(std::span<const ForwardSeq> 
     }
   }
   if (last_call > 0) wait_until_done(last_call);
-  return lm_.forward(seqs, *device_);
+  FS_ASSIGN_OR_RETURN(std::span<const float> logits, lm_.forward(seqs, *device_));
+  picks_view_ = {};
+  bool any_greedy = false;
+  int64_t rows = 0;
+  for (const ForwardSeq& s : seqs) {
+    any_greedy = any_greedy || (s.greedy && !s.all_logits);
+    rows += s.all_logits ? static_cast<int64_t>(s.tokens.size()) : 1;
+  }
+  const int64_t vocab = lm_.config().vocab_size;
+  // (A pipeline stage before the last returns no logits.)
+  if (!any_greedy || static_cast<int64_t>(logits.size()) != rows * vocab) return logits;
+  picks_.clear();
+  int64_t row = 0;
+  for (const ForwardSeq& s : seqs) {
+    const int64_t n = s.all_logits ? static_cast<int64_t>(s.tokens.size()) : 1;
+    for (int64_t r = 0; r < n; ++r, ++row) {
+      picks_.push_back(s.greedy && !s.all_logits ? greedy_pick(logits.subspan(row * vocab, vocab))
+                                                 : GreedyPick{});
+    }
+  }
+  picks_view_ = picks_;
+  return logits;
 }
 
 void CpuExecutor::wait_until_done(uint64_t seq) {

@@ -47,6 +47,10 @@ class CpuExecutor final : public Executor {
   // Waits (on the host) for the swap calls that read or write a device block of `seqs`' block
   // tables, then runs the forward while later calls' moves go on.
   Result<std::span<const float>> forward(std::span<const ForwardSeq> seqs) override;
+  // Greedy rows are picked here (sampler.h greedy_pick: the sampler's own arithmetic), so a
+  // pipeline's last stage sends rank 0 picks instead of rows.
+  bool supports_greedy_picks() const override { return true; }
+  std::span<const GreedyPick> greedy_picks() const override { return picks_view_; }
 
   // Blocks until every queued swap is done (tests; reading the pools below needs it).
   void wait_for_swaps();
@@ -75,6 +79,8 @@ class CpuExecutor final : public Executor {
   // [device blocks] the last swap() call that reads or writes each block
   std::vector<uint64_t> device_block_last_call_;
   std::thread copier_;  // started by the first swap() with moves
+  std::vector<GreedyPick> picks_;  // [rows] of the last forward
+  std::span<const GreedyPick> picks_view_;
 
   // Shared with the copy thread.
   std::mutex mu_;

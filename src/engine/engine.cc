@@ -170,6 +170,7 @@ struct Engine::Impl {
   int64_t batches_in_flight_max = 0;
   void drain_in_flight();
   void build_forward_seqs(const sched::IterationPlan& plan);
+  bool picks_on_device(const LiveJob& job) const;
   // Samples the plan's tokens from its logits (or fails its jobs), streams them, updates the
   // scheduler, publishes metrics.
   void complete_iteration(const sched::IterationPlan& plan, double start,
@@ -474,8 +475,14 @@ void Engine::Impl::build_forward_seqs(const sched::IterationPlan& plan) {
   for (const sched::ScheduledJob& s : plan.batch) {
     const LiveJob& job = jobs.at(s.id);
     forward_seqs.push_back({std::span(job.tokens).subspan(s.num_computed_tokens, s.num_new_tokens),
-                            s.num_computed_tokens, s.block_table, false});
+                            s.num_computed_tokens, s.block_table, false, picks_on_device(job)});
   }
+}
+
+// Greedy requests without penalties or top logprobs take the executor's device pick (the row stays
+// on the device); not while a test injects faults into rows.
+bool Engine::Impl::picks_on_device(const LiveJob& job) const {
+  return executor->supports_greedy_picks() && job.sampler->greedy_only() && !config.test_fault_hook;
 }
 
 bool Engine::Impl::run_iteration() {
@@ -556,12 +563,21 @@ void Engine::Impl::complete_iteration(const sched::IterationPlan& plan, double s
       continue;
     }
     if (!s.samples_token) continue;
-    row.assign(logits->begin() + i * vocab, logits->begin() + (i + 1) * vocab);
-    Status fault = config.test_fault_hook
-                       ? config.test_fault_hook(job.request.request_id, job.num_output_tokens, row)
-                       : Status::ok();
-    Result<SampledToken> sampled = fault.is_ok() ? job.sampler->sample(row, job.prompt(), job.output())
-                                                 : Result<SampledToken>(std::move(fault));
+    Result<SampledToken> sampled = make_error(StatusCode::kInternal, "not sampled");
+    if (picks_on_device(job)) {  // as build_forward_seqs marked it
+      const std::span<const GreedyPick> picks = executor->greedy_picks();
+      sampled = i < picks.size() ? Sampler::from_pick(picks[i])
+                                 : make_error(StatusCode::kInternal,
+                                              "the executor returned {} greedy picks for a batch "
+                                              "of {}", picks.size(), plan.batch.size());
+    } else {
+      row.assign(logits->begin() + i * vocab, logits->begin() + (i + 1) * vocab);
+      Status fault = config.test_fault_hook
+                         ? config.test_fault_hook(job.request.request_id, job.num_output_tokens, row)
+                         : Status::ok();
+      sampled = fault.is_ok() ? job.sampler->sample(row, job.prompt(), job.output())
+                              : Result<SampledToken>(std::move(fault));
+    }
     if (!sampled.is_ok()) {
       // A fault in this request's logits or sampling fails it alone: the error output makes the
       // scheduler free its blocks, the rest of the batch goes on.

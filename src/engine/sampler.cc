@@ -60,6 +60,38 @@ void Sampler::apply_penalties(std::span<float> logits, std::span<const int32_t> 
   }
 }
 
+GreedyPick greedy_pick(std::span<const float> logits) {
+  constexpr float kInf = std::numeric_limits<float>::infinity();
+  const int64_t vocab = static_cast<int64_t>(logits.size());
+  if (vocab == 0) return {};
+  int32_t best = 0;
+  for (int64_t t = 0; t < vocab; ++t) {
+    const float x = logits[t];
+    if (std::isnan(x) || x == kInf) return {};
+    if (x > logits[best]) best = static_cast<int32_t>(t);
+  }
+  if (logits[best] == -kInf) return {};
+  return {best, logits[best] - cpu::log_sum_exp(logits.data(), vocab)};
+}
+
+bool Sampler::greedy_only() const {
+  return params_.temperature == 0.0f && params_.repetition_penalty == 1.0f &&
+         params_.presence_penalty == 0.0f && params_.frequency_penalty == 0.0f &&
+         params_.num_top_logprobs == 0;
+}
+
+Result<SampledToken> Sampler::from_pick(const GreedyPick& pick) {
+  if (pick.token < 0) {
+    return make_error(StatusCode::kInternal,
+                      "the model produced NaN or infinite logits, or none finite (greedy pick on "
+                      "the device)");
+  }
+  SampledToken t;
+  t.token = pick.token;
+  t.logprob = pick.logprob;
+  return t;
+}
+
 Result<SampledToken> Sampler::sample(std::span<float> logits, std::span<const int32_t> prompt_tokens,
                                      std::span<const int32_t> output_tokens) {
   constexpr float kInf = std::numeric_limits<float>::infinity();

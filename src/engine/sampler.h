@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/status.h"
+#include "model/forward_seq.h"
 
 namespace fs {
 
@@ -40,6 +41,10 @@ struct SampledToken {
   std::vector<TokenLogprob> top;     // num_top_logprobs best raw log-probabilities, best first
 };
 
+// The greedy pick of one row as Sampler::sample makes it for greedy_only() params: the first
+// largest logit and its log-softmax; token -1 for a NaN or +inf logit or no finite one.
+GreedyPick greedy_pick(std::span<const float> logits);
+
 class Sampler {
  public:
   explicit Sampler(const SamplingParams& params);
@@ -52,6 +57,13 @@ class Sampler {
                               std::span<const int32_t> output_tokens);
 
   const SamplingParams& params() const { return params_; }
+
+  // True when sample() returns the raw logits' argmax and reports only its log-probability (greedy,
+  // no penalties, no top logprobs): a GreedyPick made on the device then gives the same token and
+  // log-probability (from_pick) without the row.
+  bool greedy_only() const;
+  // The token of a device pick; kInternal (as sample() for a faulty row) when the pick is -1.
+  static Result<SampledToken> from_pick(const GreedyPick& pick);
 
  private:
   void apply_penalties(std::span<float> logits, std::span<const int32_t> prompt_tokens,

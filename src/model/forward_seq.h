@@ -18,7 +18,22 @@ struct ForwardSeq {
   int64_t num_past = 0;
   std::span<const int32_t> block_table;
   bool all_logits = false;  // logits for every new token (prompt logprobs, tests), else the last only
+  // Only the argmax of this sequence's logits row and its log-softmax are needed (greedy sampling
+  // with no penalties and no top logprobs; not with all_logits). An executor that picks on the
+  // device (Executor::supports_greedy_picks) then returns a GreedyPick for the row instead of the
+  // row itself; others ignore the flag.
+  bool greedy = false;
 };
+
+// The greedy choice of one logits row, computed where the logits are: the argmax token (lowest id
+// among ties) and its log-softmax. token -1: the row holds a NaN or +inf (a fault in the model's
+// output, which fails that request). Layout fixed (8 bytes: token, then logprob): copied as is
+// between devices and ranks.
+struct GreedyPick {
+  int32_t token = -1;
+  float logprob = 0.0f;
+};
+static_assert(sizeof(GreedyPick) == 8);
 
 // Checks sequence `index` of a batch before any work (every executor calls it, so every backend and
 // every rank rejects the same batches alike): at least one new token, ids inside the vocabulary,

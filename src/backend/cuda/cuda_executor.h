@@ -35,6 +35,8 @@ class CudaExecutor final : public Executor {
   Status allocate_kv(int64_t block_size, int64_t device_blocks, int64_t host_blocks) override;
   Status swap(std::span<const BlockCopy> offloads, std::span<const BlockCopy> uploads) override;
   Result<std::span<const float>> forward(std::span<const ForwardSeq> seqs) override;
+  bool supports_greedy_picks() const override { return true; }
+  std::span<const GreedyPick> greedy_picks() const override { return model_->greedy_picks(); }
   // The same forward with greedy sampling on the GPU: one token id per logits row.
   Result<std::span<const int32_t>> forward_greedy(std::span<const ForwardSeq> seqs);
 

@@ -74,6 +74,7 @@ CudaModel::~CudaModel() {
   if (meta_pinned_) cudaFreeHost(meta_pinned_);
   if (logits_pinned_) cudaFreeHost(logits_pinned_);
   if (tokens_pinned_) cudaFreeHost(tokens_pinned_);
+  if (picks_pinned_) cudaFreeHost(picks_pinned_);
   if (meta_copied_) cudaEventDestroy(meta_copied_);
   for (cudaEvent_t e : event_pool_) cudaEventDestroy(e);
   if (cublas_) cublasDestroy(cublas_);
@@ -752,18 +753,52 @@ std::vector<std::pair<std::string, double>> CudaModel::phase_times_ms() {
 Result<std::span<const float>> CudaModel::forward(std::span<const ForwardSeq> seqs,
                                                   const KvPoolView& kv) {
   FS_ASSIGN_OR_RETURN(const int64_t rows, enqueue_forward(seqs, kv));
-  const size_t n = static_cast<size_t>(rows * config_.vocab_size);
+  const int64_t vocab = config_.vocab_size;
+  const size_t n = static_cast<size_t>(rows * vocab);
   if (n > logits_pinned_capacity_) {
     if (logits_pinned_) cudaFreeHost(logits_pinned_);
     logits_pinned_ = nullptr;
     FS_CUDA_OK(cudaMallocHost(&logits_pinned_, sizeof(float) * n));
     logits_pinned_capacity_ = n;
   }
-  if (n > 0) {
-    FS_CUDA_OK(cudaMemcpyAsync(logits_pinned_, logits_.as<float>(), sizeof(float) * n,
+  // Rows of greedy sequences are picked here (ForwardSeq::greedy); the others are copied, in runs
+  // of consecutive rows.
+  row_copied_.clear();
+  bool any_greedy = false;
+  if (rows > 0) {
+    for (const ForwardSeq& s : seqs) {
+      const bool greedy = s.greedy && !s.all_logits;
+      any_greedy = any_greedy || greedy;
+      row_copied_.insert(row_copied_.end(), s.all_logits ? s.tokens.size() : 1, !greedy);
+    }
+  }
+  if (any_greedy) {
+    if (static_cast<size_t>(rows) > picks_pinned_capacity_) {
+      if (picks_pinned_) cudaFreeHost(picks_pinned_);
+      picks_pinned_ = nullptr;
+      FS_CUDA_OK(cudaMallocHost(&picks_pinned_, sizeof(GreedyPick) * rows));
+      picks_pinned_capacity_ = static_cast<size_t>(rows);
+    }
+    FS_RETURN_IF_ERROR(picks_.ensure(sizeof(GreedyPick) * rows, "greedy picks"));
+    launch_greedy_pick(logits_.as<float>(), rows, vocab, picks_.as<int32_t>(), stream_);
+    FS_RETURN_IF_ERROR(check_launch("greedy pick"));
+    FS_CUDA_OK(cudaMemcpyAsync(picks_pinned_, picks_.as<void>(), sizeof(GreedyPick) * rows,
                                cudaMemcpyDeviceToHost, stream_));
   }
+  for (int64_t r = 0; r < rows;) {
+    if (!row_copied_[r]) {
+      ++r;
+      continue;
+    }
+    int64_t end = r + 1;
+    while (end < rows && row_copied_[end]) ++end;
+    FS_CUDA_OK(cudaMemcpyAsync(logits_pinned_ + r * vocab, logits_.as<float>() + r * vocab,
+                               sizeof(float) * (end - r) * vocab, cudaMemcpyDeviceToHost, stream_));
+    r = end;
+  }
   FS_RETURN_IF_ERROR(wait_stream());
+  picks_view_ = any_greedy ? std::span<const GreedyPick>(picks_pinned_, static_cast<size_t>(rows))
+                           : std::span<const GreedyPick>();
   return std::span<const float>(logits_pinned_, n);
 }
 

@@ -89,6 +89,10 @@ class CudaModel {
   // block table that is too short or names a block outside the pool; kOutOfRange past the context
   // length; kInternal for a CUDA error.
   Result<std::span<const float>> forward(std::span<const ForwardSeq> seqs, const KvPoolView& kv);
+  // Rows of sequences with ForwardSeq::greedy are not copied: their GreedyPick (argmax and
+  // log-softmax, made on the GPU) is in greedy_picks() [rows] instead, valid until the next call
+  // (empty when no sequence of the batch was greedy).
+  std::span<const GreedyPick> greedy_picks() const { return picks_view_; }
   // The same forward with greedy sampling on the GPU: the argmax token of each logits row (lowest
   // id among ties). Copies only the token ids to the host.
   Result<std::span<const int32_t>> forward_greedy(std::span<const ForwardSeq> seqs,
@@ -250,6 +254,11 @@ class CudaModel {
   size_t logits_pinned_capacity_ = 0;
   int32_t* tokens_pinned_ = nullptr;
   size_t tokens_pinned_capacity_ = 0;
+  DeviceBuffer picks_;                   // [R] GreedyPick
+  GreedyPick* picks_pinned_ = nullptr;   // its host copy
+  size_t picks_pinned_capacity_ = 0;
+  std::span<const GreedyPick> picks_view_;
+  std::vector<bool> row_copied_;         // per logits row: copied to the host (not greedy)
 };
 
 }  // namespace fs::cuda

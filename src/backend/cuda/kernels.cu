@@ -256,6 +256,37 @@ __global__ void add_bias_kernel(float* x, const float* bias, int64_t width, int6
   }
 }
 
+// The block's largest (value, index), lowest index among equal values, on every thread. best_v /
+// best_i: 32 entries of shared memory.
+__device__ void block_argmax(float& bv, int32_t& bi, float* best_v, int32_t* best_i) {
+  for (int o = 16; o > 0; o >>= 1) {
+    const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
+    const int32_t oi = __shfl_xor_sync(0xffffffffu, bi, o);
+    if (ov > bv || (ov == bv && oi < bi)) {
+      bv = ov;
+      bi = oi;
+    }
+  }
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  if (lane == 0) {
+    best_v[warp] = bv;
+    best_i[warp] = bi;
+  }
+  __syncthreads();
+  const int nw = blockDim.x / 32;
+  bv = lane < nw ? best_v[lane] : -INFINITY;
+  bi = lane < nw ? best_i[lane] : 0x7fffffff;
+  for (int o = 16; o > 0; o >>= 1) {
+    const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
+    const int32_t oi = __shfl_xor_sync(0xffffffffu, bi, o);
+    if (ov > bv || (ov == bv && oi < bi)) {
+      bv = ov;
+      bi = oi;
+    }
+  }
+  __syncthreads();  // best_v / best_i may be reused
+}
+
 __global__ void argmax_kernel(const float* logits, int64_t vocab, int32_t* out) {
   pdl_wait();
   pdl_launch_dependents();
@@ -271,33 +302,53 @@ __global__ void argmax_kernel(const float* logits, int64_t vocab, int32_t* out) 
       bi = static_cast<int32_t>(i);
     }
   }
-  for (int o = 16; o > 0; o >>= 1) {
-    const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
-    const int32_t oi = __shfl_xor_sync(0xffffffffu, bi, o);
-    if (ov > bv || (ov == bv && oi < bi)) {
-      bv = ov;
-      bi = oi;
-    }
-  }
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  if (lane == 0) {
-    best_v[warp] = bv;
-    best_i[warp] = bi;
-  }
+  block_argmax(bv, bi, best_v, best_i);
+  if (threadIdx.x == 0) out[blockIdx.x] = bi == 0x7fffffff ? 0 : bi;
+}
+
+// One row per block: out[2 r] = argmax token (-1 when the row has a NaN or +inf, or nothing
+// finite), out[2 r + 1] = the bits of its log-softmax, -log(sum_v exp(x_v - max)).
+__global__ void greedy_pick_kernel(const float* logits, int64_t vocab, int32_t* out) {
+  pdl_wait();
+  pdl_launch_dependents();
+  __shared__ float best_v[32];
+  __shared__ int32_t best_i[32];
+  __shared__ float sums[32];
+  __shared__ int bad;
+  if (threadIdx.x == 0) bad = 0;
   __syncthreads();
-  if (warp == 0) {
-    const int nw = blockDim.x / 32;
-    bv = lane < nw ? best_v[lane] : -FLT_MAX;
-    bi = lane < nw ? best_i[lane] : 0x7fffffff;
-    for (int o = 16; o > 0; o >>= 1) {
-      const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
-      const int32_t oi = __shfl_xor_sync(0xffffffffu, bi, o);
-      if (ov > bv || (ov == bv && oi < bi)) {
-        bv = ov;
-        bi = oi;
-      }
+  const float* row = logits + blockIdx.x * vocab;
+  float bv = -INFINITY;
+  int32_t bi = 0x7fffffff;
+  bool my_bad = false;
+  for (int64_t i = threadIdx.x; i < vocab; i += blockDim.x) {
+    const float v = row[i];
+    my_bad |= isnan(v) || v == INFINITY;
+    if (v > bv) {  // strided scan: the first hit per thread has the lowest index
+      bv = v;
+      bi = static_cast<int32_t>(i);
     }
-    if (lane == 0) out[blockIdx.x] = bi == 0x7fffffff ? 0 : bi;
+  }
+  if (my_bad) bad = 1;
+  block_argmax(bv, bi, best_v, best_i);
+  if (bad || bv == -INFINITY) {
+    if (threadIdx.x == 0) {
+      out[2 * blockIdx.x] = -1;
+      out[2 * blockIdx.x + 1] = __float_as_int(0.0f);
+    }
+    return;
+  }
+  float sum = 0.0f;
+  for (int64_t i = threadIdx.x; i < vocab; i += blockDim.x) sum += __expf(row[i] - bv);
+  for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  if (lane == 0) sums[warp] = sum;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    float total = 0.0f;
+    for (int w = 0; w < static_cast<int>(blockDim.x / 32); ++w) total += sums[w];
+    out[2 * blockIdx.x] = bi;
+    out[2 * blockIdx.x + 1] = __float_as_int(-logf(total));
   }
 }
 
@@ -420,6 +471,13 @@ void launch_add_bias(float* x, const float* bias, int64_t num_tokens, int64_t n,
   const int64_t total = num_tokens * n;
   if (total == 0) return;
   launch_kernel(add_bias_kernel, grid_for(total, 256), 256, 0, stream, x, bias, n, total);
+}
+
+void launch_greedy_pick(const float* logits, int64_t rows, int64_t vocab, int32_t* out,
+                        cudaStream_t stream) {
+  if (rows == 0) return;
+  launch_kernel(greedy_pick_kernel, static_cast<unsigned>(rows), 1024, 0, stream, logits, vocab,
+                out);
 }
 
 void launch_argmax(const float* logits, int64_t rows, int64_t vocab, int32_t* out,

@@ -99,6 +99,22 @@ void launch_add_bias(float* x, const float* bias, int64_t num_tokens, int64_t n,
 void launch_argmax(const float* logits, int64_t rows, int64_t vocab, int32_t* out,
                    cudaStream_t stream);
 
+// The greedy pick of each row (GreedyPick in model/forward_seq.h, as two int32 per row): out[2 r] =
+// argmax_v logits[r, v] (lowest index among ties; -1 when the row has a NaN or +inf or nothing
+// finite), out[2 r + 1] = the float bits of its log-softmax. logits: [rows, vocab] f32.
+void launch_greedy_pick(const float* logits, int64_t rows, int64_t vocab, int32_t* out,
+                        cudaStream_t stream);
+
+// One-shot all-reduce over peer memory (p2p_allreduce.h, which owns the buffers): x [n] = the sum
+// in rank order of every rank's x, through data[r] (each rank's [2][max_floats] exchange buffers)
+// and flags[r] (each rank's [kP2pBlocks][kP2pMaxRanks] step flags); counters: this rank's
+// [kP2pBlocks] step counters. Launched on a grid of kP2pBlocks blocks always.
+constexpr int kP2pMaxRanks = 8;
+constexpr int kP2pBlocks = 16;
+void launch_p2p_allreduce(float* x, int64_t n, int64_t max_floats, float* const* data,
+                          uint32_t* const* flags, int rank, int size, uint32_t* counters,
+                          cudaStream_t stream);
+
 // w[i] = uniform(-scale, scale) from a hash of (seed, i): dummy weights made on the device.
 void launch_fill_uniform(bf16* w, int64_t n, uint64_t seed, float scale, cudaStream_t stream);
 void launch_fill_f32(float* x, int64_t n, float value, cudaStream_t stream);

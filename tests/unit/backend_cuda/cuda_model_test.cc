@@ -217,6 +217,49 @@ TEST(CudaRaggedBatchTest, SequenceLogitsAreTheSameAloneOrBatched) {
   }
 }
 
+// Greedy sequences get their pick made on the GPU (argmax and log-softmax of the row) and their
+// rows are not copied; the same batch without the flag returns every row, from which the host
+// sampler's greedy_pick gives the same tokens and log-probabilities.
+TEST(CudaModelTest, GreedyPicksMatchTheHostOnTheRows) {
+  SKIP_WITHOUT_GPU();
+  std::unique_ptr<CudaModel> m = upload("tests/fixtures/models/tiny-llama");
+  ASSERT_TRUE(m);
+  const std::vector<std::vector<int32_t>> prompts = {{1, 9, 8, 7, 6, 5, 4}, {1, 2, 3}, {1, 250}};
+  const int64_t bs = 4;
+  std::vector<std::vector<int32_t>> tables = {{0, 1}, {2}, {3}};
+  const int64_t vocab = m->config().vocab_size;
+  std::vector<ForwardSeq> batch;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    batch.push_back({prompts[i], 0, tables[i], false, /*greedy=*/i != 1});
+  }
+  Pool pool(*m, 8, bs);
+  Result<std::span<const float>> plain_rows = [&] {
+    std::vector<ForwardSeq> plain = batch;
+    for (ForwardSeq& s : plain) s.greedy = false;
+    return m->forward(plain, pool.view);
+  }();
+  ASSERT_TRUE(plain_rows.is_ok()) << plain_rows.status().to_string();
+  EXPECT_TRUE(m->greedy_picks().empty());
+  const std::vector<float> rows(plain_rows->begin(), plain_rows->end());
+  Result<std::span<const float>> picked = m->forward(batch, pool.view);
+  ASSERT_TRUE(picked.is_ok()) << picked.status().to_string();
+  const std::span<const GreedyPick> picks = m->greedy_picks();
+  ASSERT_EQ(picks.size(), prompts.size());
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    const std::span<const float> row(rows.data() + i * vocab, vocab);
+    if (i == 1) {  // not greedy: its row is returned
+      for (int64_t v = 0; v < vocab; ++v) ASSERT_EQ((*picked)[i * vocab + v], row[v]);
+      continue;
+    }
+    int64_t best = 0;
+    for (int64_t v = 1; v < vocab; ++v) best = row[v] > row[best] ? v : best;
+    double z = 0;
+    for (int64_t v = 0; v < vocab; ++v) z += std::exp(static_cast<double>(row[v] - row[best]));
+    EXPECT_EQ(picks[i].token, best) << "seq " << i;
+    EXPECT_NEAR(picks[i].logprob, -std::log(z), 1e-4) << "seq " << i;
+  }
+}
+
 TEST(CudaModelTest, RejectsBadInputWithAMessage) {
   SKIP_WITHOUT_GPU();
   std::unique_ptr<CudaModel> m = upload("tests/fixtures/models/tiny-llama");

@@ -13,6 +13,7 @@
 #include "engine_test_util.h"
 
 #include "core/timer.h"
+#include "engine/sampler.h"
 
 namespace fs {
 namespace {
@@ -166,6 +167,41 @@ TEST(CpuExecutorTest, BadBlockIdsAreRejectedWithNothingQueued) {
   EXPECT_EQ(ex.num_swaps_in_flight(), 0);
   EXPECT_TRUE(ex.swap(good, {}).is_ok());
   ex.wait_for_swaps();
+}
+
+// Greedy sequences get a pick per logits row, equal bit for bit to what the sampler would draw
+// from the returned row; other rows (all_logits, not greedy) get none, and the rows stay returned.
+TEST(CpuExecutorTest, GreedyPicksMatchTheSamplerOnTheRows) {
+  std::unique_ptr<CausalLm> lm = load_lm();
+  CpuExecutor ex(*lm);
+  ASSERT_TRUE(ex.allocate_kv(kBlockSize, 8, 1).is_ok());
+  EXPECT_TRUE(ex.supports_greedy_picks());
+  const std::vector<int32_t> t0 = {0, 1}, t1 = {2, 3}, t2 = {4, 5};
+  std::vector<ForwardSeq> seqs = {{kPrompt, 0, t0, false, true},
+                                  {kPrompt, 0, t1, /*all_logits=*/true, true},
+                                  {kPrompt, 0, t2, false, false}};
+  Result<std::span<const float>> logits = ex.forward(seqs);
+  ASSERT_TRUE(logits.is_ok()) << logits.status().to_string();
+  const int64_t vocab = lm->config().vocab_size;
+  const size_t rows = 1 + kPrompt.size() + 1;
+  ASSERT_EQ(logits->size(), rows * vocab);
+  const std::span<const GreedyPick> picks = ex.greedy_picks();
+  ASSERT_EQ(picks.size(), rows);
+  SamplingParams greedy;
+  greedy.temperature = 0;
+  Sampler sampler(greedy);
+  ASSERT_TRUE(sampler.greedy_only());
+  std::vector<float> row(logits->begin(), logits->begin() + vocab);
+  const Result<SampledToken> expected = sampler.sample(row, {}, {});
+  ASSERT_TRUE(expected.is_ok());
+  EXPECT_EQ(picks[0].token, expected->token);
+  EXPECT_EQ(picks[0].logprob, expected->logprob);  // the same arithmetic, bit for bit
+  for (size_t r = 1; r < rows; ++r) EXPECT_EQ(picks[r].token, -1) << "row " << r;
+
+  // No greedy sequence: no picks.
+  seqs[0].greedy = false;
+  ASSERT_TRUE(ex.forward(std::span(seqs).first(1)).is_ok());
+  EXPECT_TRUE(ex.greedy_picks().empty());
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <limits>
 #include <map>
+#include <random>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -149,6 +150,50 @@ TEST(SamplerTest, TinyTemperatureIsGreedy) {
     Result<SampledToken> r = sampler.sample(logits, {}, {});
     ASSERT_TRUE(r.is_ok()) << r.status().to_string();
     EXPECT_EQ(r->token, 2);
+  }
+}
+
+// greedy_pick (the executors' device-side greedy choice on the CPU) is the sampler's greedy draw:
+// the same token and log-probability bit for bit, and -1 where the sampler fails the row.
+TEST(SamplerTest, GreedyPickIsTheGreedyDraw) {
+  SamplingParams params;
+  params.temperature = 0;
+  Sampler sampler(params);
+  EXPECT_TRUE(sampler.greedy_only());
+  std::mt19937 rng(7);
+  std::normal_distribution<float> n(0.0f, 3.0f);
+  for (int trial = 0; trial < 50; ++trial) {
+    std::vector<float> row(1000);
+    for (float& x : row) x = n(rng);
+    if (trial % 5 == 0) row[trial] = row[trial + 1] = 50.0f;  // a tie: the lower id
+    std::vector<float> scratch = row;
+    const Result<SampledToken> drawn = sampler.sample(scratch, {}, {});
+    ASSERT_TRUE(drawn.is_ok());
+    const GreedyPick pick = greedy_pick(row);
+    EXPECT_EQ(pick.token, drawn->token);
+    EXPECT_EQ(pick.logprob, drawn->logprob);
+    const Result<SampledToken> from = Sampler::from_pick(pick);
+    ASSERT_TRUE(from.is_ok());
+    EXPECT_EQ(from->token, drawn->token);
+  }
+  constexpr float kNan = std::numeric_limits<float>::quiet_NaN();
+  constexpr float kInf = std::numeric_limits<float>::infinity();
+  for (const std::vector<float>& bad : std::vector<std::vector<float>>{
+           {0.5f, kNan, 0.1f}, {0.5f, kInf}, {-kInf, -kInf}, {}}) {
+    EXPECT_EQ(greedy_pick(bad).token, -1);
+    const Result<SampledToken> r = Sampler::from_pick(greedy_pick(bad));
+    ASSERT_FALSE(r.is_ok());
+    EXPECT_EQ(r.status().code(), StatusCode::kInternal);
+  }
+  // Anything but plain greedy needs the row.
+  for (int mode = 0; mode < 5; ++mode) {
+    SamplingParams p = params;
+    if (mode == 0) p.temperature = 0.5f;
+    if (mode == 1) p.repetition_penalty = 1.1f;
+    if (mode == 2) p.presence_penalty = 0.5f;
+    if (mode == 3) p.frequency_penalty = 0.5f;
+    if (mode == 4) p.num_top_logprobs = 1;
+    EXPECT_FALSE(Sampler(p).greedy_only()) << "mode " << mode;
   }
 }
 

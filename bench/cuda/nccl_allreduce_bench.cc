@@ -1,0 +1,145 @@
+// The TP all-reduce's cost on its own: NCCL (NcclCommunicator::enqueue_all_reduce_sum) and the
+// one-shot peer-memory all-reduce (cuda::P2pAllReduce) of a decode step's residual stream (batch x
+// hidden f32) on each rank's GPU, as the forward issues them: `--count` back-to-back all-reduces on
+// one stream, eager and replayed from a CUDA graph, timed with the stream synchronized at the end;
+// per all-reduce microseconds (best of --repeat). Each is first checked once: x = rank + 1 + i
+// everywhere must come back as the sum over ranks.
+//   mpirun -np 2 nccl_allreduce_bench [--hidden 4096] [--batches 1,16,64,256] [--count 64]
+// Rank 0 prints a markdown table. NCCL_NVLS_ENABLE=0 (set by NcclCommunicator::create).
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "backend/cuda/p2p_allreduce.h"
+#include "bench_util.h"
+#include "dist/mpi_communicator.h"
+#include "dist/nccl_communicator.h"
+
+using fs::bench::check;
+using fs::bench::now_s;
+
+int main(int argc, char** argv) {
+  fs::bench::set_tool_name("nccl_allreduce_bench");
+  int64_t hidden = 4096, count = 64;
+  int repeat = 20;
+  std::vector<int64_t> batches = {1, 16, 64, 256};
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string a = argv[i];
+    if (a == "--hidden") hidden = std::atoll(argv[i + 1]);
+    if (a == "--count") count = std::atoll(argv[i + 1]);
+    if (a == "--repeat") repeat = std::atoi(argv[i + 1]);
+    if (a == "--batches") {
+      batches.clear();
+      std::stringstream ss(argv[i + 1]);
+      for (std::string t; std::getline(ss, t, ',');) batches.push_back(std::atoll(t.c_str()));
+    }
+  }
+  fs::Result<std::unique_ptr<fs::dist::MpiCommunicator>> world =
+      fs::dist::MpiCommunicator::init_world(&argc, &argv);
+  check(world.status());
+  const int rank = (*world)->rank();
+  const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_RANK");
+  int devices = 1;
+  check(cudaGetDeviceCount(&devices), "cudaGetDeviceCount");
+  check(cudaSetDevice((local ? std::atoi(local) : rank) % devices), "cudaSetDevice");
+  fs::Result<std::unique_ptr<fs::dist::NcclCommunicator>> nccl =
+      fs::dist::NcclCommunicator::create(**world, 60.0);
+  check(nccl.status());
+  cudaStream_t stream;
+  check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "stream");
+  const auto all_gather = [&](std::span<const uint8_t> mine, std::span<uint8_t> all) {
+    std::vector<uint8_t> buf(mine.size());
+    for (int r = 0; r < (*world)->size(); ++r) {
+      if (r == rank) buf.assign(mine.begin(), mine.end());
+      FS_RETURN_IF_ERROR((*world)->broadcast(buf, r));
+      std::copy(buf.begin(), buf.end(), all.begin() + r * mine.size());
+    }
+    return fs::Status::ok();
+  };
+  int64_t max_n = 0;
+  for (const int64_t b : batches) max_n = std::max(max_n, b * hidden);
+  fs::Result<std::unique_ptr<fs::cuda::P2pAllReduce>> p2p =
+      fs::cuda::P2pAllReduce::create(rank, (*world)->size(), max_n, all_gather);
+  check(p2p.status());
+  if (rank == 0) {
+    std::printf("| batch x hidden | bytes | NCCL eager us | NCCL graph us | p2p eager us | p2p graph us |\n");
+    std::printf("|---|---|---|---|---|---|\n");
+  }
+  const int size = (*world)->size();
+  for (const int64_t batch : batches) {
+    const int64_t n = batch * hidden;
+    float* x = nullptr;
+    check(cudaMalloc(&x, n * sizeof(float)), "cudaMalloc");
+    double us[2][2];  // [nccl, p2p][eager, graph]
+    for (int algo = 0; algo < 2; ++algo) {
+      const auto one = [&] {
+        if (algo == 0) {
+          check((*nccl)->enqueue_all_reduce_sum(x, n, stream));
+        } else {
+          check((*p2p)->enqueue(x, n, stream));
+        }
+      };
+      // Correctness: x[i] = rank + 1 + i (mod 97) on every rank sums to the same on every rank.
+      std::vector<float> h(n);
+      for (int64_t i = 0; i < n; ++i) h[i] = static_cast<float>(rank + 1 + i % 97);
+      check(cudaMemcpy(x, h.data(), n * sizeof(float), cudaMemcpyHostToDevice), "copy");
+      for (int rep = 0; rep < 3; ++rep) {  // three in a row: the buffers alternate
+        one();
+        check(cudaStreamSynchronize(stream), "sync");
+        check(cudaMemcpy(h.data(), x, n * sizeof(float), cudaMemcpyDeviceToHost), "copy");
+        double scale = 1;
+        for (int k = 0; k < rep; ++k) scale *= size;
+        for (int64_t i = 0; i < n; ++i) {
+          const double want = scale * (size * (size + 1) / 2.0 + size * static_cast<double>(i % 97));
+          if (h[i] != static_cast<float>(want)) {
+            fs::bench::die(std::string(algo ? "p2p" : "NCCL") + " all-reduce: wrong sum at " +
+                           std::to_string(i) + ": " + std::to_string(h[i]) + " want " +
+                           std::to_string(want));
+          }
+        }
+      }
+      check(cudaMemset(x, 0, n * sizeof(float)), "cudaMemset");
+      const auto run = [&] {
+        for (int64_t k = 0; k < count; ++k) one();
+      };
+      double eager = 1e30, graphed = 1e30;
+      for (int r = 0; r <= repeat; ++r) {
+        check((*world)->barrier());
+        const double t = now_s();
+        run();
+        check(cudaStreamSynchronize(stream), "sync");
+        if (r > 0) eager = std::min(eager, now_s() - t);
+      }
+      cudaGraph_t graph;
+      cudaGraphExec_t exec;
+      check(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), "capture");
+      run();
+      check(cudaStreamEndCapture(stream, &graph), "end capture");
+      check(cudaGraphInstantiate(&exec, graph, 0), "instantiate");
+      for (int r = 0; r <= repeat; ++r) {
+        check((*world)->barrier());
+        const double t = now_s();
+        check(cudaGraphLaunch(exec, stream), "launch");
+        check(cudaStreamSynchronize(stream), "sync");
+        if (r > 0) graphed = std::min(graphed, now_s() - t);
+      }
+      cudaGraphExecDestroy(exec);
+      cudaGraphDestroy(graph);
+      us[algo][0] = eager * 1e6 / count;
+      us[algo][1] = graphed * 1e6 / count;
+    }
+    cudaFree(x);
+    if (rank == 0) {
+      std::printf("| %lld x %lld | %lld | %.1f | %.1f | %.1f | %.1f |\n",
+                  static_cast<long long>(batch), static_cast<long long>(hidden),
+                  static_cast<long long>(n * 4), us[0][0], us[0][1], us[1][0], us[1][1]);
+    }
+  }
+  std::fflush(stdout);
+  cudaStreamDestroy(stream);
+  return 0;
+}

@@ -1,0 +1,57 @@
+// A one-shot all-reduce of f32 over CUDA peer memory, for the tensor-parallel ranks of one host
+// (NVLink or PCIe peer access): the latency of a decode step's small all-reduces (a 16 KB residual
+// stream at batch 1) is what TP's batch-1 speed-up depends on, and NCCL's is several microseconds
+// more per call. Each rank copies its values into its own exchange buffer, raises a flag in every
+// peer's memory, waits for theirs, and sums every rank's buffer in rank order (the same order on
+// every rank: bit-identical results). Step counters live on the device, so a CUDA graph replays it.
+// Two buffers alternate between consecutive calls, so a rank may start the next call while a peer
+// still reads the last one. Larger tensors go to NCCL (dist/cuda_shard.h picks).
+// Not thread-safe: one stream per instance (the model's).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include <cuda_runtime.h>
+
+#include "backend/cuda/kernels.h"
+#include "core/status.h"
+
+namespace fs::cuda {
+
+class P2pAllReduce {
+ public:
+  static constexpr int kMaxRanks = kP2pMaxRanks;
+  static constexpr int kBlocks = kP2pBlocks;  // the grid of every call
+  // all_gather(mine, all): every rank's `mine` bytes into `all` [size][mine.size()] in rank order
+  // (the bootstrap: MPI). Collective over the `size` ranks. kUnavailable when a peer's memory
+  // cannot be mapped here (another host, no peer access): the caller then uses NCCL, and must agree
+  // with every rank on it.
+  using AllGather = std::function<Status(std::span<const uint8_t> mine, std::span<uint8_t> all)>;
+  static Result<std::unique_ptr<P2pAllReduce>> create(int rank, int size, int64_t max_floats,
+                                                      const AllGather& all_gather);
+  ~P2pAllReduce();
+  P2pAllReduce(const P2pAllReduce&) = delete;
+  P2pAllReduce& operator=(const P2pAllReduce&) = delete;
+
+  int64_t max_floats() const { return max_floats_; }
+  // x [n] = the sum of every rank's x, enqueued on `stream` (every rank calls it with the same n,
+  // in the same order). n <= max_floats(). Launch errors only.
+  Status enqueue(float* x, int64_t n, cudaStream_t stream);
+
+ private:
+  P2pAllReduce() = default;
+
+  int rank_ = 0, size_ = 1;
+  int64_t max_floats_ = 0;
+  void* local_ = nullptr;                  // this rank's exchange area (data, then flags)
+  std::vector<void*> mapped_;              // peers' areas opened here (freed by the destructor)
+  float* data_[kMaxRanks] = {};            // every rank's data buffers [2][max_floats]
+  uint32_t* flags_[kMaxRanks] = {};        // every rank's flags [kBlocks][kMaxRanks]
+  uint32_t* counters_ = nullptr;           // this rank's step counter per block
+};
+
+}  // namespace fs::cuda
