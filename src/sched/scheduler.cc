@@ -131,7 +131,7 @@ std::vector<JobId> Scheduler::collect_victims(const PriorityKey& key,
   for (auto it = resident_.rbegin(); it != resident_.rend() && freed < deficit_blocks; ++it) {
     if (!(key < *it)) break;  // only lower-priority jobs
     const Job& j = jobs_.at(it->id).job;
-    if (j.in_batch || j.in_flight) continue;
+    if (j.in_batch || j.in_flight || holds_seat(it->id)) continue;
     victims.push_back(it->id);
     freed += pools_.num_blocks(it->id);
   }
@@ -180,6 +180,58 @@ void Scheduler::select_batch(IterationPlan& plan) {
   plan.num_blocking_upload = static_cast<int32_t>(plan.upload.size());
 }
 
+bool Scheduler::hysteresis_on() const {
+  return config_.mlfq.preemption_hysteresis &&
+         (config_.policy == PolicyKind::kSkipJoinMlfq || config_.policy == PolicyKind::kMlfq);
+}
+
+void Scheduler::hold_incumbent_seats() {
+  // Least-attained-service reorders the top of the queue at every arrival and demotion; under
+  // overload each reorder of a full batch is a preemption that may cost a swap (Azure code at 1.2x
+  // fcfs's saturation: 5,351 preemptions and 895 GB swapped for 3,000 jobs; docs/SCHEDULING.md
+  // "Preemption hysteresis"). With the hysteresis the jobs that just ran keep their seats unless
+  // may_take_held_seat() lets a waiting job have one.
+  held_.clear();
+  if (!hysteresis_on()) return;
+  for (JobId id : pipelined() ? served_ : last_batch_) {
+    auto it = jobs_.find(id);
+    if (it == jobs_.end()) continue;
+    const Job& j = it->second.job;
+    if (j.in_batch || j.in_flight || !resident(id)) continue;
+    if (std::find(evicted_in_plan_.begin(), evicted_in_plan_.end(), id) != evicted_in_plan_.end()) {
+      continue;
+    }
+    held_.push_back(it->second.key);
+  }
+  std::sort(held_.begin(), held_.end());
+}
+
+bool Scheduler::holds_seat(JobId id) const {
+  return std::any_of(held_.begin(), held_.end(), [id](const PriorityKey& k) { return k.id == id; });
+}
+
+bool Scheduler::release_hold(JobId id) {
+  auto it =
+      std::find_if(held_.begin(), held_.end(), [id](const PriorityKey& k) { return k.id == id; });
+  if (it == held_.end()) return false;
+  held_.erase(it);
+  return true;
+}
+
+bool Scheduler::may_take_held_seat(const PriorityKey& key, int32_t need_blocks) {
+  const PriorityKey& lowest = held_.back();
+  if (key.priority < lowest.priority) {
+    // Client priority classes stay strict: holders of worse classes compete as without the
+    // hysteresis.
+    held_.erase(std::remove_if(held_.begin(), held_.end(),
+                               [&](const PriorityKey& k) { return k.priority > key.priority; }),
+                held_.end());
+    return true;
+  }
+  return key.priority == lowest.priority && key.major < lowest.major &&
+         pools_.can_allocate(need_blocks);
+}
+
 int32_t Scheduler::max_seqs_this_plan(const std::set<PriorityKey>& candidates) const {
   if (!pipelined()) return config_.limits.max_seqs;
   // In-flight jobs have started, so they are among the candidates either way.
@@ -189,34 +241,58 @@ int32_t Scheduler::max_seqs_this_plan(const std::set<PriorityKey>& candidates) c
   return static_cast<int32_t>(std::clamp<int64_t>(share, 1, config_.limits.max_seqs));
 }
 
-void Scheduler::fill_batch(IterationPlan& plan, bool enforce_swap_budget, bool& skipped_for_budget) {
+void Scheduler::fill_batch(IterationPlan& plan, bool enforce_swap_budget, bool& skipped_for_budget,
+                           bool hold_seats) {
   int32_t tokens_left = config_.limits.max_tokens;
+  for (const ScheduledJob& b : plan.batch) tokens_left -= b.num_new_tokens;
   int32_t num_scanned = 0;
   // While new jobs may not start, walk only the started ones: under overload thousands of new jobs
   // would otherwise fill the scan budget and leave the batch empty.
   const std::set<PriorityKey>& candidates = may_start_new_job() ? order_ : started_;
   const int32_t max_seqs = max_seqs_this_plan(candidates);
-  // Decode steps (one token each) of jobs within the batch's reach: a prefill chunk ahead of them in
-  // the order leaves each a token of the budget, so a long prompt's chunk does not push running
-  // decodes out of the iteration (decode stalls under chunked prefill; vLLM schedules decodes first).
+  if (hold_seats) {
+    hold_incumbent_seats();
+  } else {
+    held_.clear();
+  }
+  // Decode steps (one token each) of jobs within the batch's reach: a prefill chunk ahead of them
+  // in the order leaves each a token of the budget, so a long prompt's chunk does not push running
+  // decodes out of the iteration (decode stalls under chunked prefill; vLLM schedules decodes
+  // first). Jobs holding seats (hysteresis) are within reach wherever they are in the order.
   int32_t decodes_pending = 0;
   {
     int32_t n = 0;
+    const PriorityKey* last_counted = nullptr;
     for (auto it = candidates.begin(); it != candidates.end() && n < max_seqs; ++it) {
       const Job& j = entry(it->id).job;
-      if (j.in_flight) continue;
+      if (j.in_flight || j.in_batch) continue;
       ++n;
+      last_counted = &*it;
       if (j.num_tokens - j.num_computed_tokens == 1) ++decodes_pending;
     }
+    for (const PriorityKey& k : held_) {
+      const Job& j = entry(k.id).job;
+      if (n >= max_seqs && *last_counted < k && j.num_tokens - j.num_computed_tokens == 1) {
+        ++decodes_pending;
+      }
+    }
   }
+  std::vector<JobId> holders_reached;
   for (auto it = candidates.begin(); it != candidates.end(); ++it) {
+    if (entry(it->id).job.in_flight) continue;  // its previous step is still running (pipelining)
+    if (static_cast<int32_t>(plan.batch.size()) >= max_seqs || tokens_left <= 0) break;
+    if (num_scanned++ >= config_.max_scan_jobs) {
+      // Past the scan limit only the jobs holding seats (hysteresis) are still placed.
+      if (held_.empty()) break;
+      it = candidates.find(held_.front());
+      FS_CHECK(it != candidates.end(), "job {} holds a seat but is not a candidate",
+               held_.front().id);
+    }
     const JobId id = it->id;
     Job& job = entry(id).job;
-    if (job.in_flight) continue;  // its previous step is still running (pipelining)
-    if (static_cast<int32_t>(plan.batch.size()) >= max_seqs || tokens_left <= 0 ||
-        num_scanned++ >= config_.max_scan_jobs) {
-      break;
-    }
+    if (job.in_batch) continue;  // placed before this call (hold_seats = false)
+    const bool holder = release_hold(id);
+    if (holder) holders_reached.push_back(id);
     // A job evicted for a higher-priority one in this plan does not come back in the same plan.
     if (std::find(evicted_in_plan_.begin(), evicted_in_plan_.end(), id) != evicted_in_plan_.end()) {
       continue;
@@ -244,6 +320,14 @@ void Scheduler::fill_batch(IterationPlan& plan, bool enforce_swap_budget, bool& 
     if (!job.started && !may_start_new_job()) {
       if (policy_->stops_at_unfit_job()) break;
       continue;
+    }
+    // Every seat left is held (hysteresis): this job may take the lowest holder's only by
+    // may_take_held_seat()'s rule. (Only MLFQ policies hold seats; they skip unfit jobs.)
+    bool takes_held_seat = false;
+    if (!holder && !held_.empty() &&
+        static_cast<int32_t>(plan.batch.size() + held_.size()) >= max_seqs) {
+      if (!may_take_held_seat(*it, need_blocks)) continue;
+      takes_held_seat = static_cast<int32_t>(plan.batch.size() + held_.size()) >= max_seqs;
     }
     std::vector<JobId> victims;
     if (!pools_.can_allocate(need_blocks)) {
@@ -275,6 +359,15 @@ void Scheduler::fill_batch(IterationPlan& plan, bool enforce_swap_budget, bool& 
     for (JobId v : victims) evict(v, plan);
     add_to_batch(*it, job, chunk, target_blocks, on_host, plan);
     tokens_left -= chunk;
+    if (takes_held_seat) held_.pop_back();  // the lowest holder is preempted
+  }
+  held_.clear();  // holders not reached (token budget) compete as usual from here on
+  // A holder that could not run (no block for its next token without evicting another holder)
+  // held a seat that jobs before it were denied: fill what is left without holds, so the batch is
+  // never left short while something could run.
+  if (std::any_of(holders_reached.begin(), holders_reached.end(),
+                  [&](JobId h) { return !entry(h).job.in_batch; })) {
+    fill_batch(plan, enforce_swap_budget, skipped_for_budget, /*hold_seats=*/false);
   }
 }
 

@@ -96,7 +96,10 @@ class Scheduler {
   // The batch size limit of the plan being built: limits.max_seqs, and when pipelined its share of
   // the runnable jobs (set_max_plans_in_flight).
   int32_t max_seqs_this_plan(const std::set<PriorityKey>& candidates) const;
-  void fill_batch(IterationPlan& plan, bool enforce_swap_budget, bool& skipped_for_budget);
+  // Walks the jobs in priority order and books into the batch each one that fits. hold_seats: the
+  // previous batch's jobs hold their seats (hysteresis; hold_incumbent_seats).
+  void fill_batch(IterationPlan& plan, bool enforce_swap_budget, bool& skipped_for_budget,
+                  bool hold_seats = true);
   struct Entry {
     Job job;
     PriorityKey key;
@@ -122,8 +125,21 @@ class Scheduler {
   // After a budget-limited fill_batch: empty seats go to host-resident started jobs whose KV fits
   // in the free device blocks above the headroom (blocking uploads, not charged to the budget).
   void fill_free_seats(IterationPlan& plan);
-  // Lowest-priority device-resident jobs below `key`, not in the batch, whose blocks cover
-  // deficit_blocks; empty if all of them together do not.
+  // Preemption hysteresis (MlfqConfig::preemption_hysteresis): the jobs of the previous batch
+  // (pipelined: of the plans updated since) that hold their seats in the plan being built, lowest
+  // priority last. Empty when the hysteresis is off or not an MLFQ policy.
+  bool hysteresis_on() const;
+  void hold_incumbent_seats();
+  // True (and the job's hold released) if `id` holds a seat: it was reached in the walk.
+  bool release_hold(JobId id);
+  bool holds_seat(JobId id) const;
+  // Whether a job with this key, not holding a seat, may take the seat of the lowest-priority
+  // holder: a strictly higher level of the same priority class, KV on the device or fitting in
+  // need_blocks free device blocks (no eviction). A better priority class releases every holder of
+  // worse classes instead (client priorities stay strict) and returns true.
+  bool may_take_held_seat(const PriorityKey& key, int32_t need_blocks);
+  // Lowest-priority device-resident jobs below `key`, not in the batch and holding no seat, whose
+  // blocks cover deficit_blocks; empty if all of them together do not.
   std::vector<JobId> collect_victims(const PriorityKey& key, int32_t deficit_blocks) const;
   void evict(JobId victim, IterationPlan& plan);
   void plan_ahead(IterationPlan& plan);
@@ -141,6 +157,7 @@ class Scheduler {
   std::vector<JobId> last_batch_;
   std::vector<JobId> pending_aborts_;
   std::vector<JobId> evicted_in_plan_;  // victims of the plan being built
+  std::vector<PriorityKey> held_;       // seats held in the plan being built (hysteresis), sorted
   SchedulerStats counters_;
   double swap_credit_s_ = 0;  // swap budget left, seconds (SchedulerConfig::swap_budget_fraction)
   // Pipelining: the batches (job ids) of the outstanding plans, oldest first; their jobs have

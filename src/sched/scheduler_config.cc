@@ -78,11 +78,12 @@ std::string SchedulerConfig::to_string() const {
   return fmt::format(
       "policy={} kv_policy={} max_seqs={} max_tokens={} q1_s={} ratio={} num_queues={} "
       "starvation_threshold_s={} starvation_quantum_multiple={} starvation={} headroom_blocks={} "
-      "lookahead_jobs={} admit_max_host_usage={} swap_budget_fraction={}",
+      "lookahead_jobs={} admit_max_host_usage={} swap_budget_fraction={} "
+      "preemption_hysteresis={}",
       policy_name(policy), kv_policy_name(kv_policy), limits.max_seqs, limits.max_tokens, mlfq.q1_s,
       mlfq.ratio, mlfq.num_queues, mlfq.starvation_threshold_s, mlfq.starvation_quantum_multiple,
       mlfq.starvation_prevention, headroom_blocks(), upload_lookahead_jobs(), admit_max_host_usage,
-      swap_budget_fraction);
+      swap_budget_fraction, mlfq.preemption_hysteresis);
 }
 
 }  // namespace fs::sched

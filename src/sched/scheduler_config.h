@@ -45,6 +45,15 @@ struct MlfqConfig {
   // once).
   int32_t max_promotions_per_check = 1 << 30;
   bool starvation_prevention = true;
+  // Preemption hysteresis (docs/SCHEDULING.md "Preemption hysteresis"): a job that ran in the
+  // previous iteration keeps its seat unless a job of a strictly higher level (lower index) of its
+  // priority class takes it, and that job's KV is on the device or fits in free device blocks
+  // without evicting anyone. Equal levels never reshuffle a full batch; a better client priority
+  // class still preempts as without it; starvation promotion is unchanged (a promoted job is in
+  // Q1). Off: plain least-attained-service order every iteration (the official code). On by
+  // default: mean JCT within 0.1% below saturation on every simulated workload, 13-44% lower at
+  // 1.2x fcfs's saturation where memory binds (3 seeds; docs/SCHEDULING.md).
+  bool preemption_hysteresis = true;
 };
 
 struct SchedulerConfig {

@@ -170,10 +170,17 @@ TEST(SchedulerPipelineTest, OutstandingPlansStayDisjointAndTheirBlocksStayPut) {
   for (int32_t depth : {2, 3}) {
     for (PolicyKind policy : kPolicies) {
       for (KvPolicy kv : kKvPolicies) {
-        for (uint64_t seed = 1; seed <= 3; ++seed) {
+        for (uint64_t variant = 0; variant < 6; ++variant) {
+          const uint64_t seed = variant % 3 + 1;
+          const bool hysteresis = variant >= 3;  // MLFQ policies with and without it
+          if (hysteresis && policy != PolicyKind::kSkipJoinMlfq && policy != PolicyKind::kMlfq) {
+            continue;
+          }
           SCOPED_TRACE(::testing::Message() << "depth " << depth << " " << policy_name(policy)
-                                            << " " << kv_policy_name(kv) << " seed " << seed);
+                                            << " " << kv_policy_name(kv) << " seed " << seed
+                                            << (hysteresis ? " hysteresis" : ""));
           SchedulerConfig c = make_config(policy, kv);
+          c.mlfq.preemption_hysteresis = hysteresis;
           c.limits = {6, 256};
           c.mlfq.starvation_threshold_s = 0.5;
           c.mlfq.starvation_quantum_multiple = 0;

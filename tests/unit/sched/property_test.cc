@@ -35,14 +35,23 @@ const PolicyKind kPolicies[] = {PolicyKind::kSkipJoinMlfq, PolicyKind::kMlfq, Po
                                 PolicyKind::kVllm, PolicyKind::kSrpt};
 const KvPolicy kKvPolicies[] = {KvPolicy::kProactive, KvPolicy::kReactive, KvPolicy::kRecompute};
 
+// MLFQ policies run with and without the preemption hysteresis.
+bool has_hysteresis(PolicyKind policy) {
+  return policy == PolicyKind::kSkipJoinMlfq || policy == PolicyKind::kMlfq;
+}
+
 TEST(SchedulerPropertyTest, PlansNeverOvercommitAndBatchJobsHaveKvOnDevice) {
   const CostModel cost = make_cost_model();
   for (PolicyKind policy : kPolicies) {
     for (KvPolicy kv : kKvPolicies) {
-      for (uint64_t seed = 1; seed <= 3; ++seed) {
-        SCOPED_TRACE(::testing::Message()
-                     << policy_name(policy) << " " << kv_policy_name(kv) << " seed " << seed);
+      for (uint64_t run = 0; run < 6; ++run) {
+        const uint64_t seed = run % 3 + 1;
+        const bool hysteresis = run >= 3;
+        if (hysteresis && !has_hysteresis(policy)) continue;
+        SCOPED_TRACE(::testing::Message() << policy_name(policy) << " " << kv_policy_name(kv)
+                                          << " seed " << seed << (hysteresis ? " hysteresis" : ""));
         SchedulerConfig c = make_config(policy, kv);
+        c.mlfq.preemption_hysteresis = hysteresis;
         c.limits = {6, 256};
         c.mlfq.starvation_threshold_s = 0.5;
         c.mlfq.starvation_quantum_multiple = 0;
@@ -96,6 +105,7 @@ TEST(SchedulerPropertyTest, BatchIsPriorityOrderPrefixWhenMemoryIsAmple) {
     for (uint64_t seed = 1; seed <= 4; ++seed) {
       SCOPED_TRACE(::testing::Message() << policy_name(policy) << " seed " << seed);
       SchedulerConfig c = make_config(policy);
+      c.mlfq.preemption_hysteresis = false;  // the plain order (the hysteresis keeps incumbents)
       c.limits = {4, 512};
       Scheduler s(c, make_pools(4000, 0), cost);
       run_until_done(s, cost, random_jobs(seed, 60, 30.0),
@@ -116,9 +126,13 @@ TEST(SchedulerPropertyTest, BatchIsPriorityOrderPrefixWhenMemoryIsAmple) {
 TEST(SchedulerPropertyTest, NoJobStaysIdlePastTheStarvationThreshold) {
   const CostModel cost = make_cost_model();
   for (PolicyKind policy : {PolicyKind::kSkipJoinMlfq, PolicyKind::kMlfq}) {
-    for (uint64_t seed = 1; seed <= 4; ++seed) {
-      SCOPED_TRACE(::testing::Message() << policy_name(policy) << " seed " << seed);
+    for (uint64_t run = 0; run < 8; ++run) {
+      const uint64_t seed = run % 4 + 1;
+      const bool hysteresis = run >= 4;
+      SCOPED_TRACE(::testing::Message()
+                   << policy_name(policy) << " seed " << seed << (hysteresis ? " hysteresis" : ""));
       SchedulerConfig c = make_config(policy);
+      c.mlfq.preemption_hysteresis = hysteresis;
       c.limits = {2, 512};
       c.mlfq.starvation_threshold_s = 0.4;
       c.mlfq.starvation_quantum_multiple = 0;

@@ -338,6 +338,8 @@ TEST(SchedulerTest, SwapBudgetBoundsBlockingSwapTime) {
     c.limits.max_seqs = 4;
     c.swap_budget_fraction = fraction;
     c.swap_credit_max_s = 0.05;
+    // Plain LAS thrashes here; the hysteresis alone more than halves the blocking swaps.
+    c.mlfq.preemption_hysteresis = false;
     Scheduler s(c, make_pools(12, 200), cost);
     std::vector<testing::JobShape> shapes;
     for (int i = 0; i < 16; ++i) shapes.push_back({0.05 * i, 40, 40 + 10 * (i % 3)});
