@@ -319,6 +319,83 @@ def defaults_check(args):
             out(f"| {v} | {spread(sr, '{:.2f}')} | " + " | ".join(cells) + " |")
 
 
+def hysteresis_study(args):
+    """Skip-join MLFQ without and with the preemption hysteresis (`--no-preemption-hysteresis` /
+    `--preemption-hysteresis`, which `fastserve sim` must expose), fcfs for reference, on the grids
+    of the main tables plus fcfs's 90% point (docs/SCHEDULING.md "Preemption hysteresis")."""
+    workloads = []
+    for tag, trace_args, grid in (("sharegpt", ["--trace", "sharegpt"], SHAREGPT_RATES),
+                                  ("alpaca", ["--trace", "alpaca"], ALPACA_RATES),
+                                  ("sharegpt_256seq", ["--trace", "sharegpt", "--max-batch-seqs",
+                                                       "256"], MEM256_RATES)):
+        sat = fcfs_saturation(args, tag, trace_args)
+        workloads.append((tag, trace_args, sat, sorted(set(grid) | {round(0.9 * sat, 2)})))
+    for trace in args.traces.split(","):
+        for seqs in args.trace_seqs.split(","):
+            tag = f"{trace}_{seqs}seq"
+            trace_args = ["--trace", trace, "--max-batch-seqs", seqs]
+            sat = fcfs_saturation(args, tag, trace_args)
+            workloads.append((tag, trace_args, sat, [round(f * sat, 3) for f in TRACE_FRACTIONS]))
+    variants = {"off": ["--policy", "skip-join-mlfq", "--no-preemption-hysteresis"],
+                "on": ["--policy", "skip-join-mlfq", "--preemption-hysteresis"],
+                "fcfs": ["--policy", "fcfs"]}
+    names = {"off": "skip-join-mlfq", "on": "skip-join-mlfq-hyst", "fcfs": "fcfs"}
+    summary = []
+    for tag, trace_args, sat, rates in workloads:
+        res = {v: sim_seeds(args, f"{tag}_{names[v]}", [*trace_args, *extra], rates)
+               for v, extra in variants.items()}
+        out(f"\n### Preemption hysteresis, {tag} (fcfs saturation {sat:.2f} req/s)\n")
+        out("Per rate, median over seeds: throughput req/s, mean JCT s, mean norm s/tok, "
+            "preemptions, GB swapped; on / off mean JCT per seed (median (min-max)):\n")
+        out("| rate | off | on | on / off, mean JCT | fcfs |")
+        out("| --- | --- | --- | ---: | --- |")
+        below = []  # on/off mean-JCT ratios (per seed) at rates <= 0.9 x fcfs's saturation
+        for i, rate in enumerate(rates):
+            cells = []
+            for v in variants:
+                med = lambda k, sc=1.0: statistics.median(metric(res[v], i, k, sc))  # noqa: E731
+                cells.append(f"{med('request_throughput'):.2f}, {med('mean_e2el_ms', 1e-3):.1f} s, "
+                             f"{med('mean_normalized_latency_s'):.3f}, "
+                             f"{med('num_preemptions'):.0f}, {med('swapped_bytes', 1e-9):.0f} GB")
+            ratio = [a / b for a, b in zip(metric(res["on"], i, "mean_e2el_ms"),
+                                           metric(res["off"], i, "mean_e2el_ms"))]
+            if rate <= 0.9 * sat + 1e-9:
+                below.append((rate, ratio))
+            out(f"| {rate} | {cells[0]} | {cells[1]} | {spread(ratio, '{:.3f}')} | {cells[2]} |")
+        sr = {v: [sustainable_rate(runs, args.slo) for runs in res[v].values()] for v in variants}
+        worst_rate, worst = max(below, key=lambda rr: statistics.median(rr[1]))
+        i12 = min(range(len(rates)), key=lambda k: abs(rates[k] - 1.2 * sat))
+        i90 = min(range(len(rates)), key=lambda k: abs(rates[k] - 0.9 * sat))
+        summary.append((tag, sr, worst_rate, worst, i90, i12, rates, res))
+
+    def two(res, key, i, fmt, sc=1.0):
+        return (f"{spread(metric(res['off'], i, key, sc), fmt)} → "
+                f"{spread(metric(res['on'], i, key, sc), fmt)}")
+
+    out("\n### Preemption hysteresis: summary below saturation (median (min-max) over seeds)\n")
+    out("| workload | sustainable rate off → on (fcfs) | at ~0.9x fcfs sat.: mean JCT s off → on "
+        "| p99 JCT s | mean norm s/tok | largest on/off mean JCT at ≤ 0.9x (rate) |")
+    out("| --- | --- | --- | --- | --- | --- |")
+    for tag, sr, worst_rate, worst, i90, i12, rates, res in summary:
+        out(f"| {tag} | {spread(sr['off'], '{:.2f}')} → {spread(sr['on'], '{:.2f}')} "
+            f"({spread(sr['fcfs'], '{:.2f}')}) | {rates[i90]}: "
+            f"{two(res, 'mean_e2el_ms', i90, '{:.2f}', 1e-3)} "
+            f"| {two(res, 'p99_e2el_ms', i90, '{:.1f}', 1e-3)} "
+            f"| {two(res, 'mean_normalized_latency_s', i90, '{:.3f}')} "
+            f"| {spread(worst, '{:.3f}')} ({worst_rate}) |")
+    out("\n### Preemption hysteresis: summary at ~1.2x fcfs's saturation (median (min-max))\n")
+    out("| workload | rate | req/s off → on (fcfs) | preemptions off → on | GB swapped off → on "
+        "| mean JCT s off → on | mean TTFT s off → on |")
+    out("| --- | ---: | --- | --- | --- | --- | --- |")
+    for tag, sr, worst_rate, worst, i90, i12, rates, res in summary:
+        out(f"| {tag} | {rates[i12]} | {two(res, 'request_throughput', i12, '{:.2f}')} "
+            f"({spread(metric(res['fcfs'], i12, 'request_throughput'), '{:.2f}')}) "
+            f"| {two(res, 'num_preemptions', i12, '{:.0f}')} "
+            f"| {two(res, 'swapped_bytes', i12, '{:.0f}', 1e-9)} "
+            f"| {two(res, 'mean_e2el_ms', i12, '{:.1f}', 1e-3)} "
+            f"| {two(res, 'mean_ttft_ms', i12, '{:.1f}', 1e-3)} |")
+
+
 def trace_study(args, trace, seqs):
     """A length trace at one batch limit: fcfs saturation, a sweep over fractions of it, every
     policy at 90% of it."""
@@ -357,7 +434,8 @@ def main():
     ap.add_argument("--reuse", action="store_true",
                     help="reuse result JSONs already in --out-dir/raw (same options assumed)")
     ap.add_argument("--only", default="all",
-                    help="sharegpt,alpaca,gamma,orca,kv,sens,mem256,kv256,traces or all; defaults")
+                    help="sharegpt,alpaca,gamma,orca,kv,sens,mem256,kv256,traces or all; "
+                         "defaults; hysteresis")
     ap.add_argument("--traces", default="azure_code,azure_conv,mooncake")
     ap.add_argument("--trace-seqs", default="16,256", help="batch limits for --only traces")
     args = ap.parse_args()
@@ -416,6 +494,8 @@ def main():
     if run("kv256"):
         kv_ablation(args, "kv_ablation_256seq", ["--trace", "sharegpt", "--max-batch-seqs", "256"],
                     [2.0, 2.2, 2.4, 2.6, 2.8, 3.0])
+    if "hysteresis" in only:  # not part of "all": needs a `fastserve sim` with the flag
+        hysteresis_study(args)
     if run("traces"):
         for trace in args.traces.split(","):
             for seqs in args.trace_seqs.split(","):
