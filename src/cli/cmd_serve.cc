@@ -73,6 +73,10 @@ int run_serve(int argc, char** argv) {
   app.add_option("--max-queued-requests", engine_config.max_queued_requests,
                  "requests in the engine (running + waiting) beyond this get 429");
   app.add_option("--cost-model", engine_config.cost_model_path, "`fastserve profile` output");
+  app.add_flag("--preemption-hysteresis,!--no-preemption-hysteresis",
+               engine_config.preemption_hysteresis,
+               "(M)LFQ: a running job keeps its seat unless a strictly higher level takes it "
+               "(docs/SCHEDULING.md; default on)");
   CLI11_PARSE(app, argc, argv);
   if (Status s = server_config.validate(); !s.is_ok()) {
     std::fprintf(stderr, "fastserve serve: %s\n", s.message().c_str());

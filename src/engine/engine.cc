@@ -229,6 +229,7 @@ Result<std::unique_ptr<Engine>> Engine::create(ModelRuntime runtime, const Engin
   FS_ASSIGN_OR_RETURN(sc.kv_policy, sched::parse_kv_policy(config.kv_policy));
   sc.limits.max_seqs = config.max_num_seqs;
   sc.limits.max_tokens = config.max_num_batched_tokens;
+  sc.mlfq.preemption_hysteresis = config.preemption_hysteresis;
   FS_RETURN_IF_ERROR(sc.validate());
   sched::KvPoolConfig kv{static_cast<int32_t>(impl->device_blocks), static_cast<int32_t>(impl->host_blocks),
                          static_cast<int32_t>(bs)};

@@ -34,6 +34,7 @@ struct EngineConfig {
   int32_t max_num_batched_tokens = 2048;  // token budget per iteration (chunked prefill)
   std::string cost_model_path;            // `fastserve profile` output; empty: built-in estimate
   int64_t max_queued_requests = 4096;     // submit() fails with kResourceExhausted beyond this
+  bool preemption_hysteresis = true;      // (M)LFQ: sched::MlfqConfig::preemption_hysteresis
 
   // Tests only (fault injection; never set outside tests): called on the engine thread with each
   // job's logits row before it is sampled. It may corrupt the row (NaN, inf) or return an error,

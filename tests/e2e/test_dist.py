@@ -149,8 +149,17 @@ class Server:
         return rc
 
 
+def sampled(server):
+    """A seeded sampled completion: its logits row goes to rank 0 (greedy rows are picked where
+    the logits are, and a pipeline's last stage sends only the picks)."""
+    r = server.client.completions.create(model=server.model, prompt=PROMPTS[1], max_tokens=12,
+                                         temperature=0.8, seed=7)
+    return r.choices[0].text
+
+
 def completions(server):
-    """Greedy text of every prompt (completions API) and of one streamed chat."""
+    """Greedy text of every prompt (completions API), of one streamed chat, of a greedy request
+    with top logprobs (rows, not picks) and of a seeded sampled one."""
     out = []
     for p in PROMPTS:
         r = server.client.completions.create(model=server.model, prompt=p, max_tokens=16,
@@ -160,6 +169,10 @@ def completions(server):
         model=server.model, messages=[{"role": "user", "content": "What is 2+2?"}],
         max_tokens=16, temperature=0, stream=True)
     out.append("".join(c.choices[0].delta.content or "" for c in stream if c.choices))
+    r = server.client.completions.create(model=server.model, prompt=PROMPTS[2], max_tokens=8,
+                                         temperature=0, logprobs=2)
+    out.append(r.choices[0].text)
+    out.append(sampled(server))
     return out
 
 
@@ -181,16 +194,20 @@ def test_server_matches_one_rank(fastserve_bin, default_model, random_config, tm
         got = completions(dist)
         # Several requests at once: batches of several sequences with their own block tables.
         import concurrent.futures
-        with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        # Greedy and sampled requests in one batch: the last stage sends picks and rows.
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
             futures = [pool.submit(dist.client.completions.create, model=dist.model, prompt=p,
                                    max_tokens=16, temperature=0) for p in PROMPTS]
+            sampled_future = pool.submit(sampled, dist)
             concurrent_texts = [f.result().choices[0].text for f in futures]
+            concurrent_sampled = sampled_future.result()
     finally:
         rc = dist.stop()
     log = dist.log.read_text()
     assert rc == 0, log
     assert got == expected
     assert concurrent_texts == expected[:len(PROMPTS)]
+    assert concurrent_sampled == expected[-1]
     assert "rank 1 (pid" in log  # both ranks loaded their shard
 
 

@@ -49,6 +49,16 @@ def test_sim_reports_vllm_keys_and_conserves_jobs(fastserve_bin, tmp_path, trace
         assert r["num_preemptions"] == 0
 
 
+def test_sim_preemption_hysteresis_flag(fastserve_bin, tmp_path, trace):
+    """Under overload the hysteresis (default on) preempts less than plain least-attained service;
+    both serve every job."""
+    on = run_sim(fastserve_bin, tmp_path, trace, "--rate", "inf", "--device-mem", "2")
+    off = run_sim(fastserve_bin, tmp_path, trace, "--rate", "inf", "--device-mem", "2",
+                  "--no-preemption-hysteresis")
+    assert on["completed"] == off["completed"] == 200
+    assert on["num_preemptions"] < off["num_preemptions"]
+
+
 def test_sim_sweep_writes_one_run_per_rate(fastserve_bin, tmp_path, trace):
     r = run_sim(fastserve_bin, tmp_path, trace, "--sweep", "1,4,inf", "--arrival", "gamma",
                 "--cv", "2", "--kv-policy", "reactive")
