@@ -10,8 +10,8 @@
 2. Latency: batch-1 decode tokens/s of the Llama-3-8B shape (dummy weights made on each GPU) on one
    GPU, at TP=2 and at PP=2, `--repeats` rounds alternating; median and min of the step time.
 3. Throughput at high load: `fastserve serve` of the same shape on one GPU, at PP=2 and at TP=2,
-   and `fastserve bench` sending every ShareGPT prompt of bench/data/sharegpt_200.jsonl at once
-   (rate inf, ignore_eos, outputs capped at --max-output-len); output tokens/s of each.
+   and `fastserve bench` sending --num-prompts ShareGPT prompts (bench/data/sharegpt_200.jsonl,
+   repeated) at once (rate inf, ignore_eos, outputs capped at --max-output-len); output tokens/s.
 
     python3 scripts/device/dist_gpu_checks.py --fastserve build-cuda/fastserve --out OUT
 Writes OUT/dist_checks.json and OUT/dist_checks.md; exits 1 when a token check fails.
@@ -154,7 +154,8 @@ def latency(fastserve, log, results, repeats, tokenizer):
     results["latency_ms_per_token"] = runs
 
 
-def throughput(fastserve, log, results, tokenizer, max_num_seqs, max_output_len, port=8320):
+def throughput(fastserve, log, results, tokenizer, max_num_seqs, max_output_len, num_prompts,
+               port=8320):
     import urllib.request
     layouts = [("one GPU", None), ("PP=2", ("--pp", 2)), ("TP=2", ("--tp", 2))]
     results["throughput"] = []
@@ -170,7 +171,7 @@ def throughput(fastserve, log, results, tokenizer, max_num_seqs, max_output_len,
             cmd = ["mpirun", "-np", "2", "--bind-to", "none"] + cmd + [layout[0], "2"]
         server_log = open(f"/tmp/dist_gpu_checks/serve-{label.replace('=', '').replace(' ', '_')}.log", "w")
         server = subprocess.Popen(cmd, stdout=server_log, stderr=subprocess.STDOUT, env=env)
-        row = {"layout": label, "max_num_seqs": max_num_seqs}
+        row = {"layout": label, "max_num_seqs": max_num_seqs, "num_prompts": num_prompts}
         try:
             t = time.time()
             while True:
@@ -186,7 +187,7 @@ def throughput(fastserve, log, results, tokenizer, max_num_seqs, max_output_len,
             result = f"/tmp/dist_gpu_checks/bench-{label.replace('=', '').replace(' ', '_')}.json"
             bench = [fastserve, "bench", "--base-url", f"http://127.0.0.1:{port}", "--dataset",
                      str(ROOT / "bench/data/sharegpt_200.jsonl"), "--tokenizer", tokenizer,
-                     "--num-prompts", "200", "--request-rate", "inf", "--max-output-len",
+                     "--num-prompts", str(num_prompts), "--request-rate", "inf", "--max-output-len",
                      str(max_output_len), "--ignore-eos", "--seed", "0", "--quiet",
                      "--num-warmups", "4", "--result-json", result]
             proc = subprocess.run(bench, capture_output=True, text=True, timeout=400)
@@ -240,8 +241,9 @@ def write_md(results, out):
                          f"{', '.join(f'{x:.3f}' for x in ms)} | {ratio} |")
     rows = results.get("throughput")
     if rows:
-        lines += ["", "## Throughput at high load: serve + bench, 200 ShareGPT prompts at once, "
-                  "Llama-3-8B shape", "", "| layout | max-num-seqs | completed | duration s | "
+        lines += ["", f"## Throughput at high load: serve + bench, {rows[0].get('num_prompts')} "
+                  "ShareGPT prompts at once, Llama-3-8B shape", "",
+                  "| layout | max-num-seqs | completed | duration s | "
                   "output tok/s | vs one GPU | mean JCT s | mean TPOT ms |",
                   "|---|---|---|---|---|---|---|---|"]
         base = next((r.get("output_throughput") for r in rows if r["layout"] == "one GPU"), None)
@@ -266,6 +268,7 @@ def main():
     ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--max-num-seqs", type=int, default=128)
     ap.add_argument("--max-output-len", type=int, default=256)
+    ap.add_argument("--num-prompts", type=int, default=1000)
     ap.add_argument("--tokenizer", default=str(ROOT / "tests/fixtures/tokenizer/smollm2-vocab.gguf"))
     a = ap.parse_args()
     out = pathlib.Path(a.out)
@@ -285,7 +288,8 @@ def main():
             latency(a.fastserve, log, results, a.repeats, a.tokenizer)
             save()
         if not a.skip_throughput:
-            throughput(a.fastserve, log, results, a.tokenizer, a.max_num_seqs, a.max_output_len)
+            throughput(a.fastserve, log, results, a.tokenizer, a.max_num_seqs, a.max_output_len,
+                       a.num_prompts)
             save()
     print((out / "dist_checks.md").read_text())
     sys.exit(0 if ok else 1)

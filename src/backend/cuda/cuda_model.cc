@@ -753,6 +753,13 @@ std::vector<std::pair<std::string, double>> CudaModel::phase_times_ms() {
 Result<std::span<const float>> CudaModel::forward(std::span<const ForwardSeq> seqs,
                                                   const KvPoolView& kv) {
   FS_ASSIGN_OR_RETURN(const int64_t rows, enqueue_forward(seqs, kv));
+  if (dist_.send_hidden) {
+    // A stage before the last returns once its work is enqueued: the host takes the next batch
+    // while the GPU computes and hands this one on (the next forward orders after it on the
+    // stream; its metadata waits for this one's copy).
+    picks_view_ = {};
+    return std::span<const float>();
+  }
   const int64_t vocab = config_.vocab_size;
   const size_t n = static_cast<size_t>(rows * vocab);
   if (n > logits_pinned_capacity_) {

@@ -128,7 +128,8 @@ class CudaModel {
   //    their partial products alone, so the sum is x + every rank's part, on every rank.
   //  - recv_hidden (a stage after the first): x comes from the previous stage instead of the
   //    embedding. send_hidden (a stage before the last): after its layers the forward hands x (with
-  //    the last layer's bias added) to the next stage and computes no logits (0 rows).
+  //    the last layer's bias added) to the next stage and computes no logits: forward() returns
+  //    an empty span as soon as the work is enqueued, without waiting for it (pipelining).
   //  - wait: replaces cudaStreamSynchronize(stream()) where a forward waits (a peer that died
   //    makes it fail after a timeout instead of hanging).
   struct DistHooks {

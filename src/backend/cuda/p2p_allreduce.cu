@@ -1,4 +1,5 @@
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/launch.cuh"
 
 namespace fs::cuda {
 namespace {
@@ -24,6 +25,10 @@ __device__ __forceinline__ uint32_t load_acquire_sys(const uint32_t* p) {
 // flags[b][sender]. Step s (this block's counter + 1) uses data buffer s & 1.
 __global__ void p2p_allreduce_kernel(float* x, int64_t n, int64_t max_floats, Peers peers,
                                      int rank, int size, uint32_t* counters) {
+  // Programmatic dependent launch (launch.cuh): this kernel is resident before the projection that
+  // feeds it ends, and the next kernel loads its weights while this one exchanges.
+  pdl_wait();
+  pdl_launch_dependents();
   const int b = blockIdx.x;
   const uint32_t step = counters[b] + 1;
   const int64_t half = (step & 1) * max_floats;
@@ -63,8 +68,8 @@ void launch_p2p_allreduce(float* x, int64_t n, int64_t max_floats, float* const*
   }
   // Always the same grid: element i belongs to the same block (and so to the same step counter
   // and buffer parity) in every call, which is what makes reusing a buffer two steps later safe.
-  p2p_allreduce_kernel<<<kP2pBlocks, kThreads, 0, stream>>>(x, n, max_floats, peers,
-                                                                       rank, size, counters);
+  launch_kernel(p2p_allreduce_kernel, kP2pBlocks, kThreads, 0, stream, x, n, max_floats, peers,
+                rank, size, counters);
 }
 
 }  // namespace fs::cuda
