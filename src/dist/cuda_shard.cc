@@ -42,7 +42,10 @@ namespace {
 std::unique_ptr<cuda::P2pAllReduce> make_p2p_allreduce(Communicator& tp_group) {
   const char* mode = std::getenv("FASTSERVE_TP_ALLREDUCE");
   if (mode != nullptr && std::string(mode) == "nccl") return nullptr;
-  constexpr int64_t kMaxFloats = 256 * 1024;  // 1 MB: decode batches up to 64 at hidden 4096
+  // 32 KB (batch <= 2 at hidden 4096). On 2x H200 (bench/cuda/nccl_allreduce_bench.cc, in a
+  // graph) the peer-memory all-reduce took 5.2 us at 16 KB against NCCL's 6.6, but 15.2 against
+  // 8.0 at 256 KB: NCCL's bandwidth wins from a few tens of KB.
+  constexpr int64_t kMaxFloats = 8 * 1024;
   const auto all_gather = [&tp_group](std::span<const uint8_t> mine, std::span<uint8_t> all) {
     std::vector<uint8_t> buf(mine.size());
     for (int r = 0; r < tp_group.size(); ++r) {
