@@ -256,9 +256,8 @@ __global__ void add_bias_kernel(float* x, const float* bias, int64_t width, int6
   }
 }
 
-// The block's largest (value, index), lowest index among equal values, on every thread. best_v /
-// best_i: 32 entries of shared memory.
-__device__ void block_argmax(float& bv, int32_t& bi, float* best_v, int32_t* best_i) {
+// The warp's largest (value, index), lowest index among equal values, on every lane.
+__device__ __forceinline__ void warp_argmax(float& bv, int32_t& bi) {
   for (int o = 16; o > 0; o >>= 1) {
     const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
     const int32_t oi = __shfl_xor_sync(0xffffffffu, bi, o);
@@ -267,6 +266,12 @@ __device__ void block_argmax(float& bv, int32_t& bi, float* best_v, int32_t* bes
       bi = oi;
     }
   }
+}
+
+// The block's largest (value, index), lowest index among equal values, on every thread. best_v /
+// best_i: 32 entries of shared memory.
+__device__ void block_argmax(float& bv, int32_t& bi, float* best_v, int32_t* best_i) {
+  warp_argmax(bv, bi);
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   if (lane == 0) {
     best_v[warp] = bv;
@@ -276,14 +281,7 @@ __device__ void block_argmax(float& bv, int32_t& bi, float* best_v, int32_t* bes
   const int nw = blockDim.x / 32;
   bv = lane < nw ? best_v[lane] : -INFINITY;
   bi = lane < nw ? best_i[lane] : 0x7fffffff;
-  for (int o = 16; o > 0; o >>= 1) {
-    const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
-    const int32_t oi = __shfl_xor_sync(0xffffffffu, bi, o);
-    if (ov > bv || (ov == bv && oi < bi)) {
-      bv = ov;
-      bi = oi;
-    }
-  }
+  warp_argmax(bv, bi);
   __syncthreads();  // best_v / best_i may be reused
 }
 
