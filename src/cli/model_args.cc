@@ -67,12 +67,14 @@ Result<ModelSetup> load_dist_setup(const ModelArgs& args) {
 #else
   FS_ASSIGN_OR_RETURN(std::unique_ptr<dist::MpiCommunicator> world,
                       dist::MpiCommunicator::init_world(nullptr, nullptr));
+  const dist::StageSplit split =
+      args.pp_layer_split == "even" ? dist::StageSplit::kEven : dist::StageSplit::kBalanced;
   ModelSetup setup;
   dist::DistSetup d;
   if (args.device == "cpu") {
     FS_ASSIGN_OR_RETURN(setup.runtime, load_runtime(args));
     FS_ASSIGN_OR_RETURN(d, dist::make_dist(setup.runtime.lm->loaded(), std::move(world), args.tp,
-                                           args.pp, args.pp_micro_batches));
+                                           args.pp, args.pp_micro_batches, split));
   } else {
     FS_RETURN_IF_ERROR(check_args(args));
     if (args.threads > 0) set_default_pool_threads(args.threads);
@@ -80,13 +82,13 @@ Result<ModelSetup> load_dist_setup(const ModelArgs& args) {
       FS_ASSIGN_OR_RETURN(ModelConfig config, dummy_model_config(dummy_spec(args)));
       FS_ASSIGN_OR_RETURN(setup.runtime, load_dummy_runtime(args, config, /*cpu_model=*/false));
       FS_ASSIGN_OR_RETURN(d, dist::make_dist_cuda(nullptr, config, std::move(world), args.tp,
-                                                  args.pp, args.pp_micro_batches));
+                                                  args.pp, args.pp_micro_batches, split));
     } else {
       FS_ASSIGN_OR_RETURN(std::string path, resolve_model_path(args.model));
       FS_ASSIGN_OR_RETURN(setup.runtime, load_model_runtime(path));
       const LoadedModel& model = setup.runtime.lm->loaded();
       FS_ASSIGN_OR_RETURN(d, dist::make_dist_cuda(&model, model.config, std::move(world), args.tp,
-                                                  args.pp, args.pp_micro_batches));
+                                                  args.pp, args.pp_micro_batches, split));
     }
   }
   setup.runtime.lm.reset();  // the shard lives in the executor / worker
@@ -128,6 +130,10 @@ void add_model_args(CLI::App& app, ModelArgs& args, bool with_device) {
                    "with --pp: batches in flight at once, 1..pp (default pp: every stage busy; 1: "
                    "one batch at a time)")
         ->check(CLI::NonNegativeNumber);
+    app.add_option("--pp-layer-split", args.pp_layer_split,
+                   "with --pp: balanced (default: the last stage gets fewer layers, as many as its "
+                   "LM head costs) | even (the same number of layers per stage)")
+        ->check(CLI::IsMember({"balanced", "even"}));
   }
 }
 

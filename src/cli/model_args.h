@@ -24,6 +24,7 @@ struct ModelArgs {
   int tp = 1;                        // tensor-parallel ranks (under mpirun; docs/DISTRIBUTED.md)
   int pp = 1;                        // pipeline stages
   int pp_micro_batches = 0;          // PP batches in flight (0: pp; 1: one batch at a time)
+  std::string pp_layer_split = "balanced";  // balanced (the LM head counted) | even
 };
 
 // --model, --threads, --load-format, --tokenizer; --device, --tp and --pp when with_device.

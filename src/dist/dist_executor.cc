@@ -180,6 +180,15 @@ class ShardRunner {
 
   const ParallelLayout& layout() const { return layout_; }
   Communicator& world() { return *world_; }
+  Status set_kv_dtype(cpu::KvDtype dtype) {
+    if (!lm_) {  // a GPU rank: its cache is bf16 whatever the CPU default
+      if (dtype == cpu::KvDtype::kF32) return Status::ok();
+      return invalid_argument(
+          "--kv-cache-dtype f16 is for CPU ranks (the GPU ranks' cache is bf16)");
+    }
+    lm_->set_kv_dtype(dtype);
+    return Status::ok();
+  }
   Executor& local() { return *local_; }
 
   void check(const Status& s, const char* what) const {
@@ -444,6 +453,10 @@ Result<std::span<const float>> DistExecutor::forward_wait() {
   return out;
 }
 
+Status DistExecutor::set_kv_dtype(cpu::KvDtype dtype) { return runner_->set_kv_dtype(dtype); }
+
+Status DistWorker::set_kv_dtype(cpu::KvDtype dtype) { return runner_->set_kv_dtype(dtype); }
+
 void DistExecutor::shutdown() {
   if (shut_down_) return;
   while (!forwards_.empty()) (void)forward_wait();
@@ -523,6 +536,12 @@ Result<int> check_world(std::shared_ptr<Communicator>& world, int tp, int pp, in
   return micro_batches;
 }
 
+ParallelLayout make_layout(const ModelConfig& config, int tp, int pp, int rank, StageSplit split) {
+  ParallelLayout layout{tp, pp, rank};
+  if (pp > 1 && split == StageSplit::kBalanced) layout.head_layers = lm_head_layers(config, tp);
+  return layout;
+}
+
 void log_shard(const ParallelLayout& layout, const ModelConfig& full, const ModelConfig& shard,
                int64_t weight_bytes) {
   log_info("rank {} (pid {}): {}, layers [{}, {}), {} heads, {} kv heads, {:.1f} MiB of weights",
@@ -550,9 +569,9 @@ DistSetup finish_setup(const ParallelLayout& layout, const ModelConfig& full_con
 }  // namespace
 
 Result<DistSetup> make_dist(const LoadedModel& model, std::shared_ptr<Communicator> world, int tp,
-                            int pp, int micro_batches) {
+                            int pp, int micro_batches, StageSplit split) {
   FS_ASSIGN_OR_RETURN(micro_batches, check_world(world, tp, pp, micro_batches));
-  const ParallelLayout layout{tp, pp, world->rank()};
+  const ParallelLayout layout = make_layout(model.config, tp, pp, world->rank(), split);
   FS_ASSIGN_OR_RETURN(LoadedModel shard, shard_model(model, layout));
   FS_ASSIGN_OR_RETURN(std::unique_ptr<Communicator> tp_group,
                       world->split(layout.stage(), layout.tp_rank()));
@@ -564,15 +583,15 @@ Result<DistSetup> make_dist(const LoadedModel& model, std::shared_ptr<Communicat
 
 Result<DistSetup> make_dist_cuda(const LoadedModel* model, const ModelConfig& config,
                                  std::shared_ptr<Communicator> world, int tp, int pp,
-                                 int micro_batches) {
+                                 int micro_batches, StageSplit split) {
 #ifndef FASTSERVE_WITH_NCCL
-  (void)model, (void)config, (void)world, (void)tp, (void)pp, (void)micro_batches;
+  (void)model, (void)config, (void)world, (void)tp, (void)pp, (void)micro_batches, (void)split;
   return unimplemented(
       "--tp/--pp with --device cuda: this fastserve was built without NCCL (install NCCL next to "
       "the CUDA toolkit and rebuild)");
 #else
   FS_ASSIGN_OR_RETURN(micro_batches, check_world(world, tp, pp, micro_batches));
-  const ParallelLayout layout{tp, pp, world->rank()};
+  const ParallelLayout layout = make_layout(config, tp, pp, world->rank(), split);
   FS_RETURN_IF_ERROR(check_layout(config, layout));
   FS_RETURN_IF_ERROR(select_rank_gpu(layout.rank));
   std::optional<LoadedModel> shard;

@@ -70,6 +70,10 @@ class DistExecutor final : public Executor {
   // thread-safe with the calls above.
   void shutdown();
 
+  // This rank's KV element type (CPU shards; before allocate_kv): kInvalidArgument for f16 on GPU
+  // ranks, whose cache is bf16. Every rank sets its own (the workers: DistWorker::set_kv_dtype).
+  Status set_kv_dtype(cpu::KvDtype dtype);
+
  private:
   // Sends [command, message_.size()] and then message_ (the payload) to every rank: a broadcast,
   // or when pipelined non-blocking sends (their buffers wait in sends_ until delivered).
@@ -110,6 +114,8 @@ class DistWorker {
   ~DistWorker();
   // Serves commands until rank 0 sends shutdown. A failed collective ends the process (fatal).
   Status run();
+  // As DistExecutor::set_kv_dtype, before run().
+  Status set_kv_dtype(cpu::KvDtype dtype);
 
  private:
   std::unique_ptr<ShardRunner> runner_;
@@ -122,11 +128,17 @@ struct DistSetup {
   std::unique_ptr<DistWorker> worker;      // every other rank
 };
 
+// How pipeline parallelism cuts the layers: kBalanced counts the LM head as the layers it costs
+// on the last stage (lm_head_layers: at PP=2 the default model's 30 layers split 19 + 11), kEven
+// gives every stage the same number of layers.
+enum class StageSplit { kBalanced, kEven };
+
 // Shards `model` for this rank of `world` (tp * pp must be world->size(), else kInvalidArgument
 // naming both) and builds the rank's side. micro_batches: forwards in flight with PP (1: one batch
 // at a time; 0: pp); every rank must pass the same. Collective over `world` (splits the TP groups).
 Result<DistSetup> make_dist(const LoadedModel& model, std::shared_ptr<Communicator> world, int tp,
-                            int pp, int micro_batches = 0);
+                            int pp, int micro_batches = 0,
+                            StageSplit split = StageSplit::kBalanced);
 
 // The same over GPU ranks (one GPU per rank: the launcher's local rank): each rank's shard runs on
 // a CudaExecutor, the TP all-reduce and the stage handoff go over NCCL (dist/cuda_shard.h), the
@@ -134,6 +146,7 @@ Result<DistSetup> make_dist(const LoadedModel& model, std::shared_ptr<Communicat
 // GPU (--load-format dummy). kUnimplemented without NCCL in this build.
 Result<DistSetup> make_dist_cuda(const LoadedModel* model, const ModelConfig& config,
                                  std::shared_ptr<Communicator> world, int tp, int pp,
-                                 int micro_batches = 0);
+                                 int micro_batches = 0,
+                                 StageSplit split = StageSplit::kBalanced);
 
 }  // namespace fs::dist

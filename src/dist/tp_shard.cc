@@ -1,5 +1,7 @@
 #include "dist/tp_shard.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
@@ -125,6 +127,23 @@ Status check_layout(const ModelConfig& c, const ParallelLayout& layout) {
     return invalid_argument("--pp {}: the model has only {} layers", layout.pp, c.num_layers);
   }
   return Status::ok();
+}
+
+int64_t ParallelLayout::layer_begin(int s, int64_t num_layers) const {
+  if (s <= 0) return 0;
+  if (s >= pp) return num_layers;
+  if (head_layers <= 0) return s * num_layers / pp;
+  const double at = s * (static_cast<double>(num_layers) + head_layers) / pp;
+  const int64_t begin = static_cast<int64_t>(std::floor(at + 0.5));
+  return std::clamp<int64_t>(begin, s, num_layers - (pp - s));
+}
+
+double lm_head_layers(const ModelConfig& c, int tp) {
+  const double attn = 2.0 * c.hidden_size * c.num_heads * c.head_dim +
+                      2.0 * c.hidden_size * c.num_kv_heads * c.head_dim;
+  const double mlp = (c.activation == Activation::kSiluGated ? 3.0 : 2.0) * c.hidden_size *
+                     c.intermediate_size;
+  return tp * static_cast<double>(c.vocab_size) * c.hidden_size / (attn + mlp);
 }
 
 ModelConfig shard_config(const ModelConfig& config, const ParallelLayout& layout) {

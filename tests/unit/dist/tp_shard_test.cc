@@ -57,6 +57,53 @@ TEST(ParallelLayout, SplitsLayersIntoContiguousStages) {
   EXPECT_EQ(l.layer_end(3, 30), 30);
 }
 
+// The LM head in layers, by weight count: SmolLM2-135M's tied 49152 x 576 head is 8 of its layers,
+// Llama-3-8B's 2.4; at TP=2 every rank runs the whole head but half of each layer.
+TEST(ParallelLayout, LmHeadLayersCountWeights) {
+  ModelConfig smol;
+  smol.vocab_size = 49152;
+  smol.hidden_size = 576;
+  smol.num_heads = 9;
+  smol.num_kv_heads = 3;
+  smol.head_dim = 64;
+  smol.intermediate_size = 1536;
+  smol.activation = Activation::kSiluGated;
+  EXPECT_NEAR(lm_head_layers(smol, 1), 8.0, 0.01);
+  ModelConfig llama = smol;
+  llama.vocab_size = 128256;
+  llama.hidden_size = 4096;
+  llama.num_heads = 32;
+  llama.num_kv_heads = 8;
+  llama.head_dim = 128;
+  llama.intermediate_size = 14336;
+  EXPECT_NEAR(lm_head_layers(llama, 1), 2.41, 0.01);
+  EXPECT_NEAR(lm_head_layers(llama, 2), 4.82, 0.02);
+}
+
+// Balanced stages share layers + the head evenly: the default model's 30 layers at PP=2 split 19 +
+// 11 (+ 8 for the head); every stage keeps at least one layer however heavy the head.
+TEST(ParallelLayout, BalancedStagesCountTheHead) {
+  ParallelLayout l{.tp = 1, .pp = 2, .rank = 0};
+  l.head_layers = 8.0;
+  EXPECT_EQ(l.layer_end(0, 30), 19);
+  EXPECT_EQ(l.layer_begin(1, 30), 19);
+  EXPECT_EQ(l.layer_end(1, 30), 30);
+  l.pp = 4;
+  std::vector<int64_t> sizes;
+  for (int s = 0; s < 4; ++s) sizes.push_back(l.layer_end(s, 30) - l.layer_begin(s, 30));
+  EXPECT_EQ(sizes, (std::vector<int64_t>{10, 9, 10, 1}));
+  l.pp = 2;
+  l.head_layers = 100.0;
+  EXPECT_EQ(l.layer_end(0, 4), 3);  // the last stage keeps one layer
+  const LoadedModel full = dummy(small_config());
+  ParallelLayout last{.tp = 1, .pp = 2, .rank = 1};
+  last.head_layers = 2.0;  // 5 layers + 2: stages [0, 4) and [4, 5)
+  Result<LoadedModel> shard = shard_model(full, last);
+  ASSERT_TRUE(shard.is_ok());
+  EXPECT_EQ(shard->config.num_layers, 1);
+  EXPECT_EQ(shard->weights.layers[0].wq.data, full.weights.layers[4].wq.data);
+}
+
 TEST(CheckLayout, RejectsHeadsThatDoNotSplit) {
   ModelConfig c = small_config(/*heads=*/9, /*kv_heads=*/3, /*head_dim=*/64);
   c.intermediate_size = 1536;
