@@ -54,7 +54,7 @@ int run_generate(int argc, char** argv) {
     std::fprintf(stderr, "fastserve generate: %s\n", setup.status().message().c_str());
     return 1;
   }
-  if (Status st = apply_kv_cache_args(kv_cache_args, setup->runtime); !st.is_ok()) {
+  if (Status st = apply_kv_cache_args(kv_cache_args, *setup); !st.is_ok()) {
     std::fprintf(stderr, "fastserve generate: %s\n", st.message().c_str());
     return 2;
   }

@@ -92,7 +92,7 @@ int run_serve(int argc, char** argv) {
     std::fprintf(stderr, "fastserve serve: %s\n", setup.status().message().c_str());
     return 1;
   }
-  if (Status st = apply_kv_cache_args(kv_cache_args, setup->runtime); !st.is_ok()) {
+  if (Status st = apply_kv_cache_args(kv_cache_args, *setup); !st.is_ok()) {
     std::fprintf(stderr, "fastserve serve: %s\n", st.message().c_str());
     return 2;
   }

@@ -1,5 +1,6 @@
 #include "cli/kv_cache_args.h"
 
+#include "dist/dist_executor.h"
 #include "model/causal_lm.h"
 
 namespace fs::cli {
@@ -18,11 +19,19 @@ Status apply_kv_cache_args(const KvCacheArgs& args, ModelRuntime& runtime) {
   }
   if (!runtime.lm) {
     return invalid_argument(
-        "--kv-cache-dtype f16 is for the CPU model in this process (not --device cuda, whose "
-        "cache is bf16, nor --tp/--pp)");
+        "--kv-cache-dtype f16 is for the CPU model (not --device cuda, whose cache is bf16)");
   }
   runtime.lm->set_kv_dtype(cpu::KvDtype::kF16);
   return Status::ok();
+}
+
+Status apply_kv_cache_args(const KvCacheArgs& args, ModelSetup& setup) {
+  const cpu::KvDtype dtype = args.dtype == "f16" ? cpu::KvDtype::kF16 : cpu::KvDtype::kF32;
+  if (setup.worker) return setup.worker->set_kv_dtype(dtype);
+  if (auto* dist = dynamic_cast<dist::DistExecutor*>(setup.executor.get())) {
+    return dist->set_kv_dtype(dtype);
+  }
+  return apply_kv_cache_args(args, setup.runtime);
 }
 
 }  // namespace fs::cli

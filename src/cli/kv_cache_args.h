@@ -21,8 +21,10 @@ struct KvCacheArgs {
 void add_kv_cache_args(CLI::App& app, KvCacheArgs& args);
 
 // Sets the CPU model's KV element type before any cache is made. kInvalidArgument for f16 when the
-// model does not run in this process on the CPU (--device cuda: the GPU cache is bf16; --tp/--pp:
-// the ranks' shards keep f32).
+// model does not run on the CPU (--device cuda: the GPU cache is bf16).
 Status apply_kv_cache_args(const KvCacheArgs& args, ModelRuntime& runtime);
+// The same for a loaded setup: with --tp/--pp every rank sets its shard's (call it on every rank,
+// before run_dist_worker).
+Status apply_kv_cache_args(const KvCacheArgs& args, ModelSetup& setup);
 
 }  // namespace fs::cli

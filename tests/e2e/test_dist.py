@@ -94,6 +94,20 @@ def test_generate_matches_one_rank(fastserve_bin, default_model, random_config, 
     assert dist["logprobs"] == pytest.approx(one["logprobs"], abs=1e-3)
 
 
+@pytest.mark.parametrize("name,layout", [("default", ("--pp", 2)), ("random", ("--tp", 2))])
+def test_f16_kv_cache_matches_one_rank(fastserve_bin, default_model, random_config, name, layout):
+    """--kv-cache-dtype f16 reaches every rank's shard: the same tokens as one rank with f16 K/V."""
+    margs = model_args(name, default_model, random_config) + ["--kv-cache-dtype", "f16"]
+    prompt = ["--prompt", PROMPTS[1]]
+    one = generate(fastserve_bin, margs, None, prompt)
+    dist = generate(fastserve_bin, margs, layout, prompt)
+    assert dist["token_ids"] == one["token_ids"]
+    assert dist["logprobs"] == pytest.approx(one["logprobs"], abs=1e-3)
+    f32 = generate(fastserve_bin, model_args(name, default_model, random_config), layout, prompt)
+    # f16 K/V rounds the cache: the logprobs move (the tokens may or may not).
+    assert dist["logprobs"] != f32["logprobs"]
+
+
 class Server:
     """`fastserve serve` on one rank, or under mpirun with a layout."""
 
@@ -209,6 +223,9 @@ def test_server_matches_one_rank(fastserve_bin, default_model, random_config, tm
     assert concurrent_texts == expected[:len(PROMPTS)]
     assert concurrent_sampled == expected[-1]
     assert "rank 1 (pid" in log  # both ranks loaded their shard
+    if name == "default" and layout[0] == "--pp":
+        # Balanced stages: the last stage's LM head (tied, 49152 x 576) costs ~8 of its layers.
+        assert "layers [19, 30)" in log, log
 
 
 @pytest.mark.parametrize("prompt", PROMPTS[:2])
