@@ -1,8 +1,18 @@
 #include "cli/model_args.h"
 
+#include <cerrno>
 #include <charconv>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <unistd.h>
 
 #include "core/log.h"
 #include "core/thread_pool.h"
@@ -57,6 +67,57 @@ Status check_args(const ModelArgs& args) {
 // --tp/--pp > 1: this MPI rank's shard and its side of the distributed executor. On the CPU every
 // rank maps the model file and keeps its shard; with --device cuda each rank uploads its shard (or
 // makes dummy weights of it) to its own GPU.
+// True inside a rank that an MPI launcher started (Open MPI's, or a PMI/PMIx one: srun, hydra).
+bool under_mpi_launcher() {
+  for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"}) {
+    if (std::getenv(v) != nullptr) return true;
+  }
+  return false;
+}
+
+// --tp/--pp > 1 without a launcher: runs this same command as `mpirun -np N` on this host (one
+// rank a GPU with --device cuda). Returns only when mpirun cannot be run.
+Status spawn_ranks(int world) {
+  std::ifstream in("/proc/self/cmdline", std::ios::binary);
+  const std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<std::string> args;
+  for (size_t pos = 0; pos < all.size();) {
+    const size_t end = all.find('\0', pos);
+    args.push_back(all.substr(pos, end - pos));
+    pos = end == std::string::npos ? all.size() : end + 1;
+  }
+  char exe[4096];
+  const ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+  if (args.empty() || n <= 0) {
+    return make_error(StatusCode::kUnavailable, "--tp/--pp: cannot read this process's command line");
+  }
+  exe[n] = '\0';
+  std::vector<std::string> cmd = {"mpirun", "-np", std::to_string(world), "--bind-to", "none"};
+  if (geteuid() == 0) cmd.push_back("--allow-run-as-root");
+  if (static_cast<unsigned>(world) > std::thread::hardware_concurrency()) {
+    cmd.push_back("--oversubscribe");
+  }
+  cmd.push_back(exe);
+  cmd.insert(cmd.end(), args.begin() + 1, args.end());
+  // One host: shared memory between ranks, no ssh, no ptrace-based copies (containers); NVLink
+  // multicast off for GPU ranks. The user's own settings win.
+  setenv("OMPI_MCA_btl", "self,vader", 0);
+  setenv("OMPI_MCA_btl_vader_single_copy_mechanism", "none", 0);
+  setenv("OMPI_MCA_plm_rsh_agent", "false", 0);
+  setenv("NCCL_NVLS_ENABLE", "0", 0);
+  std::string line;
+  for (const std::string& a : cmd) line += (line.empty() ? "" : " ") + a;
+  log_info("starting {} ranks: {}", world, line);
+  std::vector<char*> argv;
+  for (std::string& a : cmd) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  execvp("mpirun", argv.data());
+  return make_error(StatusCode::kUnavailable,
+                    "--tp/--pp: cannot run mpirun ({}); install openmpi-bin or start the ranks "
+                    "with mpirun -np {}",
+                    std::strerror(errno), world);
+}
+
 Result<ModelSetup> load_dist_setup(const ModelArgs& args) {
   if (args.device != "cpu" && args.device != "cuda") {
     return invalid_argument("--device '{}': expected cpu or cuda", args.device);
@@ -65,6 +126,9 @@ Result<ModelSetup> load_dist_setup(const ModelArgs& args) {
   return unimplemented(
       "--tp/--pp: this fastserve was built without MPI (install libopenmpi-dev and rebuild)");
 #else
+  if (!under_mpi_launcher()) {
+    FS_RETURN_IF_ERROR(spawn_ranks(args.tp * args.pp));
+  }
   FS_ASSIGN_OR_RETURN(std::unique_ptr<dist::MpiCommunicator> world,
                       dist::MpiCommunicator::init_world(nullptr, nullptr));
   const dist::StageSplit split =

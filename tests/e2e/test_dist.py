@@ -327,6 +327,22 @@ def test_pp_keeps_several_batches_in_flight(fastserve_bin, default_model, tmp_pa
     assert in_flight == micro_batches
 
 
+def test_without_mpirun_the_ranks_are_spawned(fastserve_bin, default_model):
+    """`fastserve generate --pp 2` outside mpirun re-runs itself as `mpirun -np 2` (one host):
+    rank 0 prints one rank's tokens."""
+    margs = model_args("default", default_model, None)
+    one = generate(fastserve_bin, margs, None, ["--prompt", PROMPTS[0]])
+    env = {k: v for k, v in mpi_env().items() if not k.startswith("OMPI_MCA_btl")}
+    proc = subprocess.run([fastserve_bin, "generate", *margs, "--json", "--threads", "1",
+                           "--max-tokens", "16", "--ignore-eos", "--prompt", PROMPTS[0], "--pp",
+                           "2"], capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "starting 2 ranks: mpirun -np 2" in proc.stderr
+    lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
+    assert len(lines) == 1, proc.stdout
+    assert json.loads(lines[0])["token_ids"] == one["token_ids"]
+
+
 def test_too_many_micro_batches_is_a_clear_error(fastserve_bin, random_config):
     cmd = mpirun(2) + [fastserve_bin, "generate", "--model", random_config, "--load-format",
                        "dummy", "--prompt", "hi", "--pp", "2", "--pp-micro-batches", "3",
