@@ -213,5 +213,91 @@ TEST(EngineFaultTest, FailedForwardFailsEveryJobOfTheBatchIncludingPrefillChunks
   EXPECT_EQ(idle_metrics(*engine).device_kv_blocks_used, 0);
 }
 
+// An executor that picks greedy rows (as the GPU does) and reports the 4th pick of the sequence
+// whose prompt is {1, 3, 5, 7} as a faulty row (token -1, what the device kernel returns for NaN or
+// inf logits).
+class BadPickExecutor final : public Executor {
+ public:
+  explicit BadPickExecutor(CausalLm& lm) : inner_(lm) {}
+  const ModelConfig& config() const override { return inner_.config(); }
+  std::string device_name() const override { return "bad-pick-cpu"; }
+  int64_t weight_bytes() const override { return inner_.weight_bytes(); }
+  NominalSpeed nominal_speed() const override { return inner_.nominal_speed(); }
+  int64_t kv_block_bytes(int64_t block_size) const override {
+    return inner_.kv_block_bytes(block_size);
+  }
+  int64_t max_device_blocks(int64_t bs, int64_t tokens) const override {
+    return inner_.max_device_blocks(bs, tokens);
+  }
+  Status allocate_kv(int64_t block_size, int64_t device_blocks, int64_t host_blocks) override {
+    return inner_.allocate_kv(block_size, device_blocks, host_blocks);
+  }
+  Status swap(std::span<const BlockCopy> offloads, std::span<const BlockCopy> uploads) override {
+    return inner_.swap(offloads, uploads);
+  }
+  Result<std::span<const float>> forward(std::span<const ForwardSeq> seqs) override {
+    FS_ASSIGN_OR_RETURN(std::span<const float> logits, inner_.forward(seqs));
+    const std::span<const GreedyPick> picks = inner_.greedy_picks();
+    picks_.assign(picks.begin(), picks.end());
+    for (size_t i = 0; i < seqs.size() && !picks_.empty(); ++i) {
+      const ForwardSeq& s = seqs[i];
+      EXPECT_TRUE(s.greedy) << "every request of this test is plain greedy";
+      if (s.num_past == 0 && std::vector<int32_t>(s.tokens.begin(), s.tokens.end()) ==
+                                 std::vector<int32_t>{1, 3, 5, 7}) {
+        bad_block_ = s.block_table[0];
+      }
+      if (bad_block_ >= 0 && !s.block_table.empty() && s.block_table[0] == bad_block_ &&
+          ++bad_picks_ == 4) {
+        picks_[i].token = -1;
+        bad_block_ = -1;  // once: its blocks go back to the pool
+      }
+    }
+    return logits;
+  }
+  bool supports_greedy_picks() const override { return true; }
+  std::span<const GreedyPick> greedy_picks() const override { return picks_; }
+
+ private:
+  CpuExecutor inner_;
+  std::vector<GreedyPick> picks_;
+  int32_t bad_block_ = -1;
+  int bad_picks_ = 0;
+};
+
+// A faulty device pick fails that request alone, after the tokens it had; the others, picked on the
+// "device" too, give the single-sequence greedy tokens.
+TEST(EngineFaultTest, FaultyGreedyPickFailsOnlyThatRequest) {
+  const std::vector<std::vector<int32_t>> prompts = {{1, 5, 9}, {1, 22, 7, 31, 4}};
+  Result<ModelRuntime> rt = load_model_runtime(kTinyLlama);
+  ASSERT_TRUE(rt.is_ok()) << rt.status().to_string();
+  EngineConfig config;
+  config.kv_block_size = 4;
+  config.max_num_seqs = 4;
+  auto executor = std::make_unique<BadPickExecutor>(*rt->lm);
+  Result<std::unique_ptr<Engine>> created =
+      Engine::create(std::move(*rt), config, std::move(executor));
+  ASSERT_TRUE(created.is_ok()) << created.status().to_string();
+  std::unique_ptr<Engine> engine = std::move(*created);
+  engine->start();
+  std::vector<std::unique_ptr<RequestStream>> streams;
+  const auto submit = [&](GenerationRequest r) {
+    Result<std::unique_ptr<RequestStream>> s = engine->submit(std::move(r));
+    EXPECT_TRUE(s.is_ok()) << s.status().to_string();
+    streams.push_back(std::move(*s));
+  };
+  for (const auto& p : prompts) submit(greedy_request("good", p, 12));
+  submit(greedy_request("bad", {1, 3, 5, 7}, 12));
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    Collected c = collect(*streams[i]);
+    ASSERT_TRUE(c.error.is_ok()) << c.error.to_string();
+    EXPECT_EQ(c.tokens, reference_tokens(prompts[i], 12)) << "request " << i;
+  }
+  Collected bad = collect(*streams.back());
+  EXPECT_EQ(bad.error.code(), StatusCode::kInternal) << bad.error.to_string();
+  EXPECT_NE(bad.error.message().find("greedy pick"), std::string::npos) << bad.error.message();
+  EXPECT_EQ(bad.tokens.size(), 3u);
+  EXPECT_EQ(idle_metrics(*engine).device_kv_blocks_used, 0);
+}
+
 }  // namespace
 }  // namespace fs
