@@ -146,11 +146,12 @@ TEST(EngineFaultTest, SamplerOrDecoderErrorFailsOnlyThatRequest) {
 }
 
 // A CpuExecutor whose forward pass number `fail_call` (1-based) fails, as a device error would.
-class FlakyExecutor final : public Executor {
+// A CpuExecutor behind the Executor interface, for test executors that change one call.
+class WrappedCpuExecutor : public Executor {
  public:
-  FlakyExecutor(CausalLm& lm, int fail_call) : inner_(lm), fail_call_(fail_call) {}
+  explicit WrappedCpuExecutor(CausalLm& lm) : inner_(lm) {}
   const ModelConfig& config() const override { return inner_.config(); }
-  std::string device_name() const override { return "flaky-cpu"; }
+  std::string device_name() const override { return "wrapped-cpu"; }
   int64_t weight_bytes() const override { return inner_.weight_bytes(); }
   NominalSpeed nominal_speed() const override { return inner_.nominal_speed(); }
   int64_t kv_block_bytes(int64_t block_size) const override {
@@ -166,13 +167,23 @@ class FlakyExecutor final : public Executor {
     return inner_.swap(offloads, uploads);
   }
   Result<std::span<const float>> forward(std::span<const ForwardSeq> seqs) override {
+    return inner_.forward(seqs);
+  }
+
+ protected:
+  CpuExecutor inner_;
+};
+
+class FlakyExecutor final : public WrappedCpuExecutor {
+ public:
+  FlakyExecutor(CausalLm& lm, int fail_call) : WrappedCpuExecutor(lm), fail_call_(fail_call) {}
+  Result<std::span<const float>> forward(std::span<const ForwardSeq> seqs) override {
     if (++num_calls_ == fail_call_)
       return make_error(StatusCode::kInternal, "injected device error");
     return inner_.forward(seqs);
   }
 
  private:
-  CpuExecutor inner_;
   int fail_call_;
   int num_calls_ = 0;
 };
@@ -216,25 +227,9 @@ TEST(EngineFaultTest, FailedForwardFailsEveryJobOfTheBatchIncludingPrefillChunks
 // An executor that picks greedy rows (as the GPU does) and reports the 4th pick of the sequence
 // whose prompt is {1, 3, 5, 7} as a faulty row (token -1, what the device kernel returns for NaN or
 // inf logits).
-class BadPickExecutor final : public Executor {
+class BadPickExecutor final : public WrappedCpuExecutor {
  public:
-  explicit BadPickExecutor(CausalLm& lm) : inner_(lm) {}
-  const ModelConfig& config() const override { return inner_.config(); }
-  std::string device_name() const override { return "bad-pick-cpu"; }
-  int64_t weight_bytes() const override { return inner_.weight_bytes(); }
-  NominalSpeed nominal_speed() const override { return inner_.nominal_speed(); }
-  int64_t kv_block_bytes(int64_t block_size) const override {
-    return inner_.kv_block_bytes(block_size);
-  }
-  int64_t max_device_blocks(int64_t bs, int64_t tokens) const override {
-    return inner_.max_device_blocks(bs, tokens);
-  }
-  Status allocate_kv(int64_t block_size, int64_t device_blocks, int64_t host_blocks) override {
-    return inner_.allocate_kv(block_size, device_blocks, host_blocks);
-  }
-  Status swap(std::span<const BlockCopy> offloads, std::span<const BlockCopy> uploads) override {
-    return inner_.swap(offloads, uploads);
-  }
+  explicit BadPickExecutor(CausalLm& lm) : WrappedCpuExecutor(lm) {}
   Result<std::span<const float>> forward(std::span<const ForwardSeq> seqs) override {
     FS_ASSIGN_OR_RETURN(std::span<const float> logits, inner_.forward(seqs));
     const std::span<const GreedyPick> picks = inner_.greedy_picks();
@@ -258,7 +253,6 @@ class BadPickExecutor final : public Executor {
   std::span<const GreedyPick> greedy_picks() const override { return picks_; }
 
  private:
-  CpuExecutor inner_;
   std::vector<GreedyPick> picks_;
   int32_t bad_block_ = -1;
   int bad_picks_ = 0;
