@@ -202,6 +202,12 @@ class ShardRunner {
     if (layout_.pp > 1 && layout_.last_stage() && layout_.tp_rank() == 0) {
       const LogitsMessage m = logits_message(seqs, local_->config().vocab_size,
                                              local_->supports_greedy_picks());
+      if (!pipelined_ && m.pick_floats == 0) {  // the rows alone: sent from where they are
+        check(world_->send({reinterpret_cast<const uint8_t*>(logits.data()), logits.size_bytes()},
+                           0, kLogitsTag),
+              "sending logits to rank 0");
+        return logits;
+      }
       std::vector<float> message = std::move(spare_logits_);
       message.resize(static_cast<size_t>(m.total()));
       if (m.pick_floats > 0) {
