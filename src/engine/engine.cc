@@ -564,21 +564,22 @@ void Engine::Impl::complete_iteration(const sched::IterationPlan& plan, double s
       continue;
     }
     if (!s.samples_token) continue;
-    Result<SampledToken> sampled = make_error(StatusCode::kInternal, "not sampled");
-    if (picks_on_device(job)) {  // as build_forward_seqs marked it
-      const std::span<const GreedyPick> picks = executor->greedy_picks();
-      sampled = i < picks.size() ? Sampler::from_pick(picks[i])
-                                 : make_error(StatusCode::kInternal,
-                                              "the executor returned {} greedy picks for a batch "
-                                              "of {}", picks.size(), plan.batch.size());
-    } else {
+    const auto sample = [&]() -> Result<SampledToken> {
+      if (picks_on_device(job)) {  // as build_forward_seqs marked it
+        const std::span<const GreedyPick> picks = executor->greedy_picks();
+        if (i < picks.size()) return Sampler::from_pick(picks[i]);
+        return make_error(StatusCode::kInternal,
+                          "the executor returned {} greedy picks for a batch of {}", picks.size(),
+                          plan.batch.size());
+      }
       row.assign(logits->begin() + i * vocab, logits->begin() + (i + 1) * vocab);
       Status fault = config.test_fault_hook
                          ? config.test_fault_hook(job.request.request_id, job.num_output_tokens, row)
                          : Status::ok();
-      sampled = fault.is_ok() ? job.sampler->sample(row, job.prompt(), job.output())
-                              : Result<SampledToken>(std::move(fault));
-    }
+      if (!fault.is_ok()) return fault;
+      return job.sampler->sample(row, job.prompt(), job.output());
+    };
+    Result<SampledToken> sampled = sample();
     if (!sampled.is_ok()) {
       // A fault in this request's logits or sampling fails it alone: the error output makes the
       // scheduler free its blocks, the rest of the batch goes on.
