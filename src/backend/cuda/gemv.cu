@@ -4,6 +4,7 @@
 // mixed bf16-in / f32-out products get at such shapes (docs/KERNELS.md).
 #include <algorithm>
 
+#include "backend/cuda/bf16_math.cuh"
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/launch.cuh"
 
@@ -189,18 +190,8 @@ __global__ void __launch_bounds__(kGemvThreads)
 #pragma unroll 4
     for (int64_t idx = threadIdx.x; idx < T * chunks; idx += kGemvThreads) {
       const int64_t t = idx / chunks, i = idx - t * chunks;
-      const uint4 gv = gate_up[t * 2 * chunks + i], uv = gate_up[t * 2 * chunks + chunks + i];
-      const __nv_bfloat162* g2 = reinterpret_cast<const __nv_bfloat162*>(&gv);
-      const __nv_bfloat162* u2 = reinterpret_cast<const __nv_bfloat162*>(&uv);
-      uint4 ov;
-      __nv_bfloat162* o2 = reinterpret_cast<__nv_bfloat162*>(&ov);
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        const float2 g = __bfloat1622float2(g2[j]), u = __bfloat1622float2(u2[j]);
-        o2[j] = __floats2bfloat162_rn(g.x / (1.0f + __expf(-g.x)) * u.x,
-                                      g.y / (1.0f + __expf(-g.y)) * u.y);
-      }
-      x_smem[idx] = ov;
+      x_smem[idx] =
+          silu_mul_bf16x8(gate_up[t * 2 * chunks + i], gate_up[t * 2 * chunks + chunks + i]);
     }
   }
   __syncthreads();

@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cfloat>
 
+#include "backend/cuda/bf16_math.cuh"
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/launch.cuh"
 
@@ -221,18 +222,7 @@ __global__ void silu_mul_vec_kernel(const bf16* gate_up, int64_t ffn8, int64_t n
        idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t t = idx / ffn8, i = idx - t * ffn8;
     const uint4* row = reinterpret_cast<const uint4*>(gate_up) + t * 2 * ffn8;
-    const uint4 gv = row[i], uv = row[ffn8 + i];
-    const __nv_bfloat162* g2 = reinterpret_cast<const __nv_bfloat162*>(&gv);
-    const __nv_bfloat162* u2 = reinterpret_cast<const __nv_bfloat162*>(&uv);
-    uint4 ov;
-    __nv_bfloat162* o2 = reinterpret_cast<__nv_bfloat162*>(&ov);
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const float2 g = __bfloat1622float2(g2[j]), u = __bfloat1622float2(u2[j]);
-      o2[j] = __floats2bfloat162_rn(g.x / (1.0f + __expf(-g.x)) * u.x,
-                                    g.y / (1.0f + __expf(-g.y)) * u.y);
-    }
-    reinterpret_cast<uint4*>(out)[idx] = ov;
+    reinterpret_cast<uint4*>(out)[idx] = silu_mul_bf16x8(row[i], row[ffn8 + i]);
   }
 }
 
