@@ -71,7 +71,7 @@ std::unique_ptr<cuda::P2pAllReduce> make_p2p_allreduce(Communicator& tp_group) {
 
 }  // namespace
 
-Result<CudaShard> make_cuda_shard(const LoadedModel* shard, const ModelConfig& config,
+Result<CudaShard> make_cuda_shard(const LoadedModel* shard, const ModelConfig& whole,
                                   const ParallelLayout& layout, Communicator& tp_group,
                                   Communicator& pp_group) {
   const double timeout_s = timeout_from_env_s();
@@ -96,7 +96,12 @@ Result<CudaShard> make_cuda_shard(const LoadedModel* shard, const ModelConfig& c
   if (shard != nullptr) {
     FS_ASSIGN_OR_RETURN(model, cuda::CudaModel::upload(*shard));
   } else {
-    FS_ASSIGN_OR_RETURN(model, cuda::CudaModel::dummy(config));
+    const cuda::DummyPlace place{
+        .tp = layout.tp,
+        .tp_rank = layout.tp_rank(),
+        .first_layer = layout.layer_begin(layout.stage(), whole.num_layers),
+        .total_layers = whole.num_layers};
+    FS_ASSIGN_OR_RETURN(model, cuda::CudaModel::dummy(shard_config(whole, layout), 1, place));
   }
   const cudaStream_t stream = model->stream();
   cuda::CudaModel::DistHooks hooks;

@@ -31,8 +31,9 @@ struct CudaShard {
 
 // Collective over tp_group and pp_group (the ranks of this rank's stage, ranked by tp_rank; the
 // ranks with its tp_rank, ranked by stage). `shard` is this rank's shard (shard_model) to upload,
-// or null for random weights of `config` (shard_config) made on the GPU.
-Result<CudaShard> make_cuda_shard(const LoadedModel* shard, const ModelConfig& config,
+// or null for random weights of this rank's part of `whole` (the unsharded model's config) made on
+// the GPU, each element as the one-GPU dummy model has it.
+Result<CudaShard> make_cuda_shard(const LoadedModel* shard, const ModelConfig& whole,
                                   const ParallelLayout& layout, Communicator& tp_group,
                                   Communicator& pp_group);
 

@@ -610,8 +610,8 @@ Result<DistSetup> make_dist_cuda(const LoadedModel* model, const ModelConfig& co
   FS_ASSIGN_OR_RETURN(std::unique_ptr<Communicator> pp_group,
                       world->split(layout.tp_rank(), layout.stage()));
   const ModelConfig local_config = shard_config(config, layout);
-  FS_ASSIGN_OR_RETURN(CudaShard local, make_cuda_shard(shard ? &*shard : nullptr, local_config,
-                                                       layout, *tp_group, *pp_group));
+  FS_ASSIGN_OR_RETURN(CudaShard local, make_cuda_shard(shard ? &*shard : nullptr, config, layout,
+                                                       *tp_group, *pp_group));
   log_shard(layout, config, local_config, local.executor->weight_bytes());
   auto runner = std::make_unique<ShardRunner>(std::move(world), layout, std::move(local.comms),
                                               std::move(local.executor));

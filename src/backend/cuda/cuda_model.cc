@@ -242,26 +242,49 @@ Result<std::unique_ptr<CudaModel>> CudaModel::upload(const LoadedModel& model) {
   return m;
 }
 
-Result<std::unique_ptr<CudaModel>> CudaModel::dummy(const ModelConfig& config, uint64_t seed) {
+Result<std::unique_ptr<CudaModel>> CudaModel::dummy(const ModelConfig& config, uint64_t seed,
+                                                    const DummyPlace& place) {
   std::unique_ptr<CudaModel> m(new CudaModel(config));
   FS_RETURN_IF_ERROR(m->init());
   FS_RETURN_IF_ERROR(m->alloc_layers());
   const ModelConfig& c = m->config_;
+  // Local counts (this shard's) and the whole model's.
   const int64_t hidden = c.hidden_size, ffn = c.intermediate_size;
-  const int64_t qkv_rows = (c.num_heads + 2 * c.num_kv_heads) * c.head_dim;
-  const int64_t qd = c.num_heads * c.head_dim;
-  const int64_t up_rows = c.activation == Activation::kSiluGated ? 2 * ffn : ffn;
-  uint64_t tensor = seed * 1000003u;
-  auto fill = [&](bf16* w, int64_t rows, int64_t cols, float scale) {
-    launch_fill_uniform(w, rows * cols, ++tensor, scale, m->stream_);
+  const int64_t qd = c.num_heads * c.head_dim, kvd = c.num_kv_heads * c.head_dim;
+  const int64_t tp = place.tp, r = place.tp_rank;
+  const int64_t total_layers = place.total_layers > 0 ? place.total_layers : c.num_layers;
+  // Tensor seeds: 4 per layer of the whole model, then the embeddings and the LM head.
+  const uint64_t base = seed * 1000003u;
+  auto layer_seed = [&](int64_t layer, int k) {
+    return base + static_cast<uint64_t>(4 * (place.first_layer + layer) + k);
+  };
+  const uint64_t embd_seed = base + static_cast<uint64_t>(4 * total_layers + 1);
+  // rows [0, rows) of `w` are rows [row0, row0 + rows) of a whole tensor with full_cols columns,
+  // of which the shard keeps columns [col0, col0 + cols).
+  auto fill = [&](bf16* w, int64_t rows, int64_t cols, uint64_t s, float scale, int64_t row0 = 0,
+                  int64_t col0 = 0, int64_t full_cols = 0) {
+    launch_fill_uniform_part(w, rows, cols, s, scale, row0, col0, full_cols ? full_cols : cols,
+                             m->stream_);
   };
   auto fan_in = [](int64_t in) { return 1.0f / std::sqrt(static_cast<float>(in)); };
   const bool ln = c.norm == NormKind::kLayerNorm;
-  for (Layer& l : m->layers_) {
-    fill(l.w_qkv, qkv_rows, hidden, fan_in(hidden));
-    fill(l.wo, hidden, qd, fan_in(qd));
-    fill(l.w_up, up_rows, hidden, fan_in(hidden));
-    fill(l.w_down, hidden, ffn, fan_in(ffn));
+  for (size_t i = 0; i < m->layers_.size(); ++i) {
+    Layer& l = m->layers_[i];
+    const int64_t li = static_cast<int64_t>(i);
+    // Column-parallel: this rank's Q, K and V heads (gate and up rows) of the whole [Q; K; V]
+    // ([gate; up]); row-parallel: its input columns of O and down.
+    fill(l.w_qkv, qd, hidden, layer_seed(li, 1), fan_in(hidden), r * qd);
+    fill(l.w_qkv + qd * hidden, kvd, hidden, layer_seed(li, 1), fan_in(hidden),
+         tp * qd + r * kvd);
+    fill(l.w_qkv + (qd + kvd) * hidden, kvd, hidden, layer_seed(li, 1), fan_in(hidden),
+         tp * (qd + kvd) + r * kvd);
+    fill(l.wo, hidden, qd, layer_seed(li, 2), fan_in(tp * qd), 0, r * qd, tp * qd);
+    fill(l.w_up, ffn, hidden, layer_seed(li, 3), fan_in(hidden), r * ffn);
+    if (c.activation == Activation::kSiluGated) {
+      fill(l.w_up + ffn * hidden, ffn, hidden, layer_seed(li, 3), fan_in(hidden),
+           tp * ffn + r * ffn);
+    }
+    fill(l.w_down, hidden, ffn, layer_seed(li, 4), fan_in(tp * ffn), 0, r * ffn, tp * ffn);
     FS_ASSIGN_OR_RETURN(l.attn_norm, m->small_constant(hidden, 1.0f, "attn_norm"));
     FS_ASSIGN_OR_RETURN(l.ffn_norm, m->small_constant(hidden, 1.0f, "ffn_norm"));
     if (ln) {
@@ -281,11 +304,14 @@ Result<std::unique_ptr<CudaModel>> CudaModel::dummy(const ModelConfig& config, u
       FS_ASSIGN_OR_RETURN(l.b_down, m->small_constant(hidden, 0.0f, "down bias"));
     }
   }
-  fill(m->tok_embd_, c.vocab_size, hidden, 1.0f);
+  fill(m->tok_embd_, c.vocab_size, hidden, embd_seed, 1.0f);
   if (m->pos_embd_) {
-    fill(m->pos_embd_, c.max_position_embeddings + c.learned_pos_offset, hidden, 0.1f);
+    fill(m->pos_embd_, c.max_position_embeddings + c.learned_pos_offset, hidden, embd_seed + 1,
+         0.1f);
   }
-  if (m->output_ != m->tok_embd_) fill(m->output_, c.vocab_size, hidden, fan_in(hidden));
+  if (m->output_ != m->tok_embd_) {
+    fill(m->output_, c.vocab_size, hidden, embd_seed + 2, fan_in(hidden));
+  }
   FS_ASSIGN_OR_RETURN(m->output_norm_, m->small_constant(hidden, 1.0f, "output_norm"));
   if (ln) {
     FS_ASSIGN_OR_RETURN(m->output_norm_b_, m->small_constant(hidden, 0.0f, "output_norm bias"));

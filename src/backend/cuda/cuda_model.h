@@ -57,6 +57,16 @@ class DeviceBuffer {
   size_t bytes_ = 0;
 };
 
+// Where a shard of random weights sits in the whole model (`config` being the shard's local
+// counts, dist/tp_shard.h): tensor-parallel rank tp_rank of tp, layers from first_layer of
+// total_layers (0: config.num_layers).
+struct DummyPlace {
+  int64_t tp = 1;
+  int64_t tp_rank = 0;
+  int64_t first_layer = 0;
+  int64_t total_layers = 0;
+};
+
 class CudaModel {
  public:
   // Uploads a loaded model's weights (any dtype the CPU backend reads: F32, F16, BF16 and the GGUF
@@ -65,7 +75,10 @@ class CudaModel {
   static Result<std::unique_ptr<CudaModel>> upload(const LoadedModel& model);
   // Random weights made on the device (no host copy): matrices uniform in +-1/sqrt(fan_in), norm
   // weights 1, biases 0. For benchmarks at real shapes without weight files (--load-format dummy).
-  static Result<std::unique_ptr<CudaModel>> dummy(const ModelConfig& config, uint64_t seed = 1);
+  // Every element is a function of its place in the whole model and the seed, so the shards of
+  // any TP x PP layout together hold the one-GPU model's weights (their tokens can be compared).
+  static Result<std::unique_ptr<CudaModel>> dummy(const ModelConfig& config, uint64_t seed = 1,
+                                                  const DummyPlace& place = {});
   ~CudaModel();
   CudaModel(const CudaModel&) = delete;
   CudaModel& operator=(const CudaModel&) = delete;

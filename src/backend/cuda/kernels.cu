@@ -347,10 +347,15 @@ __device__ __forceinline__ uint64_t splitmix64(uint64_t z) {
   return z ^ (z >> 31);
 }
 
-__global__ void fill_uniform_kernel(bf16* w, int64_t n, uint64_t seed, float scale) {
+// Element (r, c) of a [rows, cols] part takes the value of element (row0 + r, col0 + c) of the
+// whole [*, full_cols] tensor: a hash of the seed and that element's index.
+__global__ void fill_uniform_kernel(bf16* w, int64_t rows, int64_t cols, uint64_t seed, float scale,
+                                    int64_t row0, int64_t col0, int64_t full_cols) {
+  const int64_t n = rows * cols;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const uint64_t h = splitmix64(seed * 0x2545f4914f6cdd1dull + static_cast<uint64_t>(i));
+    const int64_t whole = (row0 + i / cols) * full_cols + col0 + i % cols;
+    const uint64_t h = splitmix64(seed * 0x2545f4914f6cdd1dull + static_cast<uint64_t>(whole));
     const float u = static_cast<float>(h >> 40) * (1.0f / 16777216.0f);  // [0, 1)
     w[i] = __float2bfloat16((2.0f * u - 1.0f) * scale);
   }
@@ -475,8 +480,14 @@ void launch_argmax(const float* logits, int64_t rows, int64_t vocab, int32_t* ou
 }
 
 void launch_fill_uniform(bf16* w, int64_t n, uint64_t seed, float scale, cudaStream_t stream) {
-  if (n == 0) return;
-  fill_uniform_kernel<<<grid_for(n, 256), 256, 0, stream>>>(w, n, seed, scale);
+  launch_fill_uniform_part(w, 1, n, seed, scale, 0, 0, n, stream);
+}
+
+void launch_fill_uniform_part(bf16* w, int64_t rows, int64_t cols, uint64_t seed, float scale,
+                              int64_t row0, int64_t col0, int64_t full_cols, cudaStream_t stream) {
+  if (rows * cols == 0) return;
+  fill_uniform_kernel<<<grid_for(rows * cols, 256), 256, 0, stream>>>(w, rows, cols, seed, scale,
+                                                                       row0, col0, full_cols);
 }
 
 void launch_fill_f32(float* x, int64_t n, float value, cudaStream_t stream) {

@@ -117,6 +117,11 @@ void launch_p2p_allreduce(float* x, int64_t n, int64_t max_floats, float* const*
 
 // w[i] = uniform(-scale, scale) from a hash of (seed, i): dummy weights made on the device.
 void launch_fill_uniform(bf16* w, int64_t n, uint64_t seed, float scale, cudaStream_t stream);
+// A [rows, cols] part of a tensor filled as launch_fill_uniform fills the whole [*, full_cols]
+// tensor: element (r, c) gets the value of whole element (row0 + r, col0 + c). A shard made this
+// way holds the unsharded model's values (dummy weights under tensor / pipeline parallelism).
+void launch_fill_uniform_part(bf16* w, int64_t rows, int64_t cols, uint64_t seed, float scale,
+                              int64_t row0, int64_t col0, int64_t full_cols, cudaStream_t stream);
 void launch_fill_f32(float* x, int64_t n, float value, cudaStream_t stream);
 
 // y[t, r] = beta * y[t, r] + sum_c w[r, c] x[t, c] for t < num_tokens <= kMaxGemvTokens (decode

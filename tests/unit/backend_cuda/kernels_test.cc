@@ -1,5 +1,6 @@
 // CUDA kernels against CPU references: norms, rope + KV store, paged attention (ragged batches,
-// scattered multi-block tables, GQA, prefill tiles and split-K decode), argmax.
+// scattered multi-block tables, GQA, prefill tiles and split-K decode), argmax, the dummy-weight
+// fill of a shard.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -408,6 +409,25 @@ TEST(CudaArgmaxTest, PicksTheLowestIndexOfTheMaximum) {
   DeviceVec<int32_t> out(rows);
   launch_argmax(dl.data(), rows, vocab, out.data(), nullptr);
   EXPECT_EQ(out.get(), (std::vector<int32_t>{777, 1234, 0}));
+}
+
+TEST(CudaFillTest, APartHoldsTheWholeTensorsValuesAtItsPlace) {
+  SKIP_WITHOUT_GPU();
+  // A [6, 10] tensor; the part is rows 2..4, columns 3..8 (a TP shard's slice of it).
+  const int64_t rows = 6, cols = 10, r0 = 2, c0 = 3, pr = 3, pc = 5;
+  DeviceVec<uint16_t> whole(rows * cols), part(pr * pc);
+  launch_fill_uniform(whole.as<bf16>(), rows * cols, 42, 0.5f, nullptr);
+  launch_fill_uniform_part(part.as<bf16>(), pr, pc, 42, 0.5f, r0, c0, cols, nullptr);
+  const std::vector<float> w = from_bf16(whole.get()), got = from_bf16(part.get());
+  std::vector<float> want;
+  for (int64_t r = 0; r < pr; ++r) {
+    for (int64_t c = 0; c < pc; ++c) want.push_back(w[(r0 + r) * cols + c0 + c]);
+  }
+  EXPECT_EQ(got, want);
+  const auto [lo, hi] = std::minmax_element(w.begin(), w.end());
+  EXPECT_GE(*lo, -0.5f);
+  EXPECT_LE(*hi, 0.5f);
+  EXPECT_LT(*lo, *hi);  // not a constant
 }
 
 }  // namespace
