@@ -1,11 +1,13 @@
 // `fastserve sim`: runs the scheduler against a cost model over a trace (src/sim/), prints a
 // summary and writes a result JSON with the key names of `vllm bench serve` plus the scheduler's
 // own.
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <limits>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -25,6 +27,7 @@ namespace {
 
 struct SimFlags {
   std::string trace = "sharegpt";
+  std::string replay;  // a `fastserve bench` result JSON: its requests at its send times
   std::string datasets_dir = "../shared/datasets";
   std::string rate = "1";
   std::string sweep;
@@ -67,8 +70,50 @@ Result<double> parse_rate(const std::string& s) {
   return invalid_argument("bad request rate '{}' (a positive number or inf)", s);
 }
 
+// The requests a `fastserve bench` run sent (input_lens, target_output_lens: the max_tokens it
+// asked for with ignore_eos) at the times it sent them, from its result JSON.
+struct Replay {
+  std::vector<sim::TraceRequest> requests;
+  std::vector<double> arrivals;
+};
+
+Result<Replay> load_replay(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return not_found("--replay {}: cannot open the file", path);
+  nlohmann::json j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  const char* keys[] = {"input_lens", "target_output_lens", "send_times"};
+  for (const char* k : keys) {
+    if (!j.is_object() || !j.contains(k) || !j[k].is_array()) {
+      return data_loss("--replay {}: not a `fastserve bench` result JSON (no '{}' array)", path, k);
+    }
+  }
+  const size_t n = j["send_times"].size();
+  if (n == 0 || j["input_lens"].size() != n || j["target_output_lens"].size() != n) {
+    return data_loss("--replay {}: input_lens, target_output_lens and send_times differ in length "
+                     "or are empty", path);
+  }
+  Replay r;
+  for (size_t i = 0; i < n; ++i) {
+    const nlohmann::json &p = j["input_lens"][i], &o = j["target_output_lens"][i],
+                         &t = j["send_times"][i];
+    if (!p.is_number_integer() || !o.is_number_integer() || !t.is_number() || p.get<int64_t>() < 1 ||
+        o.get<int64_t>() < 1 || p.get<int64_t>() > (1 << 30) || o.get<int64_t>() > (1 << 30) ||
+        !std::isfinite(t.get<double>())) {
+      return data_loss("--replay {}: request {} has a bad length or send time", path, i);
+    }
+    r.requests.push_back({p.get<int32_t>(), o.get<int32_t>()});
+    r.arrivals.push_back(t.get<double>());
+  }
+  // Sent in this order; the simulator wants arrival times from 0, non-decreasing.
+  const double t0 = *std::min_element(r.arrivals.begin(), r.arrivals.end());
+  double last = 0;
+  for (double& t : r.arrivals) last = t = std::max(last, t - t0);
+  return r;
+}
+
 Result<nlohmann::json> run_one(const SimFlags& f, const sched::CostModel& cost,
-                               const std::vector<sim::TraceRequest>& trace, double rate) {
+                               const std::vector<sim::TraceRequest>& trace, double rate,
+                               const Replay* replay) {
   FS_ASSIGN_OR_RETURN(sched::PolicyKind policy, sched::parse_policy(f.policy));
   FS_ASSIGN_OR_RETURN(sched::KvPolicy kv_policy, sched::parse_kv_policy(f.kv_policy));
   FS_ASSIGN_OR_RETURN(sim::ArrivalProcess arrival, sim::parse_arrival(f.arrival));
@@ -99,8 +144,10 @@ Result<nlohmann::json> run_one(const SimFlags& f, const sched::CostModel& cost,
   config.slo_normalized_latency_s = f.slo_s_per_token;
   config.check_integrity = f.check_integrity;
 
-  const auto requests = sim::sample_requests(trace, f.num_requests, f.seed);
-  const auto arrivals = sim::make_arrivals(arrival, rate, f.cv, f.num_requests, f.seed);
+  const auto requests =
+      replay ? replay->requests : sim::sample_requests(trace, f.num_requests, f.seed);
+  const auto arrivals =
+      replay ? replay->arrivals : sim::make_arrivals(arrival, rate, f.cv, f.num_requests, f.seed);
   const auto t0 = std::chrono::steady_clock::now();
   FS_ASSIGN_OR_RETURN(sim::SimResult result, sim::simulate(config, cost, requests, arrivals));
   const double wall_s =
@@ -108,7 +155,8 @@ Result<nlohmann::json> run_one(const SimFlags& f, const sched::CostModel& cost,
   nlohmann::json j = result.summary;
   j["backend"] = "fastserve-sim";
   j["model_id"] = cost.spec().name;
-  j["dataset_name"] = f.trace;
+  j["dataset_name"] = replay ? f.replay : f.trace;
+  if (replay) rate = (requests.size() - 1) / std::max(arrivals.back(), 1e-9);  // the mean rate
   j["request_rate"] = std::isfinite(rate) ? nlohmann::json(rate) : nlohmann::json("inf");
   j["burstiness"] = 1.0 / (f.cv * f.cv);
   j["arrival"] = f.arrival;
@@ -134,6 +182,10 @@ int run_sim(int argc, char** argv) {
                  ".jsonl texts)");
   app.add_option("--datasets-dir", f.datasets_dir, "folder with the datasets")
       ->capture_default_str();
+  app.add_option("--replay", f.replay,
+                 "a `fastserve bench --result-json` file: simulate exactly its requests (prompt "
+                 "lengths, max_tokens) at its send times (instead of --trace, --rate, "
+                 "--num-requests, --seed)");
   app.add_option("--rate", f.rate, "requests per second, or inf")->capture_default_str();
   app.add_option("--sweep", f.sweep, "comma-separated rates: one run per rate (overrides --rate)");
   app.add_option("--arrival", f.arrival, "poisson | gamma")->capture_default_str();
@@ -188,7 +240,18 @@ int run_sim(int argc, char** argv) {
     std::fprintf(stderr, "fastserve sim: %s\n", cost.status().to_string().c_str());
     return 1;
   }
-  auto trace = sim::load_trace(f.trace, f.datasets_dir, sim::TraceFilter{});
+  std::optional<Replay> replay;
+  if (!f.replay.empty()) {
+    Result<Replay> r = load_replay(f.replay);
+    if (!r.is_ok()) {
+      std::fprintf(stderr, "fastserve sim: %s\n", r.status().to_string().c_str());
+      return 1;
+    }
+    replay = std::move(*r);
+    f.trace = "";  // unused
+  }
+  auto trace = replay ? Result<std::vector<sim::TraceRequest>>(std::vector<sim::TraceRequest>{})
+                      : sim::load_trace(f.trace, f.datasets_dir, sim::TraceFilter{});
   if (!trace) {
     std::fprintf(stderr, "fastserve sim: %s\n", trace.status().to_string().c_str());
     return 1;
@@ -207,7 +270,7 @@ int run_sim(int argc, char** argv) {
       std::fprintf(stderr, "fastserve sim: %s\n", rate.status().to_string().c_str());
       return 2;
     }
-    auto j = run_one(f, *cost, *trace, *rate);
+    auto j = run_one(f, *cost, *trace, *rate, replay ? &*replay : nullptr);
     if (!j) {
       std::fprintf(stderr, "fastserve sim: %s\n", j.status().to_string().c_str());
       return 1;

@@ -71,3 +71,33 @@ def test_sim_rejects_unknown_policy(fastserve_bin, tmp_path, trace):
                            str(PROFILE), "--policy", "lifo"], capture_output=True, text=True)
     assert proc.returncode != 0
     assert "unknown policy" in proc.stderr
+
+
+def test_sim_replays_a_bench_result_exactly(fastserve_bin, tmp_path):
+    # A bench result's requests at its send times: the long request arriving first, under FCFS with
+    # one batch slot, delays the short one by its whole service; the lengths and the send times
+    # must both be the file's.
+    bench = {"input_lens": [400, 10, 10], "target_output_lens": [300, 5, 7],
+             "send_times": [10.0, 10.5, 60.0], "output_lens": [300, 5, 7]}
+    replay = tmp_path / "bench.json"
+    replay.write_text(json.dumps(bench))
+    out = tmp_path / "sim.json"
+    cmd = [fastserve_bin, "sim", "--replay", str(replay), "--model-profile", str(PROFILE),
+           "--policy", "fcfs", "--max-batch-seqs", "1", "--result-json", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(out.read_text())
+    r = r["runs"][0] if "runs" in r else r
+    assert r["completed"] == 3
+    assert r["num_generated_tokens"] == 312
+    assert r["total_input_tokens"] == 420
+    # Request 2 waits for request 1's 300 tokens; request 3 (50 s later) and request 1 start at
+    # once: two TTFTs of one prefill, one of seconds.
+    assert r["median_ttft_ms"] < 500
+    assert r["p99_ttft_ms"] > 2000
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"input_lens": [1]}))
+    proc = subprocess.run([fastserve_bin, "sim", "--replay", str(bad), "--model-profile",
+                           str(PROFILE)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert "bad.json" in proc.stderr and "target_output_lens" in proc.stderr
