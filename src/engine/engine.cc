@@ -189,6 +189,30 @@ Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 Engine::~Engine() { stop(); }
 
+Result<KvPoolBlocks> kv_pool_blocks(const Executor& ex, const EngineConfig& config) {
+  const int64_t bs = config.kv_block_size;
+  const int64_t block_bytes = ex.kv_block_bytes(bs);
+  const int64_t ctx_blocks = (ex.config().max_position_embeddings + bs - 1) / bs;
+  const int64_t fit = ex.max_device_blocks(bs, config.max_num_batched_tokens);
+  KvPoolBlocks pools;
+  if (config.device_kv_blocks > 0) {
+    pools.device_blocks = config.device_kv_blocks;
+  } else if (fit > 0) {  // a device with its own memory: all that is left after weights and activations
+    pools.device_blocks = fit;
+  } else {
+    pools.device_blocks = std::min<int64_t>((int64_t{1} << 30) / block_bytes, ctx_blocks * config.max_num_seqs);
+  }
+  if (fit > 0 && pools.device_blocks > fit) {
+    return make_error(StatusCode::kResourceExhausted, "{} device KV blocks asked for, only {} fit on {}",
+                      pools.device_blocks, fit, ex.device_name());
+  }
+  // Host pool: as many blocks as the device pool, at most 16 GiB unless asked for.
+  pools.host_blocks = config.host_kv_blocks > 0
+                        ? config.host_kv_blocks
+                        : std::min<int64_t>(pools.device_blocks, (int64_t{16} << 30) / block_bytes);
+  return pools;
+}
+
 Result<std::unique_ptr<Engine>> Engine::create(ModelRuntime runtime, const EngineConfig& config,
                                                std::unique_ptr<Executor> executor) {
   FS_RETURN_IF_ERROR(config.validate());
@@ -201,23 +225,9 @@ Result<std::unique_ptr<Engine>> Engine::create(ModelRuntime runtime, const Engin
   const Executor& ex = *executor;
   const int64_t bs = config.kv_block_size;
   const int64_t block_bytes = ex.kv_block_bytes(bs);
-  const int64_t ctx_blocks = (ex.config().max_position_embeddings + bs - 1) / bs;
-  const int64_t fit = ex.max_device_blocks(bs, config.max_num_batched_tokens);
-  if (config.device_kv_blocks > 0) {
-    impl->device_blocks = config.device_kv_blocks;
-  } else if (fit > 0) {  // a device with its own memory: all that is left after weights and activations
-    impl->device_blocks = fit;
-  } else {
-    impl->device_blocks = std::min<int64_t>((int64_t{1} << 30) / block_bytes, ctx_blocks * config.max_num_seqs);
-  }
-  if (fit > 0 && impl->device_blocks > fit) {
-    return make_error(StatusCode::kResourceExhausted, "{} device KV blocks asked for, only {} fit on {}",
-                      impl->device_blocks, fit, ex.device_name());
-  }
-  // Host pool: as many blocks as the device pool, at most 16 GiB unless asked for.
-  impl->host_blocks = config.host_kv_blocks > 0
-                          ? config.host_kv_blocks
-                          : std::min<int64_t>(impl->device_blocks, (int64_t{16} << 30) / block_bytes);
+  FS_ASSIGN_OR_RETURN(const KvPoolBlocks pools, kv_pool_blocks(ex, config));
+  impl->device_blocks = pools.device_blocks;
+  impl->host_blocks = pools.host_blocks;
 
   sched::CostModelSpec spec = estimated_cost_model(ex, bs);
   Result<sched::CostModel> cost = config.cost_model_path.empty()

@@ -46,6 +46,18 @@ struct EngineConfig {
   Status validate() const;
 };
 
+// The KV pool sizes, in blocks of config.kv_block_size tokens, that Engine::create allocates on `ex`:
+// config's when set, else the defaults: device, all the memory an executor with its own (a GPU)
+// has left after weights and activations for max_num_batched_tokens, or on the CPU 1 GiB, at most
+// max_num_seqs full contexts; host, as many as the device pool, at most 16 GiB. `fastserve profile`
+// records the same sizes in the cost model. kResourceExhausted when config asks for more device
+// blocks than fit.
+struct KvPoolBlocks {
+  int64_t device_blocks = 0;
+  int64_t host_blocks = 0;
+};
+Result<KvPoolBlocks> kv_pool_blocks(const Executor& ex, const EngineConfig& config);
+
 struct GenerationRequest {
   std::string request_id;                 // for logs
   std::vector<int32_t> prompt_tokens;
