@@ -222,10 +222,12 @@ int run_profile(int argc, char** argv) {
   Result<KvPoolBlocks> served_pools = kv_pool_blocks(ex, pools);
   if (!served_pools.is_ok()) return fail(served_pools.status());
   sched::CostModelSpec spec;
-  const bool on_cpu = ex.device_name().rfind("cpu", 0) == 0;
-  spec.name = fmt::format("{}, tp {} x pp {} on {}", setup->runtime.model_path, model_args.tp,
-                          model_args.pp, ex.device_name());
-  if (on_cpu) spec.name += fmt::format(", {} threads", default_pool().num_threads());
+  // "<model> on cuda:0 NVIDIA H200 x 4 ranks (tp 4, pp 1, NCCL + MPI)", "<model> on cpu, 2 threads".
+  spec.name = fmt::format("{} on {}", setup->runtime.model_path, ex.device_name());
+  if (ex.device_name().rfind("cpu", 0) == 0) {
+    spec.name += fmt::format(", {} threads{}", default_pool().num_threads(),
+                             model_args.tp * model_args.pp > 1 ? " a rank" : "");
+  }
   spec.source = "fastserve profile (best of " + std::to_string(repeat) + " runs per point)";
   spec.block_size_tokens = static_cast<int32_t>(bs);
   spec.kv_bytes_per_token = static_cast<double>(block_bytes) / static_cast<double>(bs);
