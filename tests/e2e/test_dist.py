@@ -1,7 +1,7 @@
 """Distributed serving over MPI on the CPU (docs/DISTRIBUTED.md): `mpirun -np 2 fastserve ... --tp 2`
 and `--pp 2` give the same greedy tokens as one rank, through `fastserve generate` and through the
 server with the official openai client, on the default model (PP; its 9 heads do not split by 2)
-and on random-weight models whose heads do (TP and PP). Also: the errors for a wrong world size or
+and on random-weight models whose heads do (TP and PP); `fastserve profile` measures the ranks. Also: the errors for a wrong world size or
 an indivisible model, and a rank that dies makes the others exit instead of hanging."""
 import json
 import os
@@ -325,6 +325,39 @@ def test_pp_keeps_several_batches_in_flight(fastserve_bin, default_model, tmp_pa
     assert got == expected
     assert depth == micro_batches
     assert in_flight == micro_batches
+
+
+@pytest.mark.parametrize("layout", [("--tp", 2), ("--pp", 2)])
+def test_profile_measures_the_distributed_executor(fastserve_bin, random_config, tmp_path, layout):
+    """`fastserve profile --tp 2` / `--pp 2` times forwards and swaps through the ranks, as the
+    server runs them, and writes a cost model that `fastserve sim` reads."""
+    profile = tmp_path / "profile.json"
+    cmd = mpirun(2) + [fastserve_bin, "profile", "--model", random_config, "--load-format", "dummy",
+                       "--threads", "1", layout[0], str(layout[1]), "--prefill-lengths", "8,128,480",
+                       "--batch-sizes", "1,4", "--contexts", "16,128", "--repeat", "3", "-o",
+                       str(profile)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=mpi_env())
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    spec = json.loads(profile.read_text())
+    assert "x 2 ranks" in spec["name"] and f"{layout[0][2:]} 2" in spec["name"], spec["name"]
+    assert [p[0] for p in spec["prefill"]] == [8, 128, 480]
+    times = [p[1] for p in spec["prefill"]]
+    assert times[0] > 0 and times == sorted(times), times
+    assert len(spec["decode"]) == 4 and all(d[2] > 0 for d in spec["decode"])
+    # One rank's share of a token's K/V (4 layers x K, V x 2 kv heads x 32 x f32 in all): TP halves
+    # the kv heads, PP keeps the layers of rank 0's stage (whole layers, not all of them).
+    full, per_layer = 4 * 2 * 2 * 32 * 4, 2 * 2 * 32 * 4
+    kv = spec["kv_bytes_per_token"]
+    assert kv == full // 2 if layout[0] == "--tp" else (0 < kv < full and kv % per_layer == 0), kv
+    assert spec["swap_bandwidth_bytes_per_s"] > 0
+    trace = tmp_path / "trace.csv"
+    trace.write_text("prompt_tokens,output_tokens\n" +
+                     "".join(f"{8 + i},{4 + i % 5}\n" for i in range(40)))
+    result = tmp_path / "sim.json"
+    subprocess.run([fastserve_bin, "sim", "--model-profile", str(profile), "--trace", str(trace),
+                    "--num-requests", "40", "--rate", "2", "--result-json", str(result)],
+                   check=True, capture_output=True, timeout=300)
+    assert json.loads(result.read_text())["completed"] == 40
 
 
 def test_without_mpirun_the_ranks_are_spawned(fastserve_bin, default_model):
