@@ -159,11 +159,12 @@ int run_profile(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   app.add_option("--block-size", pools.kv_block_size, "KV block size in tokens")
       ->check(CLI::PositiveNumber);
-  app.add_option(
-      "--device-kv-blocks", pools.device_kv_blocks,
-      "device KV pool of the server this profile is for, in blocks (0: serve's default)");
+  app.add_option("--device-kv-blocks", pools.device_kv_blocks,
+                 "device KV pool of the server this profile is for, in blocks (0: serve's default)")
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--host-kv-blocks", pools.host_kv_blocks,
-                 "host KV pool of the server this profile is for, in blocks (0: serve's default)");
+                 "host KV pool of the server this profile is for, in blocks (0: serve's default)")
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--max-num-batched-tokens", pools.max_num_batched_tokens,
                  "the server's token budget per iteration: its activations size the default device "
                  "KV pool on a GPU")
@@ -222,7 +223,7 @@ int run_profile(int argc, char** argv) {
   Result<KvPoolBlocks> served_pools = kv_pool_blocks(ex, pools);
   if (!served_pools.is_ok()) return fail(served_pools.status());
   sched::CostModelSpec spec;
-  // "<model> on cuda:0 NVIDIA H200 x 4 ranks (tp 4, pp 1, NCCL + MPI)", "<model> on cpu, 2 threads".
+  // "<model> on cuda:0 NVIDIA H200 x 4 ranks (tp 4, pp 1, NCCL + MPI)"; "..., 2 threads" on CPUs.
   spec.name = fmt::format("{} on {}", setup->runtime.model_path, ex.device_name());
   if (ex.device_name().rfind("cpu", 0) == 0) {
     spec.name += fmt::format(", {} threads{}", default_pool().num_threads(),
