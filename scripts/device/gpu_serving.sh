@@ -155,6 +155,11 @@ bench_run() {
     --tokenizer "$TOKENIZER" --num-prompts "$num" --request-rate "$rate" --max-output-len "$MAX_OUTPUT_LEN" \
     --ignore-eos --seed "$SEED" --label "$label" --quiet --result-json "$file" \
     >>"$WORK/logs/bench.log" 2>&1 || { log "bench $label rate $rate failed or timed out (${limit} s)"; return 1; }
+  # The server's counters after the run (cumulative per server: preemptions, KV bytes swapped).
+  python3 - "$PORT" >"${file%.json}.metrics.txt" 2>/dev/null <<'PY' || true
+import sys, urllib.request
+print(urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/metrics", timeout=5).read().decode())
+PY
   python3 - "$file" "$((SECONDS - t))" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <string>
 
 #include "backend/cpu/matmul.h"
 #include "backend/cuda/cuda_status.h"
@@ -239,6 +241,7 @@ Result<std::unique_ptr<CudaModel>> CudaModel::upload(const LoadedModel& model) {
     FS_RETURN_IF_ERROR(m->set_rope(inv));
   }
   FS_CUDA_OK(cudaDeviceSynchronize());
+  FS_RETURN_IF_ERROR(m->calibrate_gemv());
   return m;
 }
 
@@ -319,6 +322,7 @@ Result<std::unique_ptr<CudaModel>> CudaModel::dummy(const ModelConfig& config, u
   if (c.position == PositionKind::kRope) FS_RETURN_IF_ERROR(m->set_rope(rope_inv_freq(c)));
   FS_RETURN_IF_ERROR(check_launch("dummy weight init"));
   FS_CUDA_OK(cudaStreamSynchronize(m->stream_));
+  FS_RETURN_IF_ERROR(m->calibrate_gemv());
   return m;
 }
 
@@ -467,10 +471,15 @@ Status CudaModel::build_metadata(std::span<const ForwardSeq> seqs, const KvPoolV
 
 Status CudaModel::gemm(const bf16* w, int64_t out, int64_t in, const bf16* x, int64_t num_tokens,
                        void* y, cudaDataType_t y_type, float beta) {
-  if (gemv_supported(num_tokens, in)) {  // decode batches: weight-streaming kernel
+  if (num_tokens <= gemv_max_tokens_ && gemv_supported(num_tokens, in)) {  // small decode batches
     launch_gemv(w, out, in, x, num_tokens, y, y_type == CUDA_R_32F, beta, stream_);
     return Status::ok();
   }
+  return cublas_gemm(w, out, in, x, num_tokens, y, y_type, beta);
+}
+
+Status CudaModel::cublas_gemm(const bf16* w, int64_t out, int64_t in, const bf16* x,
+                              int64_t num_tokens, void* y, cudaDataType_t y_type, float beta) {
   // Row-major y[T, out] = x[T, in] W[out, in]^T is column-major y^T = W^T(op T) x^T.
   const float alpha = 1.0f;
   FS_CUBLAS_OK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(out),
@@ -478,6 +487,93 @@ Status CudaModel::gemm(const bf16* w, int64_t out, int64_t in, const bf16* x, in
                             CUDA_R_16BF, static_cast<int>(in), x, CUDA_R_16BF, static_cast<int>(in),
                             &beta, y, y_type, static_cast<int>(out), CUBLAS_COMPUTE_32F,
                             CUBLAS_GEMM_DEFAULT));
+  return Status::ok();
+}
+
+Status CudaModel::calibrate_gemv() {
+  gemv_max_tokens_ = kMaxGemvTokens;
+  if (const char* env = std::getenv("FASTSERVE_GEMV_MAX_TOKENS"); env != nullptr && *env) {
+    char* end = nullptr;
+    const long k = std::strtol(env, &end, 10);
+    if (*end != '\0' || k < 0 || k > kMaxGemvTokens) {
+      return invalid_argument("FASTSERVE_GEMV_MAX_TOKENS='{}': expected 0..{}", env,
+                              kMaxGemvTokens);
+    }
+    gemv_max_tokens_ = k;
+    log_info("decode GEMV for batches of up to {} tokens (FASTSERVE_GEMV_MAX_TOKENS)", k);
+    return Status::ok();
+  }
+  if (layers_.empty()) return Status::ok();
+  const ModelConfig& c = config_;
+  const Layer& l = layers_[0];
+  const int64_t hidden = c.hidden_size, ffn = c.intermediate_size;
+  const int64_t qd = c.num_heads * c.head_dim, kvd = c.num_kv_heads * c.head_dim;
+  const int64_t up_rows = c.activation == Activation::kSiluGated ? 2 * ffn : ffn;
+  struct Mat {
+    const bf16* w;
+    int64_t out, in;
+  };
+  const Mat mats[] = {{l.w_qkv, qd + 2 * kvd, hidden}, {l.wo, hidden, qd},
+                      {l.w_up, up_rows, hidden}, {l.w_down, hidden, ffn}};
+  int64_t bytes = 0, max_in = 0, max_out = 0;
+  for (const Mat& m : mats) {
+    bytes += m.out * m.in * static_cast<int64_t>(sizeof(bf16));
+    max_in = std::max(max_in, m.in);
+    max_out = std::max(max_out, m.out);
+  }
+  // Below this a layer's matrices take microseconds: launch overheads and timer noise decide, and
+  // the GEMV (one launch, no workspace) stays.
+  constexpr int64_t kMinCalibrationBytes = int64_t{32} << 20;
+  if (bytes < kMinCalibrationBytes) return Status::ok();
+  DeviceBuffer x, y;
+  FS_RETURN_IF_ERROR(x.ensure(kMaxGemvTokens * max_in * sizeof(bf16), "GEMV calibration input"));
+  FS_RETURN_IF_ERROR(y.ensure(kMaxGemvTokens * max_out * sizeof(float), "GEMV calibration output"));
+  FS_CUDA_OK(cudaMemsetAsync(x.as<void>(), 0, kMaxGemvTokens * max_in * sizeof(bf16), stream_));
+  cudaEvent_t start = nullptr, stop = nullptr;
+  FS_CUDA_OK(cudaEventCreate(&start));
+  FS_CUDA_OK(cudaEventCreate(&stop));
+  // Best of 3 (after a warm-up) of the four products of one layer, by one path.
+  auto time_ms = [&](int64_t t, bool use_gemv) -> Result<float> {
+    float best = 1e30f;
+    for (int rep = 0; rep < 4; ++rep) {
+      FS_CUDA_OK(cudaEventRecord(start, stream_));
+      for (const Mat& m : mats) {
+        if (use_gemv) {
+          launch_gemv(m.w, m.out, m.in, x.as<bf16>(), t, y.as<void>(), true, 0.0f, stream_);
+        } else {
+          FS_RETURN_IF_ERROR(
+              cublas_gemm(m.w, m.out, m.in, x.as<bf16>(), t, y.as<void>(), CUDA_R_32F, 0.0f));
+        }
+      }
+      FS_CUDA_OK(cudaEventRecord(stop, stream_));
+      FS_CUDA_OK(cudaEventSynchronize(stop));
+      float ms = 0;
+      FS_CUDA_OK(cudaEventElapsedTime(&ms, start, stop));
+      if (rep > 0) best = std::min(best, ms);
+    }
+    return best;
+  };
+  std::string report;
+  Status st = Status::ok();
+  for (int64_t t = 1; t <= kMaxGemvTokens && st.is_ok(); ++t) {
+    Result<float> g = time_ms(t, true);
+    Result<float> b = g.is_ok() ? time_ms(t, false) : Result<float>(g.status());
+    if (!b.is_ok()) {
+      st = b.status();
+      break;
+    }
+    report += fmt::format("{}{}: {:.3f}/{:.3f}", t > 1 ? ", " : "", t, *g, *b);
+    // A clear margin keeps the choice stable from run to run where the two are close.
+    if (t > 1 && *g > 1.15f * *b) {
+      gemv_max_tokens_ = t - 1;
+      break;
+    }
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  FS_RETURN_IF_ERROR(st);
+  log_info("decode GEMV for batches of up to {} tokens, cuBLAS above (one layer, GEMV/cuBLAS ms: {})",
+           gemv_max_tokens_, report);
   return Status::ok();
 }
 
@@ -522,9 +618,10 @@ Status CudaModel::run_layers(const KvPoolView& kv) {
   }
   const float* pending_bias = nullptr;  // the last projection's bias, added by the next norm
   // The fused decode GEMVs (kernels.h gemv_fused_supported): RMS norms without biases, SwiGLU.
-  const bool fuse_rms = (fused_gemv() & kFuseGemvNorm) && norm == NormType::kRms &&
+  const bool gemv = T <= gemv_max_tokens_;
+  const bool fuse_rms = gemv && (fused_gemv() & kFuseGemvNorm) && norm == NormType::kRms &&
                         gemv_fused_supported(T, hidden);
-  const bool fuse_act = (fused_gemv() & kFuseGemvSiluMul) &&
+  const bool fuse_act = gemv && (fused_gemv() & kFuseGemvSiluMul) &&
                         c.activation == Activation::kSiluGated && gemv_fused_supported(T, ffn);
   const bool fuse_act_out = (fused_gemv() & kFuseGemvSiluOut) && fuse_rms;
   for (int64_t li = 0; li < c.num_layers; ++li) {

@@ -131,6 +131,8 @@ class CudaModel {
   // Graphs alive and replays so far (tests, benchmarks).
   int64_t num_cuda_graphs() const { return static_cast<int64_t>(graphs_.size()); }
   int64_t num_graph_replays() const { return num_graph_replays_; }
+  // The largest decode batch (tokens) that runs the GEMV kernel rather than cuBLAS.
+  int64_t gemv_max_tokens() const { return gemv_max_tokens_; }
 
   // Tensor and pipeline parallelism (dist/cuda_shard.h; docs/DISTRIBUTED.md). The hooks enqueue
   // their communication on stream(), in order with the kernels around them (so decode graphs
@@ -200,6 +202,10 @@ class CudaModel {
   Status set_rope(const std::vector<float>& inv_freq);
   Status gemm(const bf16* w, int64_t out, int64_t in, const bf16* x, int64_t num_tokens, void* y,
               cudaDataType_t y_type, float beta);
+  Status cublas_gemm(const bf16* w, int64_t out, int64_t in, const bf16* x, int64_t num_tokens,
+                     void* y, cudaDataType_t y_type, float beta);
+  // Sets gemv_max_tokens_ (called once the weights are in place; see its comment).
+  Status calibrate_gemv();
   Status check_batch(std::span<const ForwardSeq> seqs, const KvPoolView& kv) const;
   Status build_metadata(std::span<const ForwardSeq> seqs, const KvPoolView& kv);
   Status run_layers(const KvPoolView& kv);
@@ -225,6 +231,12 @@ class CudaModel {
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
   int num_sms_ = 0;
+  // Decode batches of 1..gemv_max_tokens_ tokens run the weight-streaming GEMV (kernels.h), larger
+  // ones cuBLAS. The GEMV reads its input once per token per weight chunk, so its time grows with
+  // the tokens while cuBLAS's hardly does below ~16; where they cross depends on the shape and the
+  // GPU (Llama-3-70B at TP=4 on an H200: 4 tokens ran at twice cuBLAS's time). calibrate_gemv
+  // times both on this model's own matrices; FASTSERVE_GEMV_MAX_TOKENS=k (0..8) sets it instead.
+  int64_t gemv_max_tokens_ = kMaxGemvTokens;
 
   DistHooks dist_;
   bool cuda_graphs_ = true;

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -309,6 +310,38 @@ TEST(CudaModelTest, DummyWeightsGiveFiniteLogits) {
     sum_sq += v * v;
   }
   EXPECT_GT(sum_sq, 0.0);
+}
+
+// FASTSERVE_GEMV_MAX_TOKENS moves small batches between the GEMV kernel and cuBLAS (calibration
+// otherwise decides; a model this small keeps the GEMV): the same logits within rounding, and a
+// bad value is an error naming the variable.
+TEST(CudaModelTest, GemvTokenLimitFromTheEnvironment) {
+  SKIP_WITHOUT_GPU();
+  Result<std::unique_ptr<CudaModel>> gemv = CudaModel::dummy(small_llama_config(), 11);
+  ASSERT_TRUE(gemv.is_ok()) << gemv.status().to_string();
+  EXPECT_EQ((*gemv)->gemv_max_tokens(), kMaxGemvTokens);
+  setenv("FASTSERVE_GEMV_MAX_TOKENS", "0", 1);
+  Result<std::unique_ptr<CudaModel>> blas = CudaModel::dummy(small_llama_config(), 11);
+  setenv("FASTSERVE_GEMV_MAX_TOKENS", "9", 1);
+  Result<std::unique_ptr<CudaModel>> bad = CudaModel::dummy(small_llama_config(), 11);
+  unsetenv("FASTSERVE_GEMV_MAX_TOKENS");
+  ASSERT_TRUE(blas.is_ok()) << blas.status().to_string();
+  EXPECT_EQ((*blas)->gemv_max_tokens(), 0);
+  ASSERT_FALSE(bad.is_ok());
+  EXPECT_NE(bad.status().message().find("FASTSERVE_GEMV_MAX_TOKENS"), std::string::npos);
+  std::vector<int32_t> ids(24);
+  std::iota(ids.begin(), ids.end(), 5);
+  // Chunks of 3 tokens with every row's logits: 3-token products on the two paths.
+  const std::vector<float> a = prompt_logits(**gemv, ids, 3), b = prompt_logits(**blas, ids, 3);
+  ASSERT_EQ(a.size(), b.size());
+  ASSERT_FALSE(a.empty());
+  double max_err = 0, max_abs = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    max_err = std::max<double>(max_err, std::abs(a[i] - b[i]));
+    max_abs = std::max<double>(max_abs, std::abs(a[i]));
+  }
+  EXPECT_GT(max_abs, 0.0);
+  EXPECT_LE(max_err, 0.02 * max_abs);
 }
 
 // Decode steps replayed from CUDA graphs give exactly the eager logits and tokens: batch sizes on
