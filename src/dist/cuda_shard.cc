@@ -5,10 +5,12 @@
 #include <algorithm>
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 #include <cuda_runtime.h>
 
 #include "backend/cuda/cuda_executor.h"
+#include "backend/cuda/cuda_model.h"
 #include "backend/cuda/p2p_allreduce.h"
 #include "core/log.h"
 #include "dist/nccl_communicator.h"
@@ -102,6 +104,15 @@ Result<CudaShard> make_cuda_shard(const LoadedModel* shard, const ModelConfig& w
         .first_layer = layout.layer_begin(layout.stage(), whole.num_layers),
         .total_layers = whole.num_layers};
     FS_ASSIGN_OR_RETURN(model, cuda::CudaModel::dummy(shard_config(whole, layout), 1, place));
+  }
+  if (layout.tp > 1) {
+    // One GEMV limit for every TP rank (the smallest measured): each calibrates its own shard, and
+    // near the crossover they can disagree; the slowest rank would set the all-reduce's pace.
+    std::vector<float> votes(cuda::kMaxGemvTokens + 1, 0.0f);
+    votes[model->gemv_max_tokens()] = 1.0f;
+    FS_RETURN_IF_ERROR(tp_group.all_reduce_sum(votes));
+    const auto first = std::find_if(votes.begin(), votes.end(), [](float v) { return v > 0; });
+    model->set_gemv_max_tokens(first - votes.begin());
   }
   const cudaStream_t stream = model->stream();
   cuda::CudaModel::DistHooks hooks;

@@ -8,6 +8,7 @@
 // Not thread-safe: one caller (the engine thread), which must have the model's device current.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <functional>
@@ -133,6 +134,9 @@ class CudaModel {
   int64_t num_graph_replays() const { return num_graph_replays_; }
   // The largest decode batch (tokens) that runs the GEMV kernel rather than cuBLAS.
   int64_t gemv_max_tokens() const { return gemv_max_tokens_; }
+  // Overrides the calibrated limit (0..kMaxGemvTokens): tensor-parallel ranks agree on one. Before
+  // any forward (captured decode graphs keep the path they were captured with).
+  void set_gemv_max_tokens(int64_t k) { gemv_max_tokens_ = std::clamp<int64_t>(k, 0, kMaxGemvTokens); }
 
   // Tensor and pipeline parallelism (dist/cuda_shard.h; docs/DISTRIBUTED.md). The hooks enqueue
   // their communication on stream(), in order with the kernels around them (so decode graphs
