@@ -10,6 +10,7 @@
 #include "core/check.h"
 #include "core/dtype.h"
 #include "core/log.h"
+#include "core/timer.h"
 
 namespace fs::cuda {
 namespace {
@@ -50,12 +51,13 @@ DeviceBuffer::~DeviceBuffer() {
   if (ptr_) cudaFree(ptr_);
 }
 
-Status DeviceBuffer::ensure(size_t bytes, const char* what) {
+Status DeviceBuffer::ensure(size_t bytes, const char* what, bool doubling) {
   if (bytes <= bytes_) return Status::ok();
+  const size_t grown = doubling && bytes_ > 0 ? std::max(bytes, 2 * bytes_) : bytes;
   if (ptr_) cudaFree(ptr_);  // synchronizes the device: only when a batch is larger than before
   ptr_ = nullptr;
   bytes_ = 0;
-  const size_t want = round_up(std::max<size_t>(bytes, 256), 256);
+  const size_t want = round_up(std::max<size_t>(grown, 256), 256);
   if (const cudaError_t err = cudaMalloc(&ptr_, want); err != cudaSuccess) {
     ptr_ = nullptr;
     return make_error(StatusCode::kResourceExhausted, "cuda: cannot allocate {} bytes for {}: {}",
@@ -732,9 +734,11 @@ Result<int64_t> CudaModel::enqueue_forward(std::span<const ForwardSeq> seqs, con
   const ModelConfig& c = config_;
   FS_RETURN_IF_ERROR(partials_.ensure(sizeof(float) * std::max<int64_t>(1, num_decode_) *
                                           c.num_heads * max_splits_ * (c.head_dim + 2),
-                                      "attention partials"));
-  FS_RETURN_IF_ERROR(logits_.ensure(sizeof(float) * num_rows_ * c.vocab_size, "logits"));
-  FS_RETURN_IF_ERROR(tokens_out_.ensure(sizeof(int32_t) * num_rows_, "sampled tokens"));
+                                      "attention partials", /*doubling=*/true));
+  FS_RETURN_IF_ERROR(
+      logits_.ensure(sizeof(float) * num_rows_ * c.vocab_size, "logits", /*doubling=*/true));
+  FS_RETURN_IF_ERROR(
+      tokens_out_.ensure(sizeof(int32_t) * num_rows_, "sampled tokens", /*doubling=*/true));
   // A stage that hands its hidden states on computes no logits.
   const int64_t rows = dist_.send_hidden ? 0 : num_rows_;
   if (const int64_t bucket = decode_graph_bucket(seqs); bucket > 0) {
@@ -811,6 +815,7 @@ Result<bool> CudaModel::run_decode_graph(int64_t ctx_bucket, const KvPoolView& k
     cudaGraphExecDestroy(lru->exec);
     graphs_.erase(lru);
   }
+  Stopwatch capture_time;
   FS_CUDA_OK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
   const Status captured = run_layers(kv);
   cudaGraph_t graph = nullptr;
@@ -827,6 +832,11 @@ Result<bool> CudaModel::run_decode_graph(int64_t ctx_bucket, const KvPoolView& k
     return false;
   }
   graphs_.push_back(DecodeGraph{batch, ctx_bucket, buffers, exec, graph_clock_});
+  ++num_graph_captures_;
+  if (const double s = capture_time.elapsed_s(); s > 0.05) {  // a stall every running job sees
+    log_info("cuda: decode graph capture (batch {}, context bucket {}) took {:.0f} ms; {} captures, "
+             "{} graphs alive", batch, ctx_bucket, s * 1e3, num_graph_captures_, graphs_.size());
+  }
   FS_CUDA_OK(cudaGraphLaunch(exec, stream_));
   ++num_graph_replays_;
   return true;

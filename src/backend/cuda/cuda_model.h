@@ -45,8 +45,11 @@ class DeviceBuffer {
   DeviceBuffer(const DeviceBuffer&) = delete;
   DeviceBuffer& operator=(const DeviceBuffer&) = delete;
   // Makes the buffer hold at least `bytes` (contents are lost when it grows). kResourceExhausted
-  // naming `what` when cudaMalloc fails.
-  Status ensure(size_t bytes, const char* what);
+  // naming `what` when cudaMalloc fails. `doubling`: a growth takes at least twice the old size,
+  // for buffers sized by the decode batch and its contexts, which grow step by step while a server
+  // fills up: every reallocation invalidates the decode graphs that use the buffer, and captures
+  // are expensive (under tensor parallelism, NCCL collectives are captured with the layers).
+  Status ensure(size_t bytes, const char* what, bool doubling = false);
   template <typename T>
   T* as() const {
     return static_cast<T*>(ptr_);
@@ -132,6 +135,7 @@ class CudaModel {
   // Graphs alive and replays so far (tests, benchmarks).
   int64_t num_cuda_graphs() const { return static_cast<int64_t>(graphs_.size()); }
   int64_t num_graph_replays() const { return num_graph_replays_; }
+  int64_t num_graph_captures() const { return num_graph_captures_; }
   // The largest decode batch (tokens) that runs the GEMV kernel rather than cuBLAS.
   int64_t gemv_max_tokens() const { return gemv_max_tokens_; }
   // Overrides the calibrated limit (0..kMaxGemvTokens): tensor-parallel ranks agree on one. Before
@@ -248,6 +252,7 @@ class CudaModel {
   std::vector<std::pair<int64_t, int64_t>> graph_keys_seen_;  // (batch, bucket) run once eagerly
   int64_t graph_clock_ = 0;
   int64_t num_graph_replays_ = 0;
+  int64_t num_graph_captures_ = 0;
 
   // Per-forward sizes (set by build_metadata).
   int64_t num_tokens_ = 0, num_rows_ = 0, num_tiles_ = 0, num_decode_ = 0;
