@@ -96,6 +96,14 @@ Status CudaModel::init() {
   FS_CUBLAS_OK(cublasSetStream(cublas_, stream_));
   FS_RETURN_IF_ERROR(cublas_workspace_.ensure(kCublasWorkspaceBytes, "the cuBLAS workspace"));
   FS_CUBLAS_OK(cublasSetWorkspace(cublas_, cublas_workspace_.as<void>(), kCublasWorkspaceBytes));
+  if (const char* env = std::getenv("FASTSERVE_MAX_DECODE_GRAPHS"); env != nullptr && *env) {
+    char* end = nullptr;
+    const long n = std::strtol(env, &end, 10);
+    if (*end != '\0' || n < 1 || n > 100000) {
+      return invalid_argument("FASTSERVE_MAX_DECODE_GRAPHS='{}': expected 1..100000", env);
+    }
+    max_decode_graphs_ = n;
+  }
   return Status::ok();
 }
 
@@ -807,7 +815,12 @@ Result<bool> CudaModel::run_decode_graph(int64_t ctx_bucket, const KvPoolView& k
     graph_keys_seen_.push_back(key);
     return false;  // first sighting: eager (module loading, kernel attributes happen here)
   }
-  if (graphs_.size() >= static_cast<size_t>(kMaxDecodeGraphs)) {
+  if (graphs_.size() >= static_cast<size_t>(max_decode_graphs_)) {
+    if (!logged_graph_eviction_) {
+      logged_graph_eviction_ = true;
+      log_info("cuda: {} decode graphs alive: the least recently used are evicted and captured "
+               "again when used (FASTSERVE_MAX_DECODE_GRAPHS raises the limit)", graphs_.size());
+    }
     auto lru = std::min_element(graphs_.begin(), graphs_.end(), [](const auto& a, const auto& b) {
       return a.last_use < b.last_use;
     });

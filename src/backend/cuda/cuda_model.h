@@ -127,9 +127,14 @@ class CudaModel {
   // and replay it. The split-K layout depends only on the key, so graph and eager runs launch the
   // same kernels with the same arguments: identical logits. Other batches (prefill, chunks, all
   // logits) and every batch while profiling run eagerly. A graph is captured again when a buffer
-  // it uses was reallocated (a larger batch grew it, another KV pool); at most kMaxDecodeGraphs
-  // stay alive (the least recently used goes). If capture fails, graphs are turned off (logged).
-  static constexpr int64_t kMaxDecodeGraphs = 64;
+  // it uses was reallocated (a larger batch grew it, another KV pool); at most max_decode_graphs()
+  // stay alive (the least recently used goes): kMaxDecodeGraphs, or FASTSERVE_MAX_DECODE_GRAPHS.
+  // A server keeps batch sizes 1..max_num_seqs x ~4 buckets of keys (ShareGPT) in use; with fewer
+  // graphs than keys they are evicted and captured again all the time, a stall of every running
+  // job each time (under TP the NCCL collectives are captured too). If capture fails, graphs are
+  // turned off (logged).
+  static constexpr int64_t kMaxDecodeGraphs = 256;
+  int64_t max_decode_graphs() const { return max_decode_graphs_; }
   void set_cuda_graphs(bool on);
   bool cuda_graphs() const { return cuda_graphs_; }
   // Graphs alive and replays so far (tests, benchmarks).
@@ -253,6 +258,8 @@ class CudaModel {
   int64_t graph_clock_ = 0;
   int64_t num_graph_replays_ = 0;
   int64_t num_graph_captures_ = 0;
+  int64_t max_decode_graphs_ = kMaxDecodeGraphs;
+  bool logged_graph_eviction_ = false;
 
   // Per-forward sizes (set by build_metadata).
   int64_t num_tokens_ = 0, num_rows_ = 0, num_tiles_ = 0, num_decode_ = 0;
