@@ -154,63 +154,17 @@ def latency(fastserve, log, results, repeats, tokenizer):
     results["latency_ms_per_token"] = runs
 
 
-def throughput(fastserve, log, results, tokenizer, max_num_seqs, max_output_len, num_prompts,
-               port=8320):
-    import urllib.request
-    layouts = [("one GPU", None), ("PP=2", ("--pp", 2)), ("TP=2", ("--tp", 2))]
-    results["throughput"] = []
-    for label, layout in layouts:
-        cmd = [fastserve, "serve", "--device", "cuda", "--load-format", "dummy", "--model",
-               "llama-3-8b", "--tokenizer", tokenizer, "--served-model-name", "llama-3-8b",
-               "--port", str(port), "--policy", "skip-join-mlfq", "--max-num-seqs",
-               str(max_num_seqs)]
-        env = mpi_env()
-        if layout is None:
-            env["CUDA_VISIBLE_DEVICES"] = "0"
-        else:
-            cmd = ["mpirun", "-np", "2", "--bind-to", "none"] + cmd + [layout[0], "2"]
-        server_log = open(f"/tmp/dist_gpu_checks/serve-{label.replace('=', '').replace(' ', '_')}.log", "w")
-        server = subprocess.Popen(cmd, stdout=server_log, stderr=subprocess.STDOUT, env=env)
-        row = {"layout": label, "max_num_seqs": max_num_seqs, "num_prompts": num_prompts}
-        try:
-            t = time.time()
-            while True:
-                if server.poll() is not None:
-                    raise RuntimeError(f"server exited {server.returncode}")
-                try:
-                    urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
-                    break
-                except Exception:  # noqa: BLE001
-                    if time.time() - t > 180:
-                        raise RuntimeError("server did not come up in 180 s")
-                    time.sleep(1)
-            result = f"/tmp/dist_gpu_checks/bench-{label.replace('=', '').replace(' ', '_')}.json"
-            bench = [fastserve, "bench", "--base-url", f"http://127.0.0.1:{port}", "--dataset",
-                     str(ROOT / "bench/data/sharegpt_200.jsonl"), "--tokenizer", tokenizer,
-                     "--num-prompts", str(num_prompts), "--request-rate", "inf", "--max-output-len",
-                     str(max_output_len), "--ignore-eos", "--seed", "0", "--quiet",
-                     "--num-warmups", "4", "--result-json", result]
-            proc = subprocess.run(bench, capture_output=True, text=True, timeout=400)
-            log.write(f"$ {' '.join(bench)} (exit {proc.returncode})\n{proc.stdout[-3000:]}\n"
-                      f"{proc.stderr[-2000:]}\n")
-            if proc.returncode != 0:
-                raise RuntimeError(f"bench exited {proc.returncode}: {proc.stderr[-800:]}")
-            r = json.load(open(result))
-            row.update({k: r.get(k) for k in ("completed", "duration", "request_throughput",
-                                               "output_throughput", "mean_e2el_ms",
-                                               "mean_ttft_ms", "mean_tpot_ms")})
-        except Exception as e:  # noqa: BLE001
-            row["error"] = str(e)[-800:]
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
-            server_log.close()
-        results["throughput"].append(row)
-        print(json.dumps(row), flush=True)
+def throughput(fastserve, log, results, tokenizer, max_num_seqs, max_output_len, num_prompts):
+    """serve + bench of the Llama-3-8B shape on one GPU, at PP=2 and at TP=2 (scale_checks.py's)."""
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+    import scale_checks  # noqa: E402 -- a sibling script
+    rows = {"throughput": []}
+    scale_checks.throughput(fastserve, ["llama-3-8b:1,pp2,tp2"], log, rows, max_num_seqs,
+                            max_output_len, num_prompts, port=8320, tokenizer=tokenizer)
+    names = {"1": "one GPU", "pp2": "PP=2", "tp2": "TP=2"}
+    for r in rows["throughput"]:
+        r["layout"] = names[r["layout"]]
+    results["throughput"] = rows["throughput"]
 
 
 def write_md(results, out):

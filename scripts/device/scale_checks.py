@@ -156,12 +156,15 @@ def wait_health(server, port, limit_s=300):
             time.sleep(1)
 
 
-def throughput(fastserve, specs, log, results, max_num_seqs, max_output_len, num_prompts, port=8330):
+def throughput(fastserve, specs, log, results, max_num_seqs, max_output_len, num_prompts, port=8330,
+               tokenizer=TOKENIZER):
+    """Appends a row per layout to results["throughput"] (also used by dist_gpu_checks.py)."""
+    WORK.mkdir(parents=True, exist_ok=True)
     for spec in specs:
         shape, layouts = split_spec(spec)
         for layout in layouts:
             cmd = [fastserve, "serve", "--device", "cuda", "--load-format", "dummy", "--model",
-                   shape, "--tokenizer", TOKENIZER, "--served-model-name", shape, "--port",
+                   shape, "--tokenizer", tokenizer, "--served-model-name", shape, "--port",
                    str(port), "--max-num-seqs", str(max_num_seqs)]
             cmd, env = wrap(cmd, layout)
             tag = f"{shape}-{layout}"
@@ -173,7 +176,7 @@ def throughput(fastserve, specs, log, results, max_num_seqs, max_output_len, num
                 row["startup_s"] = round(wait_health(server, port), 1)
                 out = WORK / f"bench-{tag}.json"
                 bench = [fastserve, "bench", "--base-url", f"http://127.0.0.1:{port}", "--dataset",
-                         str(ROOT / "bench/data/sharegpt_200.jsonl"), "--tokenizer", TOKENIZER,
+                         str(ROOT / "bench/data/sharegpt_200.jsonl"), "--tokenizer", tokenizer,
                          "--num-prompts", str(num_prompts), "--request-rate", "inf",
                          "--max-output-len", str(max_output_len), "--ignore-eos", "--seed", "0",
                          "--quiet", "--num-warmups", "4", "--result-json", str(out)]
