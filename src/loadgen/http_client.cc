@@ -100,8 +100,8 @@ RequestResult send_request(const EndpointConfig& e, const BenchRequest& r,
       if (!chunk.error.empty() && result.error.empty()) result.error = chunk.error;
       if (chunk.num_prompt_tokens) usage_prompt = chunk.num_prompt_tokens;
       if (chunk.num_completion_tokens) usage_completion = chunk.num_completion_tokens;
-      if (chunk.text.empty()) continue;
-      ++result.num_text_chunks;
+      if (!chunk.token) continue;
+      ++result.num_token_chunks;
       if (first_text) {
         result.ttft_s = seconds_between(start, now);
         first_text = false;
@@ -150,7 +150,7 @@ RequestResult send_request(const EndpointConfig& e, const BenchRequest& r,
   result.usage_reported = usage_completion.has_value();
   if (usage_prompt) result.num_prompt_tokens = static_cast<int32_t>(*usage_prompt);
   result.num_output_tokens =
-      usage_completion ? static_cast<int32_t>(*usage_completion) : result.num_text_chunks;
+      usage_completion ? static_cast<int32_t>(*usage_completion) : result.num_token_chunks;
   if (first_text) result.ttft_s = result.latency_s;  // no text at all (e.g. EOS at once)
   result.success = true;
   return result;

@@ -16,9 +16,9 @@ struct RequestResult {
   std::vector<double> itl_s;  // gaps between consecutive chunks with text
   int32_t num_target_output_tokens = 0;  // the max_tokens sent
   int32_t num_prompt_tokens = 0;  // usage.prompt_tokens when reported, else the client's count
-  int32_t num_output_tokens = 0;  // usage.completion_tokens when reported, else chunks with text
+  int32_t num_output_tokens = 0;  // usage.completion_tokens when reported, else token chunks
   bool usage_reported = false;
-  int32_t num_text_chunks = 0;
+  int32_t num_token_chunks = 0;
 };
 
 }  // namespace fs::loadgen

@@ -86,12 +86,19 @@ StreamChunk parse_stream_chunk(std::string_view data) {
       choices != j.end() && choices->is_array() && !choices->empty() && (*choices)[0].is_object()) {
     const nlohmann::json& choice = (*choices)[0];
     append_string(choice, "text", &chunk.text);
+    bool has_text = choice.contains("text") && choice["text"].is_string();
     if (auto delta = choice.find("delta"); delta != choice.end() && delta->is_object()) {
       append_string(*delta, "reasoning_content", &chunk.text);
       append_string(*delta, "reasoning", &chunk.text);
       append_string(*delta, "content", &chunk.text);
+      if (!delta->contains("role")) {
+        for (const char* k : {"content", "reasoning_content", "reasoning"}) {
+          if (delta->contains(k) && (*delta)[k].is_string()) has_text = true;
+        }
+      }
     }
     append_string(choice, "finish_reason", &chunk.finish_reason);
+    chunk.token = has_text && !(chunk.text.empty() && !chunk.finish_reason.empty());
   }
   if (auto usage = j.find("usage"); usage != j.end() && usage->is_object()) {
     chunk.num_prompt_tokens = get_int(*usage, "prompt_tokens");

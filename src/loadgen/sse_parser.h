@@ -33,6 +33,11 @@ class SseParser {
 struct StreamChunk {
   bool done = false;  // the "[DONE]" sentinel
   std::string text;   // choices[0].text, or delta.content (+ reasoning_content / reasoning)
+  // The event carries a generated token, its text possibly empty (part of a character, a token the
+  // tokenizer renders as nothing): choices[0] has a string "text", or a delta with string content
+  // and no "role" (a chat stream's opening chunk), and it is not a text-less finish chunk. vLLM's
+  // benchmark times every such event ("text could be empty here, e.g. for special tokens").
+  bool token = false;
   std::string finish_reason;
   std::optional<int64_t> num_prompt_tokens;      // usage.prompt_tokens
   std::optional<int64_t> num_completion_tokens;  // usage.completion_tokens

@@ -76,9 +76,10 @@ void Generation::on_event(const GenerationEvent& event, std::string* sse, ApiRes
   ResponseBuilder& builder = builders_[index];
   switch (event.kind) {
     case GenerationEvent::Kind::kToken: {
+      // One chunk per token, also when its text is empty (part of a character, a stop string's
+      // possible start held back): clients time tokens by chunks, as vLLM streams them.
       json chunk = builder.token_chunk(event);
-      if (streaming_ && (!event.text.empty() || !chunk["choices"][0]["logprobs"].is_null()))
-        *sse += with_usage(std::move(chunk));
+      if (streaming_) *sse += with_usage(std::move(chunk));
       return;
     }
     case GenerationEvent::Kind::kFinished: {

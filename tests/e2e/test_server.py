@@ -85,6 +85,8 @@ def test_completion_greedy_matches_generate(fastserve_bin, default_model, server
     assert text == ref["text"]
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "length"
     assert chunks[-1].usage.completion_tokens == 12 and chunks[-1].choices == []
+    # One chunk per token (as vLLM streams), also where a token's text is empty.
+    assert len([c for c in chunks if c.choices and c.choices[0].finish_reason is None]) == 12
 
     # The same prompt as token ids.
     r = client.completions.create(model=model_id, prompt=ref["prompt_token_ids"], max_tokens=12, temperature=0)

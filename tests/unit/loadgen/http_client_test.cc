@@ -75,11 +75,11 @@ TEST(HttpClient, TimesChunksAndTakesTokenCountsFromUsage) {
   const RequestResult r = send_request(e, request(), std::chrono::steady_clock::now());
   ASSERT_TRUE(r.success) << r.error;
   EXPECT_TRUE(r.usage_reported);
-  EXPECT_EQ(r.num_text_chunks, 3);
+  EXPECT_EQ(r.num_token_chunks, 4);  // the first token's text is empty: still a token
   EXPECT_EQ(r.num_output_tokens, 5);  // usage wins over the chunk count
   EXPECT_EQ(r.num_prompt_tokens, 4);
-  ASSERT_EQ(r.itl_s.size(), 2u);
-  EXPECT_GE(r.ttft_s, 0.03);  // the text starts with the second event, 2 x 20 ms in
+  ASSERT_EQ(r.itl_s.size(), 3u);
+  EXPECT_GE(r.ttft_s, 0.015);  // the first event, 20 ms in
   for (double gap : r.itl_s) EXPECT_GT(gap, 0.01);
   EXPECT_GT(r.latency_s, r.ttft_s);
   // The body the server got.

@@ -46,6 +46,12 @@ TEST(StreamChunk, CompletionTextAndFinishReason) {
       parse_stream_chunk(R"({"choices":[{"index":0,"text":"","finish_reason":"length"}]})");
   EXPECT_TRUE(f.text.empty());
   EXPECT_EQ(f.finish_reason, "length");
+  EXPECT_TRUE(c.token);
+  EXPECT_FALSE(f.token);  // a finish chunk without text carries no token
+  // A token whose text is empty (part of a character) is still a token; the last token's chunk
+  // may carry the finish reason too (vLLM).
+  EXPECT_TRUE(parse_stream_chunk(R"({"choices":[{"index":0,"text":"","finish_reason":null}]})").token);
+  EXPECT_TRUE(parse_stream_chunk(R"({"choices":[{"text":"x","finish_reason":"stop"}]})").token);
 }
 
 TEST(StreamChunk, ChatRoleAndEmptyDeltasCarryNoText) {
@@ -59,12 +65,21 @@ TEST(StreamChunk, ChatRoleAndEmptyDeltasCarryNoText) {
   EXPECT_EQ(parse_stream_chunk(R"({"choices":[{"delta":{"content":"Hel"}}]})").text, "Hel");
   EXPECT_EQ(parse_stream_chunk(R"({"choices":[{"delta":{"reasoning_content":"hmm"}}]})").text,
             "hmm");
+  // The opening role chunk is no token; an empty content delta is one; a null one is not.
+  EXPECT_FALSE(
+      parse_stream_chunk(
+          R"({"choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]})")
+          .token);
+  EXPECT_TRUE(parse_stream_chunk(R"({"choices":[{"delta":{"content":""}}]})").token);
+  EXPECT_FALSE(parse_stream_chunk(R"({"choices":[{"delta":{"content":null}}]})").token);
+  EXPECT_FALSE(parse_stream_chunk(R"({"choices":[{"index":0,"delta":{}}]})").token);
 }
 
 TEST(StreamChunk, UsageOnlyFinalChunk) {
   const auto c = parse_stream_chunk(
       R"({"id":"x","choices":[],"usage":{"prompt_tokens":12,"completion_tokens":8,"total_tokens":20}})");
   EXPECT_TRUE(c.text.empty());
+  EXPECT_FALSE(c.token);
   ASSERT_TRUE(c.num_prompt_tokens && c.num_completion_tokens);
   EXPECT_EQ(*c.num_prompt_tokens, 12);
   EXPECT_EQ(*c.num_completion_tokens, 8);
