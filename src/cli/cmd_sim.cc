@@ -49,6 +49,7 @@ struct SimFlags {
   double starvation_s = 3;
   bool no_starvation = false;
   bool preemption_hysteresis = sched::MlfqConfig{}.preemption_hysteresis;
+  int32_t max_seat_takeover_tokens = sched::MlfqConfig{}.max_seat_takeover_tokens;
   double starvation_multiple = 50;
   double starvation_max_s = 120;
   int32_t max_promotions = 1 << 30;
@@ -129,6 +130,7 @@ Result<nlohmann::json> run_one(const SimFlags& f, const sched::CostModel& cost,
   config.scheduler.mlfq.starvation_threshold_s = f.starvation_s;
   config.scheduler.mlfq.starvation_prevention = !f.no_starvation;
   config.scheduler.mlfq.preemption_hysteresis = f.preemption_hysteresis;
+  config.scheduler.mlfq.max_seat_takeover_tokens = f.max_seat_takeover_tokens;
   config.scheduler.mlfq.starvation_quantum_multiple = f.starvation_multiple;
   config.scheduler.mlfq.starvation_max_wait_s = f.starvation_max_s;
   config.scheduler.mlfq.max_promotions_per_check = f.max_promotions;
@@ -219,6 +221,10 @@ int run_sim(int argc, char** argv) {
   app.add_flag("--preemption-hysteresis,!--no-preemption-hysteresis", f.preemption_hysteresis,
                "(M)LFQ: a running job keeps its seat unless a strictly higher level takes it "
                "(docs/SCHEDULING.md; default on)");
+  app.add_option("--max-seat-takeover-tokens", f.max_seat_takeover_tokens,
+                 "(M)LFQ with the hysteresis: after the first held seat taken in an iteration, "
+                 "more only while their takers' tokens total at most this (-1: no limit)")
+      ->capture_default_str();
   app.add_option("--swap-budget", f.swap_budget,
                  "blocking swaps may use at most this fraction of compute time (0: no limit)")
       ->capture_default_str();

@@ -278,6 +278,8 @@ void Scheduler::fill_batch(IterationPlan& plan, bool enforce_swap_budget, bool& 
     }
   }
   std::vector<JobId> holders_reached;
+  // Held seats taken in this call and the tokens their takers run (max_seat_takeover_tokens).
+  int32_t num_takeovers = 0, takeover_tokens = 0;
   for (auto it = candidates.begin(); it != candidates.end(); ++it) {
     if (entry(it->id).job.in_flight) continue;  // its previous step is still running (pipelining)
     if (static_cast<int32_t>(plan.batch.size()) >= max_seqs || tokens_left <= 0) break;
@@ -326,7 +328,15 @@ void Scheduler::fill_batch(IterationPlan& plan, bool enforce_swap_budget, bool& 
     bool takes_held_seat = false;
     if (!holder && !held_.empty() &&
         static_cast<int32_t>(plan.batch.size() + held_.size()) >= max_seqs) {
+      const int32_t max_takeover_tokens = config_.mlfq.max_seat_takeover_tokens;
+      if (max_takeover_tokens >= 0 && num_takeovers > 0 &&
+          takeover_tokens + chunk > max_takeover_tokens &&
+          it->priority >= held_.back().priority) {
+        continue;  // a better client priority class is never held back (may_take_held_seat)
+      }
       if (!may_take_held_seat(*it, need_blocks)) continue;
+      ++num_takeovers;
+      takeover_tokens += chunk;
       takes_held_seat = static_cast<int32_t>(plan.batch.size() + held_.size()) >= max_seqs;
     }
     std::vector<JobId> victims;

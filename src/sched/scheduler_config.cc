@@ -68,6 +68,10 @@ Status SchedulerConfig::validate() const {
   if (mlfq.starvation_check_interval_iterations < 1) {
     return invalid_argument("starvation check interval must be >= 1");
   }
+  if (mlfq.max_seat_takeover_tokens < -1) {
+    return invalid_argument("max seat takeover tokens must be >= -1 (-1: no limit), got {}",
+                            mlfq.max_seat_takeover_tokens);
+  }
   if (!(swap_budget_fraction >= 0)) return invalid_argument("swap budget fraction must be >= 0");
   if (!(swap_credit_max_s >= 0)) return invalid_argument("swap credit max must be >= 0");
   if (max_scan_jobs < limits.max_seqs) return invalid_argument("max_scan_jobs must be >= max_seqs");
@@ -79,11 +83,11 @@ std::string SchedulerConfig::to_string() const {
       "policy={} kv_policy={} max_seqs={} max_tokens={} q1_s={} ratio={} num_queues={} "
       "starvation_threshold_s={} starvation_quantum_multiple={} starvation={} headroom_blocks={} "
       "lookahead_jobs={} admit_max_host_usage={} swap_budget_fraction={} "
-      "preemption_hysteresis={}",
+      "preemption_hysteresis={} max_seat_takeover_tokens={}",
       policy_name(policy), kv_policy_name(kv_policy), limits.max_seqs, limits.max_tokens, mlfq.q1_s,
       mlfq.ratio, mlfq.num_queues, mlfq.starvation_threshold_s, mlfq.starvation_quantum_multiple,
       mlfq.starvation_prevention, headroom_blocks(), upload_lookahead_jobs(), admit_max_host_usage,
-      swap_budget_fraction, mlfq.preemption_hysteresis);
+      swap_budget_fraction, mlfq.preemption_hysteresis, mlfq.max_seat_takeover_tokens);
 }
 
 }  // namespace fs::sched

@@ -121,6 +121,51 @@ TEST(HysteresisTest, HigherLevelJobThatFitsTakesTheSeat) {
   EXPECT_TRUE(plan.offload.empty());
 }
 
+// Four jobs run at level 1 when four level-0 jobs arrive (plain MLFQ: all join Q1), each
+// fitting in free memory. Past the first held seat taken in an iteration, more go only while the
+// takers' tokens total at most max_seat_takeover_tokens (512): long prompts come in one per
+// iteration, short ones (4 x 100 tokens) and a better client priority class all at once.
+TEST(HysteresisTest, LongPromptsTakeHeldSeatsOneIterationAtATime) {
+  const CostModel cost = make_cost_model();
+  struct Case {
+    int32_t prompt_tokens, priority, max_takeover_tokens;
+    size_t num_new_in_batch;
+  };
+  for (const Case& k : {Case{300, 0, 512, 1}, Case{300, 0, -1, 4}, Case{100, 0, 512, 4},
+                        Case{300, -1, 512, 4}}) {
+    SCOPED_TRACE(::testing::Message() << "prompt " << k.prompt_tokens << " priority "
+                                      << k.priority << " limit " << k.max_takeover_tokens);
+    SchedulerConfig c = mlfq_config(true, 4);
+    c.mlfq.max_seat_takeover_tokens = k.max_takeover_tokens;
+    Scheduler s(c, make_pools(4000, 0), cost);
+    double now = 0;
+    std::vector<JobSpec> jobs = make_jobs({{0, 16, 200}, {0, 16, 200}, {0, 16, 200},
+                                           {0, 16, 200}, {0, k.prompt_tokens, 5},
+                                           {0, k.prompt_tokens, 5}, {0, k.prompt_tokens, 5},
+                                           {0, k.prompt_tokens, 5}});
+    for (int i = 0; i < 4; ++i) ASSERT_TRUE(s.add(jobs[i], now).is_ok());
+    for (int i = 0; i < 3; ++i) step(s, cost, now);
+    for (JobId id = 0; id < 4; ++id) ASSERT_GE(s.job(id)->level, 1);
+    for (int i = 4; i < 8; ++i) {
+      jobs[i].arrival_s = now;
+      jobs[i].priority = k.priority;
+      ASSERT_TRUE(s.add(jobs[i], now).is_ok());
+    }
+    const IterationPlan plan = step(s, cost, now);
+    const std::vector<JobId> ids = batch_ids(plan);
+    ASSERT_EQ(ids.size(), 4u);
+    EXPECT_EQ(static_cast<size_t>(std::count_if(ids.begin(), ids.end(),
+                                                [](JobId id) { return id >= 4; })),
+              k.num_new_in_batch);
+    EXPECT_EQ(plan.preempted.size(), k.num_new_in_batch);
+    if (k.num_new_in_batch == 1) {
+      // The next iteration lets the next one in.
+      const std::vector<JobId> next = batch_ids(step(s, cost, now));
+      EXPECT_EQ(std::count_if(next.begin(), next.end(), [](JobId id) { return id >= 4; }), 2);
+    }
+  }
+}
+
 // Two queues: level 1 has no quantum, so with the rule the running job of two at level 1 would keep
 // the seat to the end. Starvation promotion still lifts the waiting one to Q1, from where it takes
 // the seat.
