@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "core/thread_pool.h"
 #include "engine/sampler.h"
 
 namespace fs {
@@ -87,15 +88,24 @@ Result<std::span<const float>> CpuExecutor::forward(std::span<const ForwardSeq> 
   const int64_t vocab = lm_.config().vocab_size;
   // (A pipeline stage before the last returns no logits.)
   if (!any_greedy || static_cast<int64_t>(logits.size()) != rows * vocab) return logits;
+  // The picks run over the pool: a 16-sequence step scans 16 x 49152 logits, ~6% of the calling
+  // thread's time in the step when it did them alone (the other threads waiting).
   picks_.clear();
+  pick_rows_.clear();
   int64_t row = 0;
   for (const ForwardSeq& s : seqs) {
     const int64_t n = s.all_logits ? static_cast<int64_t>(s.tokens.size()) : 1;
     for (int64_t r = 0; r < n; ++r, ++row) {
-      picks_.push_back(s.greedy && !s.all_logits ? greedy_pick(logits.subspan(row * vocab, vocab))
-                                                 : GreedyPick{});
+      if (s.greedy && !s.all_logits) pick_rows_.push_back(row);
+      picks_.push_back(GreedyPick{});
     }
   }
+  default_pool().parallel_for(
+      static_cast<int64_t>(pick_rows_.size()), 1, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) {
+          picks_[pick_rows_[i]] = greedy_pick(logits.subspan(pick_rows_[i] * vocab, vocab));
+        }
+      });
   picks_view_ = picks_;
   return logits;
 }

@@ -78,8 +78,9 @@ class CpuExecutor final : public Executor {
   uint64_t next_seq_ = 1;
   // [device blocks] the last swap() call that reads or writes each block
   std::vector<uint64_t> device_block_last_call_;
-  std::thread copier_;  // started by the first swap() with moves
-  std::vector<GreedyPick> picks_;  // [rows] of the last forward
+  std::thread copier_;              // started by the first swap() with moves
+  std::vector<GreedyPick> picks_;   // [rows] of the last forward
+  std::vector<int64_t> pick_rows_;  // rows of the last forward that take a greedy pick
   std::span<const GreedyPick> picks_view_;
 
   // Shared with the copy thread.

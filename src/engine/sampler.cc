@@ -65,13 +65,17 @@ GreedyPick greedy_pick(std::span<const float> logits) {
   const int64_t vocab = static_cast<int64_t>(logits.size());
   if (vocab == 0) return {};
   int32_t best = 0;
+  float best_logit = logits[0];  // kept in a register: logits[best] is reloaded per element
   for (int64_t t = 0; t < vocab; ++t) {
     const float x = logits[t];
     if (std::isnan(x) || x == kInf) return {};
-    if (x > logits[best]) best = static_cast<int32_t>(t);
+    if (x > best_logit) {
+      best = static_cast<int32_t>(t);
+      best_logit = x;
+    }
   }
-  if (logits[best] == -kInf) return {};
-  return {best, logits[best] - cpu::log_sum_exp(logits.data(), vocab)};
+  if (best_logit == -kInf) return {};
+  return {best, best_logit - cpu::log_sum_exp(logits.data(), vocab)};
 }
 
 bool Sampler::greedy_only() const {
