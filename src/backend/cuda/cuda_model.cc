@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <optional>
 #include <string>
 
 #include "backend/cpu/matmul.h"
@@ -33,6 +34,19 @@ Status check_launch(const char* what) {
 }
 
 size_t round_up(size_t n, size_t m) { return (n + m - 1) / m * m; }
+
+// An integer setting from the environment: nullopt when unset or empty, kInvalidArgument naming the
+// variable when it is not an integer in [lo, hi].
+Result<std::optional<int64_t>> int_from_env(const char* name, int64_t lo, int64_t hi) {
+  const char* env = std::getenv(name);
+  if (env == nullptr || *env == '\0') return std::optional<int64_t>();
+  char* end = nullptr;
+  const long long v = std::strtoll(env, &end, 10);
+  if (*end != '\0' || v < lo || v > hi) {
+    return invalid_argument("{}='{}': expected {}..{}", name, env, lo, hi);
+  }
+  return std::optional<int64_t>(v);
+}
 
 // The context bucket of a decode batch whose longest context is max_ctx: a power of two >= 256.
 // The split-K layout is computed from it (not from max_ctx), so it changes only when a context
@@ -96,14 +110,9 @@ Status CudaModel::init() {
   FS_CUBLAS_OK(cublasSetStream(cublas_, stream_));
   FS_RETURN_IF_ERROR(cublas_workspace_.ensure(kCublasWorkspaceBytes, "the cuBLAS workspace"));
   FS_CUBLAS_OK(cublasSetWorkspace(cublas_, cublas_workspace_.as<void>(), kCublasWorkspaceBytes));
-  if (const char* env = std::getenv("FASTSERVE_MAX_DECODE_GRAPHS"); env != nullptr && *env) {
-    char* end = nullptr;
-    const long n = std::strtol(env, &end, 10);
-    if (*end != '\0' || n < 1 || n > 100000) {
-      return invalid_argument("FASTSERVE_MAX_DECODE_GRAPHS='{}': expected 1..100000", env);
-    }
-    max_decode_graphs_ = n;
-  }
+  FS_ASSIGN_OR_RETURN(const std::optional<int64_t> graphs,
+                      int_from_env("FASTSERVE_MAX_DECODE_GRAPHS", 1, 100000));
+  if (graphs) max_decode_graphs_ = *graphs;
   return Status::ok();
 }
 
@@ -502,15 +511,11 @@ Status CudaModel::cublas_gemm(const bf16* w, int64_t out, int64_t in, const bf16
 
 Status CudaModel::calibrate_gemv() {
   gemv_max_tokens_ = kMaxGemvTokens;
-  if (const char* env = std::getenv("FASTSERVE_GEMV_MAX_TOKENS"); env != nullptr && *env) {
-    char* end = nullptr;
-    const long k = std::strtol(env, &end, 10);
-    if (*end != '\0' || k < 0 || k > kMaxGemvTokens) {
-      return invalid_argument("FASTSERVE_GEMV_MAX_TOKENS='{}': expected 0..{}", env,
-                              kMaxGemvTokens);
-    }
-    gemv_max_tokens_ = k;
-    log_info("decode GEMV for batches of up to {} tokens (FASTSERVE_GEMV_MAX_TOKENS)", k);
+  FS_ASSIGN_OR_RETURN(const std::optional<int64_t> forced,
+                      int_from_env("FASTSERVE_GEMV_MAX_TOKENS", 0, kMaxGemvTokens));
+  if (forced) {
+    gemv_max_tokens_ = *forced;
+    log_info("decode GEMV for batches of up to {} tokens (FASTSERVE_GEMV_MAX_TOKENS)", *forced);
     return Status::ok();
   }
   if (layers_.empty()) return Status::ok();
