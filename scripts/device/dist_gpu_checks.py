@@ -123,6 +123,18 @@ def token_checks(fastserve, work, log, results):
                                   "token_ids": r["token_ids"]}
                     ok &= same
                 if name.startswith("mid"):
+                    # Sampled on the host from whole logits rows: the vocab-parallel head's
+                    # gathered rows against the whole head's, same seed.
+                    sargs = args + ["--temperature", "0.8", "--seed", "7"]
+                    split = launch(fastserve, ("--tp", 2), sargs, log)
+                    whole = launch(fastserve, ("--tp", 2), sargs, log,
+                                   extra_env={"FASTSERVE_TP_LM_HEAD": "whole"})
+                    same = split["token_ids"] == whole["token_ids"]
+                    diff = max((abs(a - b) for a, b in zip(split["logprobs"], whole["logprobs"])),
+                               default=0.0)
+                    row["tp2_sampled_split_vs_whole_head"] = {"tokens_equal": same,
+                                                              "max_logprob_diff": diff}
+                    ok &= same
                     row["transformers_f32"] = hf_greedy(model, prompt, 24)
                     row["transformers_equal"] = row["transformers_f32"] == one["token_ids"]
             except Exception as e:  # noqa: BLE001 -- reported, and the check fails
@@ -138,8 +150,8 @@ def latency(fastserve, log, results, repeats, tokenizer):
     args = ["--load-format", "dummy", "--model", "llama-3-8b", "--tokenizer", tokenizer,
             "--prompt-ids", prompt, "--max-tokens", "384", "--ignore-eos"]
     layouts = [("one GPU", None, None), ("TP=2", ("--tp", 2), None),
-               ("TP=2, NCCL all-reduce only", ("--tp", 2), {"FASTSERVE_TP_ALLREDUCE": "nccl"}),
-               ("PP=2", ("--pp", 2), None)]
+               ("TP=2, whole LM head", ("--tp", 2), {"FASTSERVE_TP_LM_HEAD": "whole"}),
+               ("TP=2, NCCL all-reduce only", ("--tp", 2), {"FASTSERVE_TP_ALLREDUCE": "nccl"})]
     runs = {label: [] for label, _, _ in layouts}
     for rep in range(repeats):
         for label, layout, extra_env in layouts:
@@ -180,6 +192,13 @@ def write_md(results, out):
         lines.append(f"| {r['model']} | {r['prompt_len']} | {tp['tokens_equal']} | "
                      f"{tp['max_logprob_diff']:.2e} | {pp['tokens_equal']} | "
                      f"{pp['max_logprob_diff']:.2e} | {r.get('transformers_equal', '')} |")
+    sampled = [r for r in results["tokens"] if "tp2_sampled_split_vs_whole_head" in r]
+    if sampled:
+        lines += ["", "TP=2 sampled (temperature 0.8, seed 7): vocab-parallel LM head vs whole head:"]
+        for r in sampled:
+            c = r["tp2_sampled_split_vs_whole_head"]
+            lines.append(f"- {r['model']}, prompt {r['prompt_len']}: tokens equal "
+                         f"{c['tokens_equal']}, max logprob diff {c['max_logprob_diff']:.2e}")
     runs = results.get("latency_ms_per_token")
     if runs:
         lines += ["", "## Batch-1 decode, Llama-3-8B shape (dummy bf16 weights), 128-token prompt, "

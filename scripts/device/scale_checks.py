@@ -157,20 +157,22 @@ def wait_health(server, port, limit_s=300):
 
 
 def throughput(fastserve, specs, log, results, max_num_seqs, max_output_len, num_prompts, port=8330,
-               tokenizer=TOKENIZER):
-    """Appends a row per layout to results["throughput"] (also used by dist_gpu_checks.py)."""
+               tokenizer=TOKENIZER, server_args=()):
+    """Appends a row per layout to results["throughput"] (also used by dist_gpu_checks.py);
+    server_args: more `serve` flags."""
     WORK.mkdir(parents=True, exist_ok=True)
     for spec in specs:
         shape, layouts = split_spec(spec)
         for layout in layouts:
             cmd = [fastserve, "serve", "--device", "cuda", "--load-format", "dummy", "--model",
                    shape, "--tokenizer", tokenizer, "--served-model-name", shape, "--port",
-                   str(port), "--max-num-seqs", str(max_num_seqs)]
+                   str(port), "--max-num-seqs", str(max_num_seqs), *server_args]
             cmd, env = wrap(cmd, layout)
             tag = f"{shape}-{layout}"
             server_log = open(WORK / f"serve-{tag}.log", "w")
             server = subprocess.Popen(cmd, stdout=server_log, stderr=subprocess.STDOUT, env=env)
             row = {"shape": shape, "layout": layout, "max_num_seqs": max_num_seqs,
+                   "server_args": " ".join(server_args),
                    "num_prompts": num_prompts, "max_output_len": max_output_len}
             try:
                 row["startup_s"] = round(wait_health(server, port), 1)

@@ -12,6 +12,7 @@
 #include "backend/cuda/cuda_executor.h"
 #include "backend/cuda/cuda_model.h"
 #include "backend/cuda/p2p_allreduce.h"
+#include "core/env.h"
 #include "core/log.h"
 #include "dist/nccl_communicator.h"
 
@@ -44,10 +45,15 @@ namespace {
 std::unique_ptr<cuda::P2pAllReduce> make_p2p_allreduce(Communicator& tp_group) {
   const char* mode = std::getenv("FASTSERVE_TP_ALLREDUCE");
   if (mode != nullptr && std::string(mode) == "nccl") return nullptr;
-  // 32 KB (batch <= 2 at hidden 4096). On 2x H200 (bench/cuda/nccl_allreduce_bench.cc, in a
-  // graph) the peer-memory all-reduce took 5.2 us at 16 KB against NCCL's 6.6, but 15.2 against
-  // 8.0 at 256 KB: NCCL's bandwidth wins from a few tens of KB.
-  constexpr int64_t kMaxFloats = 8 * 1024;
+  // 256 KB (batch <= 16 at hidden 4096) unless FASTSERVE_P2P_ALLREDUCE_MAX_KB says otherwise. On
+  // 2x H200 (bench/cuda/nccl_allreduce_bench.cc, 64 in a CUDA graph, 2026-11-29) it took 2.5 us at
+  // 16 KB and 4.6 at 256 KB against NCCL's 6.7 and 8.2; at 1 MB 14.9 against 13.6.
+  Result<std::optional<int64_t>> kb = int_from_env("FASTSERVE_P2P_ALLREDUCE_MAX_KB", 4, 1 << 20);
+  if (!kb.is_ok()) {
+    log_warn("{}; using 256 KB", kb.status().message());
+    kb = std::optional<int64_t>();
+  }
+  const int64_t max_floats = kb->value_or(256) * 256;
   const auto all_gather = [&tp_group](std::span<const uint8_t> mine, std::span<uint8_t> all) {
     std::vector<uint8_t> buf(mine.size());
     for (int r = 0; r < tp_group.size(); ++r) {
@@ -58,7 +64,7 @@ std::unique_ptr<cuda::P2pAllReduce> make_p2p_allreduce(Communicator& tp_group) {
     return Status::ok();
   };
   Result<std::unique_ptr<cuda::P2pAllReduce>> p2p =
-      cuda::P2pAllReduce::create(tp_group.rank(), tp_group.size(), kMaxFloats, all_gather);
+      cuda::P2pAllReduce::create(tp_group.rank(), tp_group.size(), max_floats, all_gather);
   // Every rank must make the same choice.
   float ok = p2p.is_ok() ? 1.0f : 0.0f;
   if (!tp_group.all_reduce_sum(std::span<float>(&ok, 1)).is_ok() ||
@@ -67,7 +73,7 @@ std::unique_ptr<cuda::P2pAllReduce> make_p2p_allreduce(Communicator& tp_group) {
              p2p.is_ok() ? "a peer cannot map this rank's memory" : p2p.status().message());
     return nullptr;
   }
-  log_info("tensor-parallel all-reduce: peer memory up to {} KB, NCCL above", kMaxFloats * 4 / 1024);
+  log_info("tensor-parallel all-reduce: peer memory up to {} KB, NCCL above", max_floats * 4 / 1024);
   return std::move(*p2p);
 }
 
@@ -144,6 +150,14 @@ Result<CudaShard> make_cuda_shard(const LoadedModel* shard, const ModelConfig& w
     };
   }
   model->set_dist_hooks(std::move(hooks));
+  // The last stage's TP ranks split the LM head by vocabulary (unless FASTSERVE_TP_LM_HEAD=whole):
+  // each reads 1/tp of it in a decode step, and only picks or needed logits rows are gathered.
+  const char* head = std::getenv("FASTSERVE_TP_LM_HEAD");
+  if (layout.tp > 1 && layout.last_stage() && !(head != nullptr && std::string(head) == "whole")) {
+    FS_RETURN_IF_ERROR(model->shard_lm_head(layout.tp, layout.tp_rank()));
+    log_info("tensor-parallel LM head: {} of {} vocabulary rows on this rank", model->lm_head_rows(),
+             whole.vocab_size);
+  }
   FS_ASSIGN_OR_RETURN(std::unique_ptr<cuda::CudaExecutor> executor,
                       cuda::CudaExecutor::create(std::move(model)));
   out.executor = std::move(executor);

@@ -6,7 +6,8 @@
 //    down are row-parallel: the rank keeps the matching range of input columns, copied at load into
 //    LoadedModel::shard_data (quantized blocks run along the input dim, so the ranges must fall on
 //    block boundaries). Biases of Q/K/V and up are sliced; O and down biases stay on tp_rank 0
-//    only, added once before the all-reduce. Embeddings, norms and the LM head are replicated.
+//    only, added once before the all-reduce. Embeddings, norms and the LM head are replicated
+//    (GPU ranks then split the LM head by vocabulary: CudaModel::shard_lm_head).
 //  - PP: stage s keeps layers [s * L / pp, (s + 1) * L / pp).
 // The shard's config is this rank's: num_heads, num_kv_heads, intermediate_size and num_layers are
 // the local counts, so CausalLm runs it unchanged (plus its DistHooks).

@@ -10,6 +10,7 @@
 #include "backend/cuda/cuda_status.h"
 #include "core/check.h"
 #include "core/dtype.h"
+#include "core/env.h"
 #include "core/log.h"
 #include "core/timer.h"
 
@@ -34,19 +35,6 @@ Status check_launch(const char* what) {
 }
 
 size_t round_up(size_t n, size_t m) { return (n + m - 1) / m * m; }
-
-// An integer setting from the environment: nullopt when unset or empty, kInvalidArgument naming the
-// variable when it is not an integer in [lo, hi].
-Result<std::optional<int64_t>> int_from_env(const char* name, int64_t lo, int64_t hi) {
-  const char* env = std::getenv(name);
-  if (env == nullptr || *env == '\0') return std::optional<int64_t>();
-  char* end = nullptr;
-  const long long v = std::strtoll(env, &end, 10);
-  if (*end != '\0' || v < lo || v > hi) {
-    return invalid_argument("{}='{}': expected {}..{}", name, env, lo, hi);
-  }
-  return std::optional<int64_t>(v);
-}
 
 // The context bucket of a decode batch whose longest context is max_ctx: a power of two >= 256.
 // The split-K layout is computed from it (not from max_ctx), so it changes only when a context
@@ -150,6 +138,7 @@ Status CudaModel::alloc_layers() {
     FS_ASSIGN_OR_RETURN(pos_embd_,
                         mat(c.max_position_embeddings + c.learned_pos_offset, hidden, "positions"));
   }
+  head_rows_ = c.vocab_size;
   if (c.tie_word_embeddings) {
     output_ = tok_embd_;
   } else {
@@ -734,7 +723,7 @@ Status CudaModel::run_layers(const KvPoolView& kv) {
   launch_norm(x, pending_bias, meta + off_rows_, output_norm_, output_norm_b_, norm, eps, num_rows_,
               hidden, h, stream_);
   FS_RETURN_IF_ERROR(
-      gemm(output_, c.vocab_size, hidden, h, num_rows_, logits_.as<void>(), CUDA_R_32F, 0.0f));
+      gemm(output_, head_rows_, hidden, h, num_rows_, logits_.as<void>(), CUDA_R_32F, 0.0f));
   mark("final norm + LM head");
   return check_launch("forward kernels");
 }
@@ -766,6 +755,63 @@ Status CudaModel::wait_stream() {
   if (dist_.wait) return dist_.wait();
   FS_CUDA_OK(cudaStreamSynchronize(stream_));
   return Status::ok();
+}
+
+// ---- vocab-parallel LM head ----
+
+Status CudaModel::shard_lm_head(int tp, int tp_rank) {
+  if (tp <= 1) return Status::ok();
+  if (!dist_.all_reduce || head_tp_ > 1 || tp_rank < 0 || tp_rank >= tp) {
+    return invalid_argument("vocab-parallel LM head: rank {} of {} (needs the all-reduce hook, once)",
+                            tp_rank, tp);
+  }
+  const int64_t vocab = config_.vocab_size, hidden = config_.hidden_size;
+  const int64_t chunk = (vocab + tp - 1) / tp;
+  if ((tp - 1) * chunk >= vocab) return Status::ok();  // a rank would get no ids: stays whole
+  const int64_t begin = tp_rank * chunk;
+  const int64_t rows = std::min(chunk, vocab - begin);
+  if (output_ == tok_embd_) {
+    output_ = tok_embd_ + begin * hidden;  // every rank keeps the whole embedding anyway
+  } else {
+    FS_ASSIGN_OR_RETURN(void* p, alloc(sizeof(bf16) * rows * hidden, "LM head rows"));
+    FS_CUDA_OK(cudaMemcpy(p, output_ + begin * hidden, sizeof(bf16) * rows * hidden,
+                          cudaMemcpyDeviceToDevice));
+    if (auto it = std::find(allocations_.begin(), allocations_.end(), static_cast<void*>(output_));
+        it != allocations_.end()) {
+      cudaFree(*it);
+      allocations_.erase(it);
+      weight_bytes_ -= static_cast<int64_t>(sizeof(bf16)) * vocab * hidden;
+    }
+    weight_bytes_ += static_cast<int64_t>(sizeof(bf16)) * rows * hidden;
+    output_ = static_cast<bf16*>(p);
+  }
+  head_rows_ = rows;
+  head_begin_ = begin;
+  head_tp_ = tp;
+  head_rank_ = tp_rank;
+  return Status::ok();
+}
+
+Result<const float*> CudaModel::gather_logits(int64_t rows) {
+  const int64_t vocab = config_.vocab_size;
+  FS_RETURN_IF_ERROR(
+      logits_full_.ensure(sizeof(float) * rows * vocab, "gathered logits", /*doubling=*/true));
+  launch_scatter_logits(logits_.as<float>(), rows, head_rows_, head_begin_, vocab,
+                        logits_full_.as<float>(), stream_);
+  FS_RETURN_IF_ERROR(check_launch("scatter logits"));
+  FS_RETURN_IF_ERROR(dist_.all_reduce(logits_full_.as<float>(), rows * vocab));
+  return logits_full_.as<float>();
+}
+
+Status CudaModel::gather_picks(int64_t rows, int32_t* picks, int32_t* tokens) {
+  const int64_t n = rows * head_tp_ * 3;
+  FS_RETURN_IF_ERROR(pick_parts_.ensure(sizeof(float) * n, "greedy pick parts", /*doubling=*/true));
+  launch_greedy_pick_part(logits_.as<float>(), rows, head_rows_, head_begin_, head_tp_, head_rank_,
+                          pick_parts_.as<float>(), stream_);
+  FS_RETURN_IF_ERROR(check_launch("greedy pick parts"));
+  FS_RETURN_IF_ERROR(dist_.all_reduce(pick_parts_.as<float>(), n));
+  launch_combine_picks(pick_parts_.as<float>(), rows, head_tp_, picks, tokens, stream_);
+  return check_launch("combine greedy picks");
 }
 
 // ---- CUDA graphs for decode steps ----
@@ -930,6 +976,13 @@ Result<std::span<const float>> CudaModel::forward(std::span<const ForwardSeq> se
       row_copied_.insert(row_copied_.end(), s.all_logits ? s.tokens.size() : 1, !greedy);
     }
   }
+  // A vocab-parallel head gathers what leaves the GPU: whole rows when any is copied (then the
+  // greedy rows are picked from them too), else only every rank's pick parts.
+  const bool any_copied = std::find(row_copied_.begin(), row_copied_.end(), true) != row_copied_.end();
+  const float* logits = logits_.as<float>();
+  if (head_tp_ > 1 && any_copied) {
+    FS_ASSIGN_OR_RETURN(logits, gather_logits(rows));
+  }
   if (any_greedy) {
     if (static_cast<size_t>(rows) > picks_pinned_capacity_) {
       if (picks_pinned_) cudaFreeHost(picks_pinned_);
@@ -938,8 +991,12 @@ Result<std::span<const float>> CudaModel::forward(std::span<const ForwardSeq> se
       picks_pinned_capacity_ = static_cast<size_t>(rows);
     }
     FS_RETURN_IF_ERROR(picks_.ensure(sizeof(GreedyPick) * rows, "greedy picks"));
-    launch_greedy_pick(logits_.as<float>(), rows, vocab, picks_.as<int32_t>(), stream_);
-    FS_RETURN_IF_ERROR(check_launch("greedy pick"));
+    if (head_tp_ > 1 && !any_copied) {
+      FS_RETURN_IF_ERROR(gather_picks(rows, picks_.as<int32_t>(), nullptr));
+    } else {
+      launch_greedy_pick(logits, rows, vocab, picks_.as<int32_t>(), stream_);
+      FS_RETURN_IF_ERROR(check_launch("greedy pick"));
+    }
     FS_CUDA_OK(cudaMemcpyAsync(picks_pinned_, picks_.as<void>(), sizeof(GreedyPick) * rows,
                                cudaMemcpyDeviceToHost, stream_));
   }
@@ -950,7 +1007,7 @@ Result<std::span<const float>> CudaModel::forward(std::span<const ForwardSeq> se
     }
     int64_t end = r + 1;
     while (end < rows && row_copied_[end]) ++end;
-    FS_CUDA_OK(cudaMemcpyAsync(logits_pinned_ + r * vocab, logits_.as<float>() + r * vocab,
+    FS_CUDA_OK(cudaMemcpyAsync(logits_pinned_ + r * vocab, logits + r * vocab,
                                sizeof(float) * (end - r) * vocab, cudaMemcpyDeviceToHost, stream_));
     r = end;
   }
@@ -969,8 +1026,13 @@ Result<std::span<const int32_t>> CudaModel::forward_greedy(std::span<const Forwa
     FS_CUDA_OK(cudaMallocHost(&tokens_pinned_, sizeof(int32_t) * rows));
     tokens_pinned_capacity_ = static_cast<size_t>(rows);
   }
-  launch_argmax(logits_.as<float>(), rows, config_.vocab_size, tokens_out_.as<int32_t>(), stream_);
-  FS_RETURN_IF_ERROR(check_launch("argmax"));
+  if (head_tp_ > 1) {
+    FS_RETURN_IF_ERROR(gather_picks(rows, nullptr, tokens_out_.as<int32_t>()));
+  } else {
+    launch_argmax(logits_.as<float>(), rows, config_.vocab_size, tokens_out_.as<int32_t>(),
+                  stream_);
+    FS_RETURN_IF_ERROR(check_launch("argmax"));
+  }
   FS_CUDA_OK(cudaMemcpyAsync(tokens_pinned_, tokens_out_.as<int32_t>(), sizeof(int32_t) * rows,
                              cudaMemcpyDeviceToHost, stream_));
   FS_RETURN_IF_ERROR(wait_stream());

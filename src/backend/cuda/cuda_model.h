@@ -168,6 +168,15 @@ class CudaModel {
     bool residual_owner = true;
   };
   void set_dist_hooks(DistHooks hooks) { dist_ = std::move(hooks); }
+  // Vocab-parallel LM head (TP; after set_dist_hooks with all_reduce, before any forward): this
+  // rank keeps rows [r * ceil(vocab / tp), ...) of the LM head (a view into the embedding when
+  // tied, which every rank keeps whole), so each rank reads 1/tp of the head in a decode step.
+  // forward() and forward_greedy() then gather through the all_reduce hook: greedy rows as every
+  // rank's (largest logit, id, exp-sum), other rows as whole logits rows, so their results equal
+  // one rank's with the whole head. enqueue_forward()'s device_logits() are this rank's columns
+  // [rows, lm_head_rows()].
+  Status shard_lm_head(int tp, int tp_rank);
+  int64_t lm_head_rows() const { return head_rows_; }
 
   // Benchmarks: when on, every forward records CUDA events between its phases and phase_times_ms()
   // returns the GPU time per phase ("gemm qkv", "attention", ...) summed over the forwards since
@@ -236,7 +245,10 @@ class CudaModel {
   std::vector<void*> allocations_;  // every weight allocation, freed by the destructor
   bf16* tok_embd_ = nullptr;        // [vocab, hidden]
   bf16* pos_embd_ = nullptr;        // [max_pos + offset, hidden] (OPT)
-  bf16* output_ = nullptr;          // [vocab, hidden] (tok_embd_ when tied)
+  bf16* output_ = nullptr;          // [head_rows_, hidden] (a view into tok_embd_ when tied)
+  int64_t head_rows_ = 0;           // the vocab, or this rank's rows of a vocab-parallel head
+  int64_t head_begin_ = 0;          // the first vocabulary id of those rows
+  int head_tp_ = 1, head_rank_ = 0;
   float* output_norm_ = nullptr;
   float* output_norm_b_ = nullptr;
   float* inv_freq_ = nullptr;  // [head_dim / 2]; null without rope
@@ -285,7 +297,9 @@ class CudaModel {
   DeviceBuffer up_;          // [T, 2 ffn] bf16 (gate, up) or [T, ffn] (OPT fc1)
   DeviceBuffer act_;         // [T, ffn] bf16
   DeviceBuffer partials_;    // decode split partials, [D, heads, max_splits, head_dim + 2] f32
-  DeviceBuffer logits_;      // [R, vocab] f32
+  DeviceBuffer logits_;      // [R, vocab] f32 (vocab-parallel: [R, head_rows_] until gathered)
+  DeviceBuffer logits_full_;  // vocab-parallel: [R, vocab] f32, the gathered rows
+  DeviceBuffer pick_parts_;   // vocab-parallel: [R, head_tp_, 3] f32 (launch_greedy_pick_part)
   DeviceBuffer tokens_out_;  // [R] int32 (greedy)
   DeviceBuffer cublas_workspace_;
   bool profiling_ = false;
@@ -301,6 +315,10 @@ class CudaModel {
   size_t picks_pinned_capacity_ = 0;
   std::span<const GreedyPick> picks_view_;
   std::vector<bool> row_copied_;         // per logits row: copied to the host (not greedy)
+  // Vocab-parallel head: every rank's columns of the first `rows` logits rows summed into
+  // logits_full_ (returned); every rank's pick parts combined into picks / tokens (either null).
+  Result<const float*> gather_logits(int64_t rows);
+  Status gather_picks(int64_t rows, int32_t* picks, int32_t* tokens);
 };
 
 }  // namespace fs::cuda

@@ -294,22 +294,17 @@ __global__ void argmax_kernel(const float* logits, int64_t vocab, int32_t* out) 
   if (threadIdx.x == 0) out[blockIdx.x] = bi == 0x7fffffff ? 0 : bi;
 }
 
-// One row per block: out[2 r] = argmax token (-1 when the row has a NaN or +inf, or nothing
-// finite), out[2 r + 1] = the bits of its log-softmax, -log(sum_v exp(x_v - max)).
-__global__ void greedy_pick_kernel(const float* logits, int64_t vocab, int32_t* out) {
-  pdl_wait();
-  pdl_launch_dependents();
-  __shared__ float best_v[32];
-  __shared__ int32_t best_i[32];
-  __shared__ float sums[32];
-  __shared__ int bad;
-  if (threadIdx.x == 0) bad = 0;
+// The block's greedy pick of one row [n]: the largest value (lowest index among ties) and
+// sum_v exp(x_v - largest), on every thread; bad when the row has a NaN or +inf. sums: 32 floats
+// of shared memory; best_v / best_i as block_argmax's.
+__device__ void block_pick(const float* row, int64_t n, float& bv, int32_t& bi, float& sum,
+                           bool& bad, float* best_v, int32_t* best_i, float* sums, int* bad_flag) {
+  if (threadIdx.x == 0) *bad_flag = 0;
   __syncthreads();
-  const float* row = logits + blockIdx.x * vocab;
-  float bv = -INFINITY;
-  int32_t bi = 0x7fffffff;
+  bv = -INFINITY;
+  bi = 0x7fffffff;
   bool my_bad = false;
-  for (int64_t i = threadIdx.x; i < vocab; i += blockDim.x) {
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
     const float v = row[i];
     my_bad |= isnan(v) || v == INFINITY;
     if (v > bv) {  // strided scan: the first hit per thread has the lowest index
@@ -317,26 +312,105 @@ __global__ void greedy_pick_kernel(const float* logits, int64_t vocab, int32_t* 
       bi = static_cast<int32_t>(i);
     }
   }
-  if (my_bad) bad = 1;
-  block_argmax(bv, bi, best_v, best_i);
-  if (bad || bv == -INFINITY) {
-    if (threadIdx.x == 0) {
-      out[2 * blockIdx.x] = -1;
-      out[2 * blockIdx.x + 1] = __float_as_int(0.0f);
-    }
-    return;
-  }
-  float sum = 0.0f;
-  for (int64_t i = threadIdx.x; i < vocab; i += blockDim.x) sum += __expf(row[i] - bv);
+  if (my_bad) *bad_flag = 1;
+  block_argmax(bv, bi, best_v, best_i);  // its barrier publishes bad_flag too
+  bad = *bad_flag != 0;
+  sum = 0.0f;
+  if (bad || bv == -INFINITY) return;
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) sum += __expf(row[i] - bv);
   for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   if (lane == 0) sums[warp] = sum;
   __syncthreads();
-  if (threadIdx.x == 0) {
-    float total = 0.0f;
-    for (int w = 0; w < static_cast<int>(blockDim.x / 32); ++w) total += sums[w];
-    out[2 * blockIdx.x] = bi;
-    out[2 * blockIdx.x + 1] = __float_as_int(-logf(total));
+  sum = 0.0f;
+  for (int w = 0; w < static_cast<int>(blockDim.x / 32); ++w) sum += sums[w];
+}
+
+// One row per block: out[2 r] = argmax token (-1 when the row has a NaN or +inf, or nothing
+// finite), out[2 r + 1] = the bits of its log-softmax, -log(sum_v exp(x_v - max)).
+__global__ void greedy_pick_kernel(const float* logits, int64_t vocab, int32_t* out) {
+  pdl_wait();
+  pdl_launch_dependents();
+  __shared__ float best_v[32], sums[32];
+  __shared__ int32_t best_i[32];
+  __shared__ int bad_flag;
+  float bv, sum;
+  int32_t bi;
+  bool bad;
+  block_pick(logits + blockIdx.x * vocab, vocab, bv, bi, sum, bad, best_v, best_i, sums,
+             &bad_flag);
+  if (threadIdx.x != 0) return;
+  const bool none = bad || bv == -INFINITY;
+  out[2 * blockIdx.x] = none ? -1 : bi;
+  out[2 * blockIdx.x + 1] = __float_as_int(none ? 0.0f : -logf(sum));
+}
+
+// Vocab-parallel picks, one row per block: this rank's slot of parts [rows, tp, 3] gets (largest
+// logit, its vocabulary id, sum of exp(x - largest)); id -1 for a NaN or +inf; the other slots 0.
+__global__ void greedy_pick_part_kernel(const float* logits, int64_t cols, int64_t begin, int tp,
+                                        int rank, float* parts) {
+  pdl_wait();
+  pdl_launch_dependents();
+  __shared__ float best_v[32], sums[32];
+  __shared__ int32_t best_i[32];
+  __shared__ int bad_flag;
+  float bv, sum;
+  int32_t bi;
+  bool bad;
+  block_pick(logits + blockIdx.x * cols, cols, bv, bi, sum, bad, best_v, best_i, sums,
+             &bad_flag);
+  float* row = parts + blockIdx.x * tp * 3;
+  for (int i = threadIdx.x; i < tp * 3; i += blockDim.x) {
+    float v = 0.0f;
+    if (i / 3 == rank) {
+      const int k = i % 3;
+      v = k == 0 ? bv : k == 1 ? (bad ? -1.0f : static_cast<float>(begin + bi)) : sum;
+    }
+    row[i] = v;
+  }
+}
+
+// out[2 r], out[2 r + 1] as greedy_pick_kernel's from every rank's part of row r (parts summed
+// over the ranks); tokens (when not null): the argmax, 0 for a bad row (as argmax_kernel).
+__global__ void combine_picks_kernel(const float* parts, int64_t rows, int tp, int32_t* out,
+                                     int32_t* tokens) {
+  pdl_wait();
+  pdl_launch_dependents();
+  const int64_t r = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (r >= rows) return;
+  const float* p = parts + r * tp * 3;
+  float best = -INFINITY;
+  int32_t id = -1;
+  bool bad = false;
+  for (int k = 0; k < tp; ++k) {  // ranks hold increasing ids: the first of equal maxima wins
+    bad |= p[3 * k + 1] < 0.0f;
+    if (p[3 * k] > best) {
+      best = p[3 * k];
+      id = static_cast<int32_t>(p[3 * k + 1]);
+    }
+  }
+  bad |= best == -INFINITY;
+  float sum = 0.0f;
+  for (int k = 0; k < tp && !bad; ++k) {
+    if (p[3 * k] != -INFINITY) sum += p[3 * k + 2] * __expf(p[3 * k] - best);
+  }
+  if (out != nullptr) {
+    out[2 * r] = bad ? -1 : id;
+    out[2 * r + 1] = __float_as_int(bad ? 0.0f : -logf(sum));
+  }
+  if (tokens != nullptr) tokens[r] = bad ? 0 : id;
+}
+
+// full [rows, vocab] = local [rows, cols] in columns [begin, begin + cols), 0 elsewhere.
+__global__ void scatter_logits_kernel(const float* local, int64_t rows, int64_t cols,
+                                      int64_t begin, int64_t vocab, float* full) {
+  pdl_wait();
+  pdl_launch_dependents();
+  const int64_t n = rows * vocab;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t c = i % vocab - begin;
+    full[i] = c >= 0 && c < cols ? local[i / vocab * cols + c] : 0.0f;
   }
 }
 
@@ -471,6 +545,27 @@ void launch_greedy_pick(const float* logits, int64_t rows, int64_t vocab, int32_
   if (rows == 0) return;
   launch_kernel(greedy_pick_kernel, static_cast<unsigned>(rows), 1024, 0, stream, logits, vocab,
                 out);
+}
+
+void launch_greedy_pick_part(const float* logits, int64_t rows, int64_t cols, int64_t begin,
+                             int tp, int rank, float* parts, cudaStream_t stream) {
+  if (rows == 0) return;
+  launch_kernel(greedy_pick_part_kernel, static_cast<unsigned>(rows), 1024, 0, stream, logits,
+                cols, begin, tp, rank, parts);
+}
+
+void launch_combine_picks(const float* parts, int64_t rows, int tp, int32_t* picks,
+                          int32_t* tokens, cudaStream_t stream) {
+  if (rows == 0) return;
+  launch_kernel(combine_picks_kernel, grid_for(rows, 128), 128, 0, stream, parts, rows, tp, picks,
+                tokens);
+}
+
+void launch_scatter_logits(const float* local, int64_t rows, int64_t cols, int64_t begin,
+                           int64_t vocab, float* full, cudaStream_t stream) {
+  if (rows == 0) return;
+  launch_kernel(scatter_logits_kernel, grid_for(rows * vocab, 256), 256, 0, stream, local, rows,
+                cols, begin, vocab, full);
 }
 
 void launch_argmax(const float* logits, int64_t rows, int64_t vocab, int32_t* out,

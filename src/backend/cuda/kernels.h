@@ -105,15 +105,33 @@ void launch_argmax(const float* logits, int64_t rows, int64_t vocab, int32_t* ou
 void launch_greedy_pick(const float* logits, int64_t rows, int64_t vocab, int32_t* out,
                         cudaStream_t stream);
 
+// Vocab-parallel LM head (tensor parallelism): this rank (of tp) holds the logits [rows, cols] of
+// vocabulary ids [begin, begin + cols).
+//  - launch_greedy_pick_part: parts [rows, tp, 3] f32 gets, in this rank's slot of each row, its
+//    largest logit, that id (lowest among ties; -1 for a row with a NaN or +inf) and
+//    sum exp(logit - largest); every other slot 0. Summed over the ranks (an all-reduce of zeros
+//    and one value each: exact), every rank has every slot.
+//  - launch_combine_picks: from the summed parts, picks (as launch_greedy_pick's out, when not
+//    null) and tokens (when not null: the argmax, 0 for a bad row, as launch_argmax): the largest
+//    logit over all ranks, lowest id among ties, its log-softmax over the whole vocabulary.
+//  - launch_scatter_logits: full [rows, vocab] = the local logits in their columns, 0 elsewhere
+//    (summed over the ranks: the whole rows).
+void launch_greedy_pick_part(const float* logits, int64_t rows, int64_t cols, int64_t begin,
+                             int tp, int rank, float* parts, cudaStream_t stream);
+void launch_combine_picks(const float* parts, int64_t rows, int tp, int32_t* picks,
+                          int32_t* tokens, cudaStream_t stream);
+void launch_scatter_logits(const float* local, int64_t rows, int64_t cols, int64_t begin,
+                           int64_t vocab, float* full, cudaStream_t stream);
+
 // One-shot all-reduce over peer memory (p2p_allreduce.h, which owns the buffers): x [n] = the sum
-// in rank order of every rank's x, through data[r] (each rank's [2][max_floats] exchange buffers)
-// and flags[r] (each rank's [kP2pBlocks][kP2pMaxRanks] step flags); counters: this rank's
-// [kP2pBlocks] step counters. Launched on a grid of kP2pBlocks blocks always.
+// in rank order of every rank's x, through recv[r] (each rank's exchange area [3][size][max_floats],
+// every float -0.0f until a value lands; max_floats a multiple of 4); state: this rank's
+// [kP2pBlocks][2] phase and last count (zeros at first). Launched on a grid of kP2pBlocks blocks
+// always.
 constexpr int kP2pMaxRanks = 8;
 constexpr int kP2pBlocks = 16;
-void launch_p2p_allreduce(float* x, int64_t n, int64_t max_floats, float* const* data,
-                          uint32_t* const* flags, int rank, int size, uint32_t* counters,
-                          cudaStream_t stream);
+void launch_p2p_allreduce(float* x, int64_t n, int64_t max_floats, float* const* recv, int rank,
+                          int size, uint32_t* state, cudaStream_t stream);
 
 // w[i] = uniform(-scale, scale) from a hash of (seed, i): dummy weights made on the device.
 void launch_fill_uniform(bf16* w, int64_t n, uint64_t seed, float scale, cudaStream_t stream);

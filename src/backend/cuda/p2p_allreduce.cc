@@ -11,17 +11,21 @@ Result<std::unique_ptr<P2pAllReduce>> P2pAllReduce::create(int rank, int size, i
   if (size < 2 || size > kMaxRanks) {
     return invalid_argument("p2p all-reduce: {} ranks (2..{})", size, kMaxRanks);
   }
+  if (max_floats <= 0 || max_floats % 4 != 0) {
+    return invalid_argument("p2p all-reduce: {} floats per slot (a positive multiple of 4)",
+                            max_floats);
+  }
   auto ar = std::unique_ptr<P2pAllReduce>(new P2pAllReduce());
   ar->rank_ = rank;
   ar->size_ = size;
   ar->max_floats_ = max_floats;
-  const size_t data_bytes = sizeof(float) * 2 * max_floats;
-  const size_t flag_bytes = sizeof(uint32_t) * kBlocks * kMaxRanks;
-  FS_CUDA_OK(cudaMalloc(&ar->local_, data_bytes + flag_bytes));
-  FS_CUDA_OK(cudaMemset(ar->local_, 0, data_bytes + flag_bytes));
-  FS_CUDA_OK(cudaMalloc(&ar->counters_, sizeof(uint32_t) * kBlocks));
-  FS_CUDA_OK(cudaMemset(ar->counters_, 0, sizeof(uint32_t) * kBlocks));
-  FS_CUDA_OK(cudaDeviceSynchronize());  // zeroed before any peer can signal (after the gather)
+  const int64_t area_floats = 3 * static_cast<int64_t>(size) * max_floats;
+  FS_CUDA_OK(cudaMalloc(&ar->local_, sizeof(float) * area_floats));
+  launch_fill_f32(static_cast<float*>(ar->local_), area_floats, -0.0f, nullptr);
+  FS_CUDA_OK(cudaGetLastError());
+  FS_CUDA_OK(cudaMalloc(&ar->state_, sizeof(uint32_t) * 2 * kBlocks));
+  FS_CUDA_OK(cudaMemset(ar->state_, 0, sizeof(uint32_t) * 2 * kBlocks));
+  FS_CUDA_OK(cudaDeviceSynchronize());  // emptied before any peer can send (after the gather)
   cudaIpcMemHandle_t handle;
   FS_CUDA_OK(cudaIpcGetMemHandle(&handle, ar->local_));
   std::vector<uint8_t> all(sizeof(handle) * size);
@@ -42,15 +46,14 @@ Result<std::unique_ptr<P2pAllReduce>> P2pAllReduce::create(int rank, int size, i
       }
       ar->mapped_.push_back(base);
     }
-    ar->data_[r] = static_cast<float*>(base);
-    ar->flags_[r] = reinterpret_cast<uint32_t*>(static_cast<char*>(base) + data_bytes);
+    ar->recv_[r] = static_cast<float*>(base);
   }
   return ar;
 }
 
 P2pAllReduce::~P2pAllReduce() {
   for (void* p : mapped_) cudaIpcCloseMemHandle(p);
-  if (counters_) cudaFree(counters_);
+  if (state_) cudaFree(state_);
   if (local_) cudaFree(local_);
 }
 
@@ -59,7 +62,7 @@ Status P2pAllReduce::enqueue(float* x, int64_t n, cudaStream_t stream) {
     return invalid_argument("p2p all-reduce of {} floats: the buffers hold {}", n, max_floats_);
   }
   if (n == 0) return Status::ok();
-  launch_p2p_allreduce(x, n, max_floats_, data_, flags_, rank_, size_, counters_, stream);
+  launch_p2p_allreduce(x, n, max_floats_, recv_, rank_, size_, state_, stream);
   FS_CUDA_OK(cudaGetLastError());
   return Status::ok();
 }

@@ -1,11 +1,13 @@
 // A one-shot all-reduce of f32 over CUDA peer memory, for the tensor-parallel ranks of one host
 // (NVLink or PCIe peer access): the latency of a decode step's small all-reduces (a 16 KB residual
 // stream at batch 1) is what TP's batch-1 speed-up depends on, and NCCL's is several microseconds
-// more per call. Each rank copies its values into its own exchange buffer, raises a flag in every
-// peer's memory, waits for theirs, and sums every rank's buffer in rank order (the same order on
-// every rank: bit-identical results). Step counters live on the device, so a CUDA graph replays it.
-// Two buffers alternate between consecutive calls, so a rank may start the next call while a peer
-// still reads the last one. Larger tensors go to NCCL (dist/cuda_shard.h picks).
+// more per call. Each rank stores its values straight into a slot of every peer's exchange area,
+// and waits until every peer's values have landed in its own, element by element: an empty slot
+// holds -0.0f, which no sent value is (-0.0 is sent as +0.0), so there are no flags to raise or
+// fence (the Lamport-clock trick of TensorRT-LLM's low-latency all-reduce). Every rank sums in rank
+// order: bit-identical results. Three areas rotate between consecutive calls; each call empties the
+// one of the call before (no peer can write it then). The phase lives on the device, so a CUDA
+// graph replays it. Larger tensors go to NCCL (dist/cuda_shard.h picks).
 // Not thread-safe: one stream per instance (the model's).
 #pragma once
 
@@ -47,11 +49,10 @@ class P2pAllReduce {
 
   int rank_ = 0, size_ = 1;
   int64_t max_floats_ = 0;
-  void* local_ = nullptr;                  // this rank's exchange area (data, then flags)
+  void* local_ = nullptr;                  // this rank's exchange area [3][size][max_floats]
   std::vector<void*> mapped_;              // peers' areas opened here (freed by the destructor)
-  float* data_[kMaxRanks] = {};            // every rank's data buffers [2][max_floats]
-  uint32_t* flags_[kMaxRanks] = {};        // every rank's flags [kBlocks][kMaxRanks]
-  uint32_t* counters_ = nullptr;           // this rank's step counter per block
+  float* recv_[kMaxRanks] = {};            // every rank's exchange area
+  uint32_t* state_ = nullptr;              // this rank's [kBlocks][2] phase and last count
 };
 
 }  // namespace fs::cuda

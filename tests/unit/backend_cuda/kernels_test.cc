@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <limits>
 #include <numeric>
 #include <random>
 #include <utility>
@@ -409,6 +411,56 @@ TEST(CudaArgmaxTest, PicksTheLowestIndexOfTheMaximum) {
   DeviceVec<int32_t> out(rows);
   launch_argmax(dl.data(), rows, vocab, out.data(), nullptr);
   EXPECT_EQ(out.get(), (std::vector<int32_t>{777, 1234, 0}));
+}
+
+// The vocab-parallel head's picks: 3 "ranks" of one GPU each pick their columns, the parts are
+// summed (as the all-reduce does) and combined; the result equals the greedy pick of whole rows,
+// ties across ranks going to the lowest id, NaN rows to -1. The scattered columns sum to the rows.
+TEST(CudaVocabParallelTest, CombinedPartsEqualTheWholeRowsPick) {
+  SKIP_WITHOUT_GPU();
+  const int64_t rows = 4, vocab = 1000, tp = 3, chunk = (vocab + tp - 1) / tp;
+  std::vector<float> logits = random_floats(rows * vocab, 21, -4.0f, 4.0f);
+  logits[0 * vocab + 900] = 9.0f;                                  // in the last rank's columns
+  logits[1 * vocab + 10] = logits[1 * vocab + 700] = 8.0f;         // a tie across ranks
+  logits[2 * vocab + 500] = std::numeric_limits<float>::quiet_NaN();  // a bad row
+  DeviceVec<float> whole(logits);
+  DeviceVec<int32_t> want(2 * rows);
+  launch_greedy_pick(whole.data(), rows, vocab, want.data(), nullptr);
+  std::vector<float> parts(rows * tp * 3, 0.0f), gathered(rows * vocab, 0.0f);
+  for (int r = 0; r < tp; ++r) {
+    const int64_t begin = r * chunk, cols = std::min(chunk, vocab - begin);
+    std::vector<float> local;
+    for (int64_t i = 0; i < rows; ++i) {
+      local.insert(local.end(), logits.begin() + i * vocab + begin,
+                   logits.begin() + i * vocab + begin + cols);
+    }
+    DeviceVec<float> dl(local), dp(rows * tp * 3), full(rows * vocab);
+    launch_greedy_pick_part(dl.data(), rows, cols, begin, tp, r, dp.data(), nullptr);
+    launch_scatter_logits(dl.data(), rows, cols, begin, vocab, full.data(), nullptr);
+    const std::vector<float> p = dp.get(), f = full.get();
+    for (size_t i = 0; i < p.size(); ++i) parts[i] += p[i];
+    for (size_t i = 0; i < f.size(); ++i) gathered[i] += f[i];
+  }
+  for (size_t i = 0; i < gathered.size(); ++i) {
+    if (!std::isnan(logits[i])) {
+      ASSERT_EQ(gathered[i], logits[i]) << i;
+    }
+  }
+  DeviceVec<float> dparts(parts);
+  DeviceVec<int32_t> picks(2 * rows), tokens(rows);
+  launch_combine_picks(dparts.data(), rows, tp, picks.data(), tokens.data(), nullptr);
+  const std::vector<int32_t> got = picks.get(), w = want.get(), t = tokens.get();
+  for (int64_t i = 0; i < rows; ++i) {
+    EXPECT_EQ(got[2 * i], w[2 * i]) << "row " << i;
+    float lg, lw;
+    std::memcpy(&lg, &got[2 * i + 1], 4);
+    std::memcpy(&lw, &w[2 * i + 1], 4);
+    EXPECT_NEAR(lg, lw, 1e-5) << "row " << i;
+    EXPECT_EQ(t[i], std::max(w[2 * i], 0)) << "row " << i;
+  }
+  EXPECT_EQ(got[0], 900);
+  EXPECT_EQ(got[2], 10);
+  EXPECT_EQ(got[4], -1);
 }
 
 TEST(CudaFillTest, APartHoldsTheWholeTensorsValuesAtItsPlace) {
