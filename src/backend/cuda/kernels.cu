@@ -294,15 +294,22 @@ __global__ void argmax_kernel(const float* logits, int64_t vocab, int32_t* out) 
   if (threadIdx.x == 0) out[blockIdx.x] = bi == 0x7fffffff ? 0 : bi;
 }
 
-// The block's greedy pick of one row [n]: the largest value (lowest index among ties) and
-// sum_v exp(x_v - largest), on every thread; bad when the row has a NaN or +inf. sums: 32 floats
-// of shared memory; best_v / best_i as block_argmax's.
-__device__ void block_pick(const float* row, int64_t n, float& bv, int32_t& bi, float& sum,
-                           bool& bad, float* best_v, int32_t* best_i, float* sums, int* bad_flag) {
-  if (threadIdx.x == 0) *bad_flag = 0;
+// The block's greedy pick of one row: the largest value (lowest index among ties), the sum of
+// exp(x - largest), and whether the row has a NaN or +inf. Every thread gets the result.
+struct RowPick {
+  float best;
+  int32_t index;
+  float sum;
+  bool bad;
+};
+__device__ RowPick block_pick(const float* row, int64_t n) {
+  __shared__ float best_v[32], sums[32];
+  __shared__ int32_t best_i[32];
+  __shared__ int bad_flag;
+  if (threadIdx.x == 0) bad_flag = 0;
   __syncthreads();
-  bv = -INFINITY;
-  bi = 0x7fffffff;
+  float bv = -INFINITY;
+  int32_t bi = 0x7fffffff;
   bool my_bad = false;
   for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
     const float v = row[i];
@@ -312,18 +319,18 @@ __device__ void block_pick(const float* row, int64_t n, float& bv, int32_t& bi, 
       bi = static_cast<int32_t>(i);
     }
   }
-  if (my_bad) *bad_flag = 1;
+  if (my_bad) bad_flag = 1;
   block_argmax(bv, bi, best_v, best_i);  // its barrier publishes bad_flag too
-  bad = *bad_flag != 0;
-  sum = 0.0f;
-  if (bad || bv == -INFINITY) return;
+  RowPick pick{bv, bi, 0.0f, bad_flag != 0};
+  if (pick.bad || bv == -INFINITY) return pick;
+  float sum = 0.0f;
   for (int64_t i = threadIdx.x; i < n; i += blockDim.x) sum += __expf(row[i] - bv);
   for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   if (lane == 0) sums[warp] = sum;
   __syncthreads();
-  sum = 0.0f;
-  for (int w = 0; w < static_cast<int>(blockDim.x / 32); ++w) sum += sums[w];
+  for (int w = 0; w < static_cast<int>(blockDim.x / 32); ++w) pick.sum += sums[w];
+  return pick;
 }
 
 // One row per block: out[2 r] = argmax token (-1 when the row has a NaN or +inf, or nothing
@@ -331,18 +338,11 @@ __device__ void block_pick(const float* row, int64_t n, float& bv, int32_t& bi, 
 __global__ void greedy_pick_kernel(const float* logits, int64_t vocab, int32_t* out) {
   pdl_wait();
   pdl_launch_dependents();
-  __shared__ float best_v[32], sums[32];
-  __shared__ int32_t best_i[32];
-  __shared__ int bad_flag;
-  float bv, sum;
-  int32_t bi;
-  bool bad;
-  block_pick(logits + blockIdx.x * vocab, vocab, bv, bi, sum, bad, best_v, best_i, sums,
-             &bad_flag);
+  const RowPick p = block_pick(logits + blockIdx.x * vocab, vocab);
   if (threadIdx.x != 0) return;
-  const bool none = bad || bv == -INFINITY;
-  out[2 * blockIdx.x] = none ? -1 : bi;
-  out[2 * blockIdx.x + 1] = __float_as_int(none ? 0.0f : -logf(sum));
+  const bool none = p.bad || p.best == -INFINITY;
+  out[2 * blockIdx.x] = none ? -1 : p.index;
+  out[2 * blockIdx.x + 1] = __float_as_int(none ? 0.0f : -logf(p.sum));
 }
 
 // Vocab-parallel picks, one row per block: this rank's slot of parts [rows, tp, 3] gets (largest
@@ -351,20 +351,13 @@ __global__ void greedy_pick_part_kernel(const float* logits, int64_t cols, int64
                                         int rank, float* parts) {
   pdl_wait();
   pdl_launch_dependents();
-  __shared__ float best_v[32], sums[32];
-  __shared__ int32_t best_i[32];
-  __shared__ int bad_flag;
-  float bv, sum;
-  int32_t bi;
-  bool bad;
-  block_pick(logits + blockIdx.x * cols, cols, bv, bi, sum, bad, best_v, best_i, sums,
-             &bad_flag);
+  const RowPick p = block_pick(logits + blockIdx.x * cols, cols);
   float* row = parts + blockIdx.x * tp * 3;
   for (int i = threadIdx.x; i < tp * 3; i += blockDim.x) {
     float v = 0.0f;
     if (i / 3 == rank) {
       const int k = i % 3;
-      v = k == 0 ? bv : k == 1 ? (bad ? -1.0f : static_cast<float>(begin + bi)) : sum;
+      v = k == 0 ? p.best : k == 1 ? (p.bad ? -1.0f : static_cast<float>(begin + p.index)) : p.sum;
     }
     row[i] = v;
   }
