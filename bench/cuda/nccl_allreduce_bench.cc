@@ -5,8 +5,10 @@
 // per all-reduce microseconds (best of --repeat). Each is first checked once: x = rank + 1 + i
 // everywhere must come back as the sum over ranks.
 //   mpirun -np 2 nccl_allreduce_bench [--hidden 4096] [--batches 1,16,64,256] [--count 64]
+//                                     [--p2p-blocks 16,64,132]   (one peer-memory grid each)
 // Rank 0 prints a markdown table. NCCL_NVLS_ENABLE=0 (set by NcclCommunicator::create).
 #include <algorithm>
+#include <array>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -28,15 +30,17 @@ int main(int argc, char** argv) {
   int64_t hidden = 4096, count = 64;
   int repeat = 20;
   std::vector<int64_t> batches = {1, 16, 64, 256};
+  std::vector<int64_t> p2p_blocks = {16, 64, 132};
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
     if (a == "--hidden") hidden = std::atoll(argv[i + 1]);
     if (a == "--count") count = std::atoll(argv[i + 1]);
     if (a == "--repeat") repeat = std::atoi(argv[i + 1]);
-    if (a == "--batches") {
-      batches.clear();
+    if (a == "--batches" || a == "--p2p-blocks") {
+      std::vector<int64_t>& list = a == "--batches" ? batches : p2p_blocks;
+      list.clear();
       std::stringstream ss(argv[i + 1]);
-      for (std::string t; std::getline(ss, t, ',');) batches.push_back(std::atoll(t.c_str()));
+      for (std::string t; std::getline(ss, t, ',');) list.push_back(std::atoll(t.c_str()));
     }
   }
   fs::Result<std::unique_ptr<fs::dist::MpiCommunicator>> world =
@@ -63,9 +67,15 @@ int main(int argc, char** argv) {
   };
   int64_t max_n = 0;
   for (const int64_t b : batches) max_n = std::max(max_n, b * hidden);
-  fs::Result<std::unique_ptr<fs::cuda::P2pAllReduce>> p2p =
-      fs::cuda::P2pAllReduce::create(rank, (*world)->size(), max_n, all_gather);
-  check(p2p.status());
+  // One peer-memory instance per grid size (--p2p-blocks): the first is the one checked below.
+  std::vector<std::unique_ptr<fs::cuda::P2pAllReduce>> p2ps;
+  for (const int64_t blocks : p2p_blocks) {
+    fs::Result<std::unique_ptr<fs::cuda::P2pAllReduce>> made = fs::cuda::P2pAllReduce::create(
+        rank, (*world)->size(), max_n, static_cast<int>(blocks), all_gather);
+    check(made.status());
+    p2ps.push_back(std::move(*made));
+  }
+  std::unique_ptr<fs::cuda::P2pAllReduce>& p2p = p2ps.front();
   // The peer-memory exchange areas rotate and are emptied per call: calls of changing sizes
   // (larger, smaller, odd: the scalar path) in a row, with -0.0 among the values, must each sum.
   {
@@ -78,7 +88,7 @@ int main(int argc, char** argv) {
         std::vector<float> h(n);
         for (int64_t i = 0; i < n; ++i) h[i] = i % 5 == 0 ? -0.0f : static_cast<float>(rank + i % 89);
         check(cudaMemcpy(x, h.data(), n * sizeof(float), cudaMemcpyHostToDevice), "copy");
-        check((*p2p)->enqueue(x, n, stream));
+        check(p2p->enqueue(x, n, stream));
         check(cudaStreamSynchronize(stream), "sync");
         check(cudaMemcpy(h.data(), x, n * sizeof(float), cudaMemcpyDeviceToHost), "copy");
         for (int64_t i = 0; i < n; ++i) {
@@ -97,28 +107,35 @@ int main(int argc, char** argv) {
                                3 * std::size(sizes));
   }
   if (rank == 0) {
-    std::printf("| batch x hidden | bytes | NCCL eager us | NCCL graph us | p2p eager us | p2p graph us |\n");
-    std::printf("|---|---|---|---|---|---|\n");
+    std::printf("| batch x hidden | bytes | NCCL eager us | NCCL graph us |");
+    for (const int64_t blocks : p2p_blocks) {
+      std::printf(" p2p %lld blocks eager us | graph us |", static_cast<long long>(blocks));
+    }
+    std::printf("\n|---|---|---|---|");
+    for (size_t k = 0; k < p2p_blocks.size(); ++k) std::printf("---|---|");
+    std::printf("\n");
   }
   const int size = (*world)->size();
   for (const int64_t batch : batches) {
     const int64_t n = batch * hidden;
     float* x = nullptr;
     check(cudaMalloc(&x, n * sizeof(float)), "cudaMalloc");
-    double us[2][2];  // [nccl, p2p][eager, graph]
-    for (int algo = 0; algo < 2; ++algo) {
+    std::vector<std::array<double, 2>> us;  // per algorithm (NCCL, then each p2p): eager, graph
+    for (size_t algo = 0; algo <= p2ps.size(); ++algo) {
+      const std::string name =
+          algo == 0 ? "NCCL" : "p2p (" + std::to_string(p2p_blocks[algo - 1]) + " blocks)";
       const auto one = [&] {
         if (algo == 0) {
           check((*nccl)->enqueue_all_reduce_sum(x, n, stream));
         } else {
-          check((*p2p)->enqueue(x, n, stream));
+          check(p2ps[algo - 1]->enqueue(x, n, stream));
         }
       };
       // Correctness: x[i] = rank + 1 + i (mod 97) on every rank sums to the same on every rank.
       std::vector<float> h(n);
       for (int64_t i = 0; i < n; ++i) h[i] = static_cast<float>(rank + 1 + i % 97);
       check(cudaMemcpy(x, h.data(), n * sizeof(float), cudaMemcpyHostToDevice), "copy");
-      for (int rep = 0; rep < 3; ++rep) {  // three in a row: the buffers alternate
+      for (int rep = 0; rep < 3; ++rep) {  // three in a row: the buffers rotate
         one();
         check(cudaStreamSynchronize(stream), "sync");
         check(cudaMemcpy(h.data(), x, n * sizeof(float), cudaMemcpyDeviceToHost), "copy");
@@ -127,9 +144,8 @@ int main(int argc, char** argv) {
         for (int64_t i = 0; i < n; ++i) {
           const double want = scale * (size * (size + 1) / 2.0 + size * static_cast<double>(i % 97));
           if (h[i] != static_cast<float>(want)) {
-            fs::bench::die(std::string(algo ? "p2p" : "NCCL") + " all-reduce: wrong sum at " +
-                           std::to_string(i) + ": " + std::to_string(h[i]) + " want " +
-                           std::to_string(want));
+            fs::bench::die(name + " all-reduce: wrong sum at " + std::to_string(i) + ": " +
+                           std::to_string(h[i]) + " want " + std::to_string(want));
           }
         }
       }
@@ -160,14 +176,14 @@ int main(int argc, char** argv) {
       }
       cudaGraphExecDestroy(exec);
       cudaGraphDestroy(graph);
-      us[algo][0] = eager * 1e6 / count;
-      us[algo][1] = graphed * 1e6 / count;
+      us.push_back({eager * 1e6 / count, graphed * 1e6 / count});
     }
     cudaFree(x);
     if (rank == 0) {
-      std::printf("| %lld x %lld | %lld | %.1f | %.1f | %.1f | %.1f |\n",
-                  static_cast<long long>(batch), static_cast<long long>(hidden),
-                  static_cast<long long>(n * 4), us[0][0], us[0][1], us[1][0], us[1][1]);
+      std::printf("| %lld x %lld | %lld |", static_cast<long long>(batch),
+                  static_cast<long long>(hidden), static_cast<long long>(n * 4));
+      for (const auto& [eager_us, graph_us] : us) std::printf(" %.1f | %.1f |", eager_us, graph_us);
+      std::printf("\n");
     }
   }
   std::fflush(stdout);

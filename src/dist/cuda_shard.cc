@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -40,20 +42,22 @@ Status select_rank_gpu(int world_rank) {
 
 namespace {
 
-// The TP all-reduce over peer memory where every rank of the group can map every other's (one
-// host), unless FASTSERVE_TP_ALLREDUCE=nccl. Collective over tp_group; null: NCCL for all sizes.
-std::unique_ptr<cuda::P2pAllReduce> make_p2p_allreduce(Communicator& tp_group) {
-  const char* mode = std::getenv("FASTSERVE_TP_ALLREDUCE");
-  if (mode != nullptr && std::string(mode) == "nccl") return nullptr;
-  // 256 KB (batch <= 16 at hidden 4096) unless FASTSERVE_P2P_ALLREDUCE_MAX_KB says otherwise. On
-  // 2x H200 (bench/cuda/nccl_allreduce_bench.cc, 64 in a CUDA graph, 2026-11-29) it took 2.5 us at
-  // 16 KB and 4.6 at 256 KB against NCCL's 6.7 and 8.2; at 1 MB 14.9 against 13.6.
-  Result<std::optional<int64_t>> kb = int_from_env("FASTSERVE_P2P_ALLREDUCE_MAX_KB", 4, 1 << 20);
-  if (!kb.is_ok()) {
-    log_warn("{}; using 256 KB", kb.status().message());
-    kb = std::optional<int64_t>();
+// An integer setting (int_from_env); a bad value is logged and the default used.
+int64_t setting(const char* name, int64_t lo, int64_t hi, int64_t fallback) {
+  Result<std::optional<int64_t>> v = int_from_env(name, lo, hi);
+  if (!v.is_ok()) {
+    log_warn("{}; using {}", v.status().message(), fallback);
+    return fallback;
   }
-  const int64_t max_floats = kb->value_or(256) * 256;
+  return v->value_or(fallback);
+}
+
+// A TP all-reduce over peer memory of up to max_kb KB on a grid of `blocks`, where every rank of
+// the group can map every other's (one host). Collective over tp_group; null where it cannot be
+// made (every rank then agrees on NCCL) or max_kb is 0.
+std::unique_ptr<cuda::P2pAllReduce> make_p2p_allreduce(Communicator& tp_group, int64_t max_kb,
+                                                       int blocks) {
+  if (max_kb <= 0) return nullptr;
   const auto all_gather = [&tp_group](std::span<const uint8_t> mine, std::span<uint8_t> all) {
     std::vector<uint8_t> buf(mine.size());
     for (int r = 0; r < tp_group.size(); ++r) {
@@ -63,8 +67,8 @@ std::unique_ptr<cuda::P2pAllReduce> make_p2p_allreduce(Communicator& tp_group) {
     }
     return Status::ok();
   };
-  Result<std::unique_ptr<cuda::P2pAllReduce>> p2p =
-      cuda::P2pAllReduce::create(tp_group.rank(), tp_group.size(), max_floats, all_gather);
+  Result<std::unique_ptr<cuda::P2pAllReduce>> p2p = cuda::P2pAllReduce::create(
+      tp_group.rank(), tp_group.size(), max_kb * 256, blocks, all_gather);
   // Every rank must make the same choice.
   float ok = p2p.is_ok() ? 1.0f : 0.0f;
   if (!tp_group.all_reduce_sum(std::span<float>(&ok, 1)).is_ok() ||
@@ -73,8 +77,45 @@ std::unique_ptr<cuda::P2pAllReduce> make_p2p_allreduce(Communicator& tp_group) {
              p2p.is_ok() ? "a peer cannot map this rank's memory" : p2p.status().message());
     return nullptr;
   }
-  log_info("tensor-parallel all-reduce: peer memory up to {} KB, NCCL above", max_floats * 4 / 1024);
   return std::move(*p2p);
+}
+
+// The TP all-reduce: peer memory on a 16-block grid for small tensors (latency; up to
+// FASTSERVE_P2P_ALLREDUCE_MAX_KB, default 64 KB), on a grid of one block per multiprocessor for
+// mid-size ones (bandwidth; up to FASTSERVE_P2P_ALLREDUCE_LARGE_MAX_KB, default 4 MB, 0: off;
+// FASTSERVE_P2P_ALLREDUCE_LARGE_BLOCKS sets the grid), NCCL above, and NCCL only with
+// FASTSERVE_TP_ALLREDUCE=nccl. On 2x H200 (bench/cuda/nccl_allreduce_bench.cc, 64 in a CUDA graph,
+// 2026-11-29 23:04 UTC, us): 16 KB 2.5 (16 blocks) / 2.6 (132) / NCCL 6.7; 64 KB 2.7 / 2.8 / 7.1;
+// 256 KB 4.6 / 3.5 / 8.4; 1 MB 15.0 / 6.6 / 12.9; 4 MB 62.1 / 16.8 / 32.6.
+std::function<Status(float*, int64_t)> make_tp_all_reduce(Communicator& tp_group,
+                                                          NcclCommunicator* nccl,
+                                                          cudaStream_t stream) {
+  const char* mode = std::getenv("FASTSERVE_TP_ALLREDUCE");
+  std::shared_ptr<cuda::P2pAllReduce> small, large;
+  if (mode == nullptr || std::string(mode) != "nccl") {
+    small = make_p2p_allreduce(
+        tp_group, setting("FASTSERVE_P2P_ALLREDUCE_MAX_KB", 0, 1 << 20, 64), 16);
+    const int64_t large_kb = setting("FASTSERVE_P2P_ALLREDUCE_LARGE_MAX_KB", 0, 1 << 20, 4096);
+    if (small && large_kb * 256 > small->max_floats()) {
+      int device = 0, sms = 132;
+      cudaGetDevice(&device);
+      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
+      large = make_p2p_allreduce(
+          tp_group, large_kb,
+          static_cast<int>(setting("FASTSERVE_P2P_ALLREDUCE_LARGE_BLOCKS", 1,
+                                   cuda::P2pAllReduce::kMaxBlocks, sms)));
+    }
+  }
+  log_info("tensor-parallel all-reduce: peer memory up to {} KB ({} blocks){}, NCCL above",
+           small ? small->max_floats() / 256 : 0, small ? small->blocks() : 0,
+           large ? fmt::format(", up to {} KB ({} blocks)", large->max_floats() / 256,
+                               large->blocks())
+                 : std::string());
+  return [nccl, small, large, stream](float* x, int64_t n) {
+    if (small && n <= small->max_floats()) return small->enqueue(x, n, stream);
+    if (large && n <= large->max_floats()) return large->enqueue(x, n, stream);
+    return nccl->enqueue_all_reduce_sum(x, n, stream);
+  };
 }
 
 }  // namespace
@@ -124,11 +165,7 @@ Result<CudaShard> make_cuda_shard(const LoadedModel* shard, const ModelConfig& w
   cuda::CudaModel::DistHooks hooks;
   hooks.residual_owner = layout.tp_rank() == 0;
   if (tp_nccl != nullptr) {
-    std::shared_ptr<cuda::P2pAllReduce> p2p = make_p2p_allreduce(tp_group);
-    hooks.all_reduce = [tp_nccl, p2p, stream](float* x, int64_t n) {
-      if (p2p && n <= p2p->max_floats()) return p2p->enqueue(x, n, stream);
-      return tp_nccl->enqueue_all_reduce_sum(x, n, stream);
-    };
+    hooks.all_reduce = make_tp_all_reduce(tp_group, tp_nccl, stream);
   }
   if (pp_nccl != nullptr && !layout.first_stage()) {
     const int src = layout.stage() - 1;  // pp_group is ranked by stage

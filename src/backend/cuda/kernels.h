@@ -126,12 +126,11 @@ void launch_scatter_logits(const float* local, int64_t rows, int64_t cols, int64
 // One-shot all-reduce over peer memory (p2p_allreduce.h, which owns the buffers): x [n] = the sum
 // in rank order of every rank's x, through recv[r] (each rank's exchange area [3][size][max_floats],
 // every float -0.0f until a value lands; max_floats a multiple of 4); state: this rank's
-// [kP2pBlocks][2] phase and last count (zeros at first). Launched on a grid of kP2pBlocks blocks
-// always.
+// [blocks][2] phase and last count (zeros at first). Launched on a grid of `blocks` blocks always
+// (the same for every call of one instance).
 constexpr int kP2pMaxRanks = 8;
-constexpr int kP2pBlocks = 16;
 void launch_p2p_allreduce(float* x, int64_t n, int64_t max_floats, float* const* recv, int rank,
-                          int size, uint32_t* state, cudaStream_t stream);
+                          int size, uint32_t* state, int blocks, cudaStream_t stream);
 
 // w[i] = uniform(-scale, scale) from a hash of (seed, i): dummy weights made on the device.
 void launch_fill_uniform(bf16* w, int64_t n, uint64_t seed, float scale, cudaStream_t stream);

@@ -7,6 +7,7 @@
 namespace fs::cuda {
 
 Result<std::unique_ptr<P2pAllReduce>> P2pAllReduce::create(int rank, int size, int64_t max_floats,
+                                                           int blocks,
                                                            const AllGather& all_gather) {
   if (size < 2 || size > kMaxRanks) {
     return invalid_argument("p2p all-reduce: {} ranks (2..{})", size, kMaxRanks);
@@ -15,7 +16,11 @@ Result<std::unique_ptr<P2pAllReduce>> P2pAllReduce::create(int rank, int size, i
     return invalid_argument("p2p all-reduce: {} floats per slot (a positive multiple of 4)",
                             max_floats);
   }
+  if (blocks < 1 || blocks > kMaxBlocks) {
+    return invalid_argument("p2p all-reduce: a grid of {} blocks (1..{})", blocks, kMaxBlocks);
+  }
   auto ar = std::unique_ptr<P2pAllReduce>(new P2pAllReduce());
+  ar->blocks_ = blocks;
   ar->rank_ = rank;
   ar->size_ = size;
   ar->max_floats_ = max_floats;
@@ -23,8 +28,8 @@ Result<std::unique_ptr<P2pAllReduce>> P2pAllReduce::create(int rank, int size, i
   FS_CUDA_OK(cudaMalloc(&ar->local_, sizeof(float) * area_floats));
   launch_fill_f32(static_cast<float*>(ar->local_), area_floats, -0.0f, nullptr);
   FS_CUDA_OK(cudaGetLastError());
-  FS_CUDA_OK(cudaMalloc(&ar->state_, sizeof(uint32_t) * 2 * kBlocks));
-  FS_CUDA_OK(cudaMemset(ar->state_, 0, sizeof(uint32_t) * 2 * kBlocks));
+  FS_CUDA_OK(cudaMalloc(&ar->state_, sizeof(uint32_t) * 2 * blocks));
+  FS_CUDA_OK(cudaMemset(ar->state_, 0, sizeof(uint32_t) * 2 * blocks));
   FS_CUDA_OK(cudaDeviceSynchronize());  // emptied before any peer can send (after the gather)
   cudaIpcMemHandle_t handle;
   FS_CUDA_OK(cudaIpcGetMemHandle(&handle, ar->local_));
@@ -62,7 +67,7 @@ Status P2pAllReduce::enqueue(float* x, int64_t n, cudaStream_t stream) {
     return invalid_argument("p2p all-reduce of {} floats: the buffers hold {}", n, max_floats_);
   }
   if (n == 0) return Status::ok();
-  launch_p2p_allreduce(x, n, max_floats_, recv_, rank_, size_, state_, stream);
+  launch_p2p_allreduce(x, n, max_floats_, recv_, rank_, size_, state_, blocks_, stream);
   FS_CUDA_OK(cudaGetLastError());
   return Status::ok();
 }

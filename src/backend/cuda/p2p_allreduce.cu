@@ -105,15 +105,15 @@ __global__ void p2p_allreduce_kernel(float* x, int64_t n, int64_t max_floats, Pe
 }  // namespace
 
 void launch_p2p_allreduce(float* x, int64_t n, int64_t max_floats, float* const* recv, int rank,
-                          int size, uint32_t* state, cudaStream_t stream) {
+                          int size, uint32_t* state, int blocks, cudaStream_t stream) {
   Peers peers{};
   for (int r = 0; r < size; ++r) peers.recv[r] = recv[r];
   // Always the same grid: every block's state advances on every call.
   if (n % 4 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0) {
-    launch_kernel(p2p_allreduce_kernel<float4>, kP2pBlocks, kThreads, 0, stream, x, n, max_floats,
+    launch_kernel(p2p_allreduce_kernel<float4>, blocks, kThreads, 0, stream, x, n, max_floats,
                   peers, rank, size, state);
   } else {
-    launch_kernel(p2p_allreduce_kernel<float>, kP2pBlocks, kThreads, 0, stream, x, n, max_floats,
+    launch_kernel(p2p_allreduce_kernel<float>, blocks, kThreads, 0, stream, x, n, max_floats,
                   peers, rank, size, state);
   }
 }

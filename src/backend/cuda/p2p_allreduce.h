@@ -27,19 +27,22 @@ namespace fs::cuda {
 class P2pAllReduce {
  public:
   static constexpr int kMaxRanks = kP2pMaxRanks;
-  static constexpr int kBlocks = kP2pBlocks;  // the grid of every call
+  static constexpr int kMaxBlocks = 1024;
   // all_gather(mine, all): every rank's `mine` bytes into `all` [size][mine.size()] in rank order
   // (the bootstrap: MPI). Collective over the `size` ranks. kUnavailable when a peer's memory
   // cannot be mapped here (another host, no peer access): the caller then uses NCCL, and must agree
   // with every rank on it.
   using AllGather = std::function<Status(std::span<const uint8_t> mine, std::span<uint8_t> all)>;
+  // blocks: the grid of every call (1..kMaxBlocks): a few for the latency of small tensors, more
+  // for the bandwidth of large ones.
   static Result<std::unique_ptr<P2pAllReduce>> create(int rank, int size, int64_t max_floats,
-                                                      const AllGather& all_gather);
+                                                      int blocks, const AllGather& all_gather);
   ~P2pAllReduce();
   P2pAllReduce(const P2pAllReduce&) = delete;
   P2pAllReduce& operator=(const P2pAllReduce&) = delete;
 
   int64_t max_floats() const { return max_floats_; }
+  int blocks() const { return blocks_; }
   // x [n] = the sum of every rank's x, enqueued on `stream` (every rank calls it with the same n,
   // in the same order). n <= max_floats(). Launch errors only.
   Status enqueue(float* x, int64_t n, cudaStream_t stream);
@@ -47,12 +50,12 @@ class P2pAllReduce {
  private:
   P2pAllReduce() = default;
 
-  int rank_ = 0, size_ = 1;
+  int rank_ = 0, size_ = 1, blocks_ = 16;
   int64_t max_floats_ = 0;
   void* local_ = nullptr;                  // this rank's exchange area [3][size][max_floats]
   std::vector<void*> mapped_;              // peers' areas opened here (freed by the destructor)
   float* recv_[kMaxRanks] = {};            // every rank's exchange area
-  uint32_t* state_ = nullptr;              // this rank's [kBlocks][2] phase and last count
+  uint32_t* state_ = nullptr;              // this rank's [blocks_][2] phase and last count
 };
 
 }  // namespace fs::cuda
