@@ -46,19 +46,43 @@ std::vector<uint8_t>& activation_scratch() {
   return scratch;
 }
 
-// Runs the tiles of rows [row_begin, row_end) x all tokens.
+// Runs k.tile on rows [r, r + nr) x tokens [t, t + nt), in pieces of at most the tile's size.
+void run_tile_pieces(const MatmulKernels& k, int64_t cols, const uint8_t* w, int64_t w_stride,
+                     int64_t nr, const uint8_t* x, int64_t x_stride, int64_t nt, float* y,
+                     int64_t ldy) {
+  for (int64_t r = 0; r < nr; r += kMaxTileRows) {
+    const int tr = static_cast<int>(std::min<int64_t>(kMaxTileRows, nr - r));
+    for (int64_t t = 0; t < nt; t += kMaxTileTokens) {
+      const int tt = static_cast<int>(std::min<int64_t>(kMaxTileTokens, nt - t));
+      k.tile(cols, w + r * w_stride, w_stride, tr, x + t * x_stride, x_stride, tt, y + t * ldy + r,
+             ldy);
+    }
+  }
+}
+
+// Runs the tiles of rows [row_begin, row_end) x all tokens: k.wide's full tiles where it has one and
+// the batch is prefill-sized, k.tile for the rest (the same value for every output either way).
 void run_tiles(const MatmulKernels& k, const WeightView& w, const uint8_t* xa, int64_t xa_stride,
                int64_t n_tokens, float* y, int64_t row_begin, int64_t row_end) {
   const int64_t w_stride = dtype_row_bytes(w.dtype, w.cols);
   const auto* wdata = static_cast<const uint8_t*>(w.data);
+  const bool use_wide = k.wide.fn != nullptr && n_tokens >= kWideTileMinTokens;
+  const int64_t tile_rows = use_wide ? k.wide.rows : kMaxTileRows;
+  const int64_t tile_tokens = use_wide ? k.wide.tokens : kMaxTileTokens;
   for (int64_t tb = 0; tb < n_tokens; tb += kTokenBlock) {
     const int64_t te = std::min(n_tokens, tb + kTokenBlock);
-    for (int64_t r = row_begin; r < row_end; r += kMaxTileRows) {
-      const int nr = static_cast<int>(std::min<int64_t>(kMaxTileRows, row_end - r));
-      for (int64_t t = tb; t < te; t += kMaxTileTokens) {
-        const int nt = static_cast<int>(std::min<int64_t>(kMaxTileTokens, te - t));
-        k.tile(w.cols, wdata + r * w_stride, w_stride, nr, xa + t * xa_stride, xa_stride, nt,
-               y + t * w.rows + r, w.rows);
+    for (int64_t r = row_begin; r < row_end; r += tile_rows) {
+      const int64_t nr = std::min(tile_rows, row_end - r);
+      for (int64_t t = tb; t < te; t += tile_tokens) {
+        const int64_t nt = std::min(tile_tokens, te - t);
+        const uint8_t* wr = wdata + r * w_stride;
+        const uint8_t* xt = xa + t * xa_stride;
+        float* yt = y + t * w.rows + r;
+        if (use_wide && nr == tile_rows && nt == tile_tokens) {
+          k.wide.fn(w.cols, wr, w_stride, xt, xa_stride, yt, w.rows);
+        } else {
+          run_tile_pieces(k, w.cols, wr, w_stride, nr, xt, xa_stride, nt, yt, w.rows);
+        }
       }
     }
   }

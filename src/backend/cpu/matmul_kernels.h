@@ -17,6 +17,18 @@ inline constexpr int kMaxTileTokens = 4;
 // (f32 for float weights, else blocks of MatmulKernels::act_type), x_stride bytes between rows.
 using TileFn = void (*)(int64_t cols, const uint8_t* w, int64_t w_stride, int nr, const uint8_t* x,
                         int64_t x_stride, int nt, float* y, int64_t ldy);
+// A fixed-shape tile of WideTile::rows x WideTile::tokens: y[t * ldy + r] as TileFn, same arguments.
+using WideTileFn = void (*)(int64_t cols, const uint8_t* w, int64_t w_stride, const uint8_t* x,
+                            int64_t x_stride, float* y, int64_t ldy);
+// An optional wider register tile for prefill-sized batches (MatmulKernels::wide). Its outputs must
+// be bit-identical to `tile`'s for every (row, token), so which tile an output lands in never
+// changes it (batch invariance, docs/KERNELS.md "Paths").
+struct WideTile {
+  WideTileFn fn = nullptr;  // null: no wide tile
+  int rows = 0;
+  int tokens = 0;
+};
+
 // Quantizes one activation row of `cols` floats into blocks of act_type.
 using QuantizeRowFn = void (*)(const float* x, void* out, int64_t cols);
 
@@ -34,7 +46,12 @@ struct MatmulKernels {
   // overhead (docs/KERNELS.md). Activations are then not quantized. kNever: always tiles.
   int64_t sgemm_min_tokens;
   ToF32Fn to_f32;  // null when the weights are f32 already or sgemm is never used
+  // Used by matmul() for the full wide tiles of batches of >= kWideTileMinTokens tokens; `tile`
+  // covers the rest.
+  WideTile wide = {};
 };
+
+inline constexpr int64_t kWideTileMinTokens = 16;
 
 // Scalar reference kernels (matmul_scalar.cc); every supported dtype.
 const MatmulKernels& scalar_kernels(DType t);

@@ -4,6 +4,7 @@
 // sum_c |W[r, c] * x[t, c]| of each output (see docs/KERNELS.md).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -256,6 +257,63 @@ TEST(Matmul, Avx512TilesAreBitIdenticalToAvx2Tiles) {
             ASSERT_EQ(yv[tt * 4 + r], ya[tt * 4 + r]) << dtype_name(t) << " nr=" << nr << " nt=" << nt;
           }
         }
+      }
+    }
+  }
+}
+
+// The wide prefill tiles (MatmulKernels::wide) give every output exactly what the 4x4 tiles give:
+// the fixed-shape tile itself against k.tile over the same block (extreme weights and an outlier
+// activation included), and matmul() over batches that mix wide tiles with 4x4 tail tiles (token
+// counts and row counts that are not multiples of either shape) against each token alone.
+TEST(Matmul, WideTilesAreBitIdenticalToSmallTiles) {
+  if (!use_avx512_kernels()) GTEST_SKIP() << "no AVX-512 VNNI (or FASTSERVE_CPU_KERNELS=avx2/scalar)";
+  std::mt19937 rng(13);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  ThreadPool pool(2);
+  for (DType t : {DType::kQ8_0, DType::kQ4_0, DType::kQ4_1}) {
+    const MatmulKernels& k = *avx512_kernels(t);
+    ASSERT_NE(k.wide.fn, nullptr) << dtype_name(t);
+    const int wr = k.wide.rows, wt = k.wide.tokens;
+    // The tile on its own; 1600 columns = 50 blocks, more than one pass of scale products.
+    for (int64_t cols : {int64_t{32}, int64_t{576}, int64_t{1600}}) {
+      std::vector<uint8_t> wdata = random_weights(t, wr, cols, rng);
+      const int64_t ws = dtype_row_bytes(t, cols);
+      if (t == DType::kQ8_0) {
+        auto* b = reinterpret_cast<BlockQ8_0*>(wdata.data() + ws);  // row 1, first block
+        for (int j = 0; j < kQK; ++j) b->qs[j] = static_cast<int8_t>(j % 2 ? -128 : 127);
+      }
+      std::vector<float> x(wt * cols);
+      for (auto& v : x) v = normal(rng);
+      x[cols + 5] = 40.0f;
+      const int64_t xs = dtype_row_bytes(k.act_type, cols);
+      std::vector<uint8_t> xq(wt * xs);
+      for (int i = 0; i < wt; ++i) k.quantize_row(&x[i * cols], &xq[i * xs], cols);
+      std::vector<float> yw(wt * wr, NAN), ys(wt * wr, NAN);
+      k.wide.fn(cols, wdata.data(), ws, xq.data(), xs, yw.data(), wr);
+      for (int r = 0; r < wr; r += kMaxTileRows) {
+        for (int tt = 0; tt < wt; tt += kMaxTileTokens) {
+          k.tile(cols, wdata.data() + r * ws, ws, std::min(kMaxTileRows, wr - r), &xq[tt * xs], xs,
+                 std::min(kMaxTileTokens, wt - tt), &ys[tt * wr + r], wr);
+        }
+      }
+      ASSERT_EQ(0, std::memcmp(yw.data(), ys.data(), yw.size() * sizeof(float)))
+          << dtype_name(t) << " cols=" << cols;
+    }
+    // Through matmul(): the wide tile from kWideTileMinTokens tokens on, 4x4 tiles for the rest.
+    const int64_t cols = 256;
+    for (int64_t rows : {int64_t{6}, int64_t{13}, int64_t{30}, int64_t{50}}) {
+      const std::vector<uint8_t> wdata = random_weights(t, rows, cols, rng);
+      const WeightView w{t, rows, cols, wdata.data()};
+      std::vector<float> x(77 * cols);
+      for (auto& v : x) v = normal(rng);
+      std::vector<float> alone(77 * rows);
+      for (int64_t i = 0; i < 77; ++i) matmul(w, &x[i * cols], 1, &alone[i * rows], pool);
+      for (int64_t n = 1; n <= 77; n += n < 29 ? 1 : 48) {
+        std::vector<float> y(n * rows, NAN);
+        matmul(w, x.data(), n, y.data(), pool);
+        ASSERT_EQ(0, std::memcmp(y.data(), alone.data(), y.size() * sizeof(float)))
+            << dtype_name(t) << " rows=" << rows << " n=" << n;
       }
     }
   }
