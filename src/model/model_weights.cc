@@ -4,7 +4,9 @@
 #include <filesystem>
 #include <memory>
 
+#include "core/env.h"
 #include "core/log.h"
+#include "core/progress.h"
 #include "core/timer.h"
 #include "model/model_shapes.h"
 
@@ -351,6 +353,21 @@ Result<LoadedModel> make_dummy_model(const ModelConfig& config, const std::strin
   return m;
 }
 
+namespace {
+
+// Model files at least this large are read into memory at load, with a progress line:
+// FASTSERVE_READ_IN_MIN_MB, default 1 GiB (0: every model).
+uint64_t read_in_min_bytes() {
+  Result<std::optional<int64_t>> mb = int_from_env("FASTSERVE_READ_IN_MIN_MB", 0, int64_t{1} << 30);
+  if (!mb.is_ok()) {
+    log_warn("{}; using 1024", mb.status().message());
+    return Progress::kDefaultMinTotal;
+  }
+  return mb->has_value() ? static_cast<uint64_t>(**mb) << 20 : Progress::kDefaultMinTotal;
+}
+
+}  // namespace
+
 Result<LoadedModel> load_model(const std::string& path) {
   const Stopwatch timer;
   std::error_code ec;
@@ -367,8 +384,13 @@ Result<LoadedModel> load_model(const std::string& path) {
     const Scheme scheme = m.config.arch == ModelArch::kOpt ? Scheme::kHfOpt : Scheme::kHfLlama;
     FS_RETURN_IF_ERROR(
         bind_weights(m.config, scheme, HfSource(*m.hf), &m.weights, &m.weight_bytes));
-    m.hf->advise_willneed();
     file_bytes = m.hf->total_bytes();
+    m.hf->advise_willneed();
+    if (const uint64_t min = read_in_min_bytes(); file_bytes >= min) {
+      Progress progress(fmt::format("reading '{}' into memory", path), file_bytes, min);
+      m.hf->read_in([&](uint64_t done) { progress.update(done); });
+      progress.update(file_bytes);
+    }
   } else {
     if (path.size() > 12 && path.ends_with(".safetensors")) {
       return invalid_argument(
@@ -380,10 +402,15 @@ Result<LoadedModel> load_model(const std::string& path) {
     if (Status s = m.config.validate(); !s.is_ok()) return annotate(s, path);
     FS_RETURN_IF_ERROR(
         bind_weights(m.config, Scheme::kGguf, GgufSource(*m.gguf), &m.weights, &m.weight_bytes));
-    m.gguf->advise_willneed();
     file_bytes = m.gguf->file_bytes();
+    m.gguf->advise_willneed();
+    if (const uint64_t min = read_in_min_bytes(); file_bytes >= min) {
+      Progress progress(fmt::format("reading '{}' into memory", path), file_bytes, min);
+      m.gguf->read_in([&](uint64_t done) { progress.update(done); });
+      progress.update(file_bytes);
+    }
   }
-  log_info("loaded model '{}': {} {}, {} layers, {:.1f} MiB mapped in {:.3f} s", path,
+  log_info("loaded model '{}': {} {}, {} layers, {:.1f} MiB in {:.3f} s", path,
            model_arch_name(m.config.arch), model_format_name(m.format), m.config.num_layers,
            static_cast<double>(file_bytes) / (1 << 20), timer.elapsed_s());
   return m;

@@ -12,6 +12,7 @@
 #include "core/dtype.h"
 #include "core/env.h"
 #include "core/log.h"
+#include "core/progress.h"
 #include "core/timer.h"
 
 namespace fs::cuda {
@@ -200,7 +201,12 @@ Result<std::unique_ptr<CudaModel>> CudaModel::upload(const LoadedModel& model) {
   const ModelConfig& c = m->config_;
   const ModelWeights& w = model.weights;
   const int64_t hidden = c.hidden_size, hd = c.head_dim;
+  int device = 0;
+  cudaGetDevice(&device);
+  // A line per tenth of the bf16 bytes for large models (the layers dominate).
+  Progress progress(fmt::format("uploading the weights to cuda:{}", device), m->weight_bytes_);
   for (int64_t i = 0; i < c.num_layers; ++i) {
+    progress.update(static_cast<uint64_t>(m->weight_bytes_ * i / std::max<int64_t>(1, c.num_layers)));
     const LayerWeights& lw = w.layers[i];
     Layer& l = m->layers_[i];
     FS_RETURN_IF_ERROR(m->upload_matrix(lw.wq, l.w_qkv));
@@ -231,6 +237,7 @@ Result<std::unique_ptr<CudaModel>> CudaModel::upload(const LoadedModel& model) {
   if (m->output_ != m->tok_embd_) FS_RETURN_IF_ERROR(m->upload_matrix(w.output, m->output_));
   FS_ASSIGN_OR_RETURN(m->output_norm_, m->upload_small(&w.output_norm, "output_norm"));
   FS_ASSIGN_OR_RETURN(m->output_norm_b_, m->upload_small(get(w.output_norm_b), "output_norm bias"));
+  progress.update(static_cast<uint64_t>(m->weight_bytes_));
   if (c.position == PositionKind::kRope) {
     std::vector<float> inv;
     if (const WeightTensor* freqs = get(w.rope_freqs)) {

@@ -333,6 +333,13 @@ void GgufFile::advise_willneed() const {
     file_->advise_willneed(data_offset_, map_bytes_ - std::min<uint64_t>(data_offset_, map_bytes_));
 }
 
+void GgufFile::read_in(const std::function<void(uint64_t)>& progress) const {
+  if (file_) {
+    file_->read_in(data_offset_, map_bytes_ - std::min<uint64_t>(data_offset_, map_bytes_),
+                   [&](size_t done) { progress(done); });
+  }
+}
+
 const GgufValue* GgufFile::find(std::string_view key) const {
   auto it = metadata_.find(key);
   return it == metadata_.end() ? nullptr : &it->second;

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -72,6 +73,8 @@ class GgufFile {
   uint64_t data_offset() const { return data_offset_; }  // start of the data section in the file
   // Asks the kernel to read the data section ahead (madvise WILLNEED); a hint, never fails.
   void advise_willneed() const;
+  // MappedFile::read_in of the tensor data; progress(bytes read).
+  void read_in(const std::function<void(uint64_t)>& progress) const;
 
  private:
   GgufFile() = default;

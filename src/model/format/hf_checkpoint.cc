@@ -103,4 +103,12 @@ void HfCheckpoint::advise_willneed() const {
   for (const auto& s : shards_) s->advise_willneed();
 }
 
+void HfCheckpoint::read_in(const std::function<void(uint64_t)>& progress) const {
+  uint64_t before = 0;
+  for (const auto& s : shards_) {
+    s->read_in([&](size_t done) { progress(before + done); });
+    before += s->file_bytes();
+  }
+}
+
 }  // namespace fs

@@ -35,6 +35,8 @@ class HfCheckpoint {
                                        std::string* file_path = nullptr) const;
   size_t num_tensors() const { return index_.size(); }
   void advise_willneed() const;
+  // Every shard's MappedFile::read_in in turn; progress(bytes read over all shards).
+  void read_in(const std::function<void(uint64_t)>& progress) const;
 
  private:
   HfCheckpoint() = default;

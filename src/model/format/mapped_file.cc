@@ -55,4 +55,24 @@ void MappedFile::advise_willneed(size_t offset, size_t len) const {
   ::madvise(const_cast<uint8_t*>(data_) + begin, len + (offset - begin), MADV_WILLNEED);
 }
 
+void MappedFile::read_in(size_t offset, size_t len,
+                         const std::function<void(size_t)>& progress) const {
+  if (data_ == nullptr || offset >= size_) return;
+  len = std::min(len, size_ - offset);
+  constexpr size_t kStep = size_t{64} << 20;
+  const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  advise_willneed(offset, std::min(len, kStep));
+  uint8_t sum = 0;
+  for (size_t done = 0; done < len;) {
+    const size_t n = std::min(kStep, len - done);
+    if (done + n < len) advise_willneed(offset + done + n, std::min(kStep, len - done - n));
+    const volatile uint8_t* p = data_ + offset + done;
+    for (size_t i = 0; i < n; i += page) sum = static_cast<uint8_t>(sum + p[i]);
+    sum = static_cast<uint8_t>(sum + p[n - 1]);
+    done += n;
+    if (progress) progress(done);
+  }
+  static_cast<void>(sum);
+}
+
 }  // namespace fs

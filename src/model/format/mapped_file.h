@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -27,6 +28,10 @@ class MappedFile {
   // readahead so the first forward pass does not fault pages in one by one. A hint only; never
   // fails.
   void advise_willneed(size_t offset, size_t len) const;
+  // Reads [offset, offset + len) clipped to the file into memory now (one byte per page, in 64 MiB
+  // steps, each advised ahead), calling progress(bytes read so far) after each step. For large
+  // models: the weights are resident before the first request instead of faulting in during it.
+  void read_in(size_t offset, size_t len, const std::function<void(size_t)>& progress) const;
 
  private:
   MappedFile() = default;

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -40,6 +41,9 @@ class SafetensorsFile {
   const SafetensorsTensor* find_tensor(std::string_view name) const;          // nullptr when absent
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
   void advise_willneed() const { file_->advise_willneed(0, file_->size()); }
+  void read_in(const std::function<void(size_t)>& progress) const {
+    file_->read_in(0, file_->size(), progress);
+  }
 
  private:
   SafetensorsFile() = default;

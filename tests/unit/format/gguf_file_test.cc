@@ -2,8 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <memory>
 #include <random>
+#include <string>
+#include <vector>
 
+#include "model/format/mapped_file.h"
 #include "test_files.h"
 
 namespace fs {
@@ -308,6 +312,34 @@ TEST_F(GgufFileTest, OpensTheTinyLlamaFixture) {
   EXPECT_EQ((*r)->get_int("llama.block_count").value(), 2);
   EXPECT_EQ((*r)->tensors().size(), 2u + 9u * 2u + 1u);
   EXPECT_EQ((*r)->find_tensor("token_embd.weight")->shape, (std::vector<int64_t>{320, 64}));
+}
+
+}  // namespace
+}  // namespace fs
+
+namespace fs {
+namespace {
+
+// MappedFile::read_in (what load_model does for large models, with a progress line): every byte
+// of the range is reached in order and the progress ends at the range's length, clipped to the
+// file; an empty or out-of-range request reports nothing.
+TEST(MappedFileTest, ReadInReportsProgressToTheEndOfTheRange) {
+  const std::string dir = testing_util::make_temp_dir();
+  const std::string path = dir + "/data.bin";
+  std::string bytes((size_t{64} << 20) + 12345, '\0');
+  for (size_t i = 0; i < bytes.size(); i += 4093) bytes[i] = static_cast<char>(i);
+  testing_util::write_file(path, bytes);
+  Result<std::unique_ptr<MappedFile>> f = MappedFile::open(path);
+  ASSERT_TRUE(f.is_ok()) << f.status().to_string();
+  std::vector<size_t> seen;
+  (*f)->read_in(100, size_t{1} << 40, [&](size_t done) { seen.push_back(done); });
+  ASSERT_EQ(seen.size(), 2u);  // one 64 MiB step and the tail
+  EXPECT_EQ(seen[0], size_t{64} << 20);
+  EXPECT_EQ(seen[1], bytes.size() - 100);
+  seen.clear();
+  (*f)->read_in(bytes.size(), 10, [&](size_t done) { seen.push_back(done); });
+  (*f)->read_in(0, 0, [&](size_t done) { seen.push_back(done); });
+  EXPECT_TRUE(seen.empty());
 }
 
 }  // namespace

@@ -147,6 +147,24 @@ TEST(ModelLoading, TinyLlamaGgufMatchesSafetensorsUpToQkPermutation) {
   }
 }
 
+// Models at least FASTSERVE_READ_IN_MIN_MB are read into memory at load with a progress line
+// (default 1 GiB; 0 here so the tiny fixtures qualify): a GGUF file and a sharded HF folder.
+TEST(ModelLoading, LargeModelsAreReadInWithAProgressLine) {
+  ::setenv("FASTSERVE_READ_IN_MIN_MB", "0", 1);
+  for (const std::string name : {"tiny-llama.gguf", "tiny-llama3-bf16-sharded"}) {
+    ::testing::internal::CaptureStderr();
+    auto r = load_model(kModels + name);
+    const std::string err = ::testing::internal::GetCapturedStderr();
+    ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+    EXPECT_NE(err.find("reading '" + kModels + name + "' into memory: 100% ("), std::string::npos)
+        << err;
+  }
+  ::unsetenv("FASTSERVE_READ_IN_MIN_MB");
+  ::testing::internal::CaptureStderr();
+  ASSERT_TRUE(load_model(kModels + "tiny-llama.gguf").is_ok());
+  EXPECT_EQ(::testing::internal::GetCapturedStderr().find("into memory"), std::string::npos);
+}
+
 TEST(ModelLoading, TinyLlama3Bf16Sharded) {
   auto r = load_model(kModels + "tiny-llama3-bf16-sharded");
   ASSERT_TRUE(r.is_ok()) << r.status().to_string();
