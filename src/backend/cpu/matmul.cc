@@ -291,7 +291,8 @@ void dequantize_rows(const WeightView& w, int64_t row_begin, int64_t num_rows, f
 std::string matmul_kernel_info() {
   if (use_avx512_kernels())
     return "avx2+fma+f16c with avx512 tiles (vnni int8 for Q8_0/Q4_x at every batch, f16 below 256 "
-           "tokens, f32 below 64; OpenBLAS sgemm for larger float/K-quant batches)";
+           "tokens, bf16 below 128, f32 below 64; OpenBLAS sgemm for larger float/K-quant "
+           "batches)";
   if (use_avx2_kernels())
     return "avx2+fma+f16c (int8 tiles for decode, OpenBLAS sgemm for prefill)";
   return "scalar (reference kernels; FASTSERVE_CPU_KERNELS=scalar or no AVX2)";

@@ -1,9 +1,9 @@
-// AVX-512 F16 and F32 tiles (below their sgemm thresholds): 16 columns per step, F16 weights
-// converted in registers (vcvtph2ps zmm), 16-lane accumulators. F16: half the instructions of the
-// AVX2 tile per weight byte. F32: the AVX2 4x4 tile needs 21 ymm registers of 16 and spills its
-// accumulators (and reloads x per FMA); with 32 zmm registers nothing spills. Summation order
-// differs from the AVX2 tile (16 lanes instead of 8), within the float bound of
-// Matmul.EveryTypeEveryShapeMatchesExactDot.
+// AVX-512 F16, BF16 and F32 tiles (below their sgemm thresholds): 16 columns per step, F16/BF16
+// weights converted in registers (F16: vcvtph2ps zmm; BF16: vpmovzxwd + vpslld, exact), 16-lane
+// accumulators. F16/BF16: half the instructions of the AVX2 tile per weight byte. F32: the AVX2 4x4
+// tile needs 21 ymm registers of 16 and spills its accumulators (and reloads x per FMA); with 32
+// zmm registers nothing spills. Summation order differs from the AVX2 tile (16 lanes instead of
+// 8), within the float bound of Matmul.EveryTypeEveryShapeMatchesExactDot.
 // GCC 12's avx512fintrin.h builds _mm512_undefined_* from a self-initialized variable, which
 // -Wuninitialized reports at every 512-bit conversion/reduction (a known false positive).
 #if defined(__GNUC__) && !defined(__clang__)
@@ -13,6 +13,7 @@
 #include <immintrin.h>
 
 #include "backend/cpu/matmul_kernels.h"
+#include "core/dtype.h"
 
 namespace fs::cpu {
 namespace {
@@ -24,30 +25,44 @@ inline void prefetch_ahead(const void* p, int64_t row_stride) {
   _mm_prefetch(reinterpret_cast<const char*>(a), _MM_HINT_T1);
 }
 
-inline __m512 load_f16x16(const uint8_t* row, int64_t c) {
-  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 2 * c)));
+// Weight element type of a float tile: F16 (vcvtph2ps), BF16 (zero-extend and shift left by 16,
+// exact) or F32. Only the load differs; the FMA and summation order are the same for all three.
+enum class FloatWeights { kF32, kF16, kBF16 };
+
+template <FloatWeights kW>
+inline __m512 load16(const uint8_t* row, int64_t c) {
+  if constexpr (kW == FloatWeights::kF32) {
+    return _mm512_loadu_ps(reinterpret_cast<const float*>(row) + c);
+  } else if constexpr (kW == FloatWeights::kF16) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 2 * c)));
+  } else {
+    // Two 8-column halves widened in 256-bit registers, then joined: the same lanes as one
+    // vpmovzxwd zmm from memory, but decode (1 token, weights streamed from DRAM) measured 10-20%
+    // faster this way (docs/KERNELS.md, "BF16 AVX-512 tiles").
+    const auto* h = reinterpret_cast<const __m128i*>(row + 2 * c);
+    const __m256i lo = _mm256_cvtepu16_epi32(_mm_loadu_si128(h));
+    const __m256i hi = _mm256_cvtepu16_epi32(_mm_loadu_si128(h + 1));
+    const __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
+  }
 }
 
-// Weight element type of a tile: F16 (converted in registers) or F32.
-template <bool kF16>
+template <FloatWeights kW>
+inline float load1(const uint8_t* row, int64_t c) {
+  if constexpr (kW == FloatWeights::kF32) {
+    return reinterpret_cast<const float*>(row)[c];
+  } else if constexpr (kW == FloatWeights::kF16) {
+    return _cvtsh_ss(reinterpret_cast<const uint16_t*>(row)[c]);
+  } else {
+    return bf16_to_fp32(reinterpret_cast<const uint16_t*>(row)[c]);
+  }
+}
+
+// A tile of NR weight rows x NT tokens (TileDispatch's K<NR, NT>).
+template <FloatWeights kW, int NR, int NT>
 struct FloatTile {
-  static constexpr int64_t kElemBytes = kF16 ? 2 : 4;
+  static constexpr int64_t kElemBytes = kW == FloatWeights::kF32 ? 4 : 2;
   static constexpr int64_t kLineCols = 64 / kElemBytes;  // columns per 64-byte line of weights
-  static __m512 load16(const uint8_t* row, int64_t c) {
-    if constexpr (kF16) {
-      return load_f16x16(row, c);
-    } else {
-      return _mm512_loadu_ps(reinterpret_cast<const float*>(row) + c);
-    }
-  }
-  static float load1(const uint8_t* row, int64_t c) {
-    if constexpr (kF16) {
-      return _cvtsh_ss(reinterpret_cast<const uint16_t*>(row)[c]);
-    } else {
-      return reinterpret_cast<const float*>(row)[c];
-    }
-  }
-  template <int NR, int NT>
   static void run(int64_t cols, const uint8_t* w, int64_t w_stride, const uint8_t* x,
                   int64_t x_stride, float* y, int64_t ldy) {
     __m512 acc[NR][NT];
@@ -59,7 +74,7 @@ struct FloatTile {
         xv[t] = _mm512_loadu_ps(reinterpret_cast<const float*>(x + t * x_stride) + c);
       }
       for (int r = 0; r < NR; ++r) {
-        const __m512 wv = load16(w + r * w_stride, c);
+        const __m512 wv = load16<kW>(w + r * w_stride, c);
         for (int t = 0; t < NT; ++t) acc[r][t] = _mm512_fmadd_ps(wv, xv[t], acc[r][t]);
       }
     };
@@ -76,7 +91,7 @@ struct FloatTile {
       const float* xt = reinterpret_cast<const float*>(x + t * x_stride);
       for (int r = 0; r < NR; ++r) {
         float sum = _mm512_reduce_add_ps(acc[r][t]);
-        for (int64_t c = c16; c < cols; ++c) sum += load1(w + r * w_stride, c) * xt[c];
+        for (int64_t c = c16; c < cols; ++c) sum += load1<kW>(w + r * w_stride, c) * xt[c];
         y[t * ldy + r] = sum;
       }
     }
@@ -84,22 +99,16 @@ struct FloatTile {
 };
 
 template <int NR, int NT>
-struct TileF16x16 {
-  static void run(int64_t cols, const uint8_t* w, int64_t ws, const uint8_t* x, int64_t xs,
-                  float* y, int64_t ldy) {
-    FloatTile<true>::run<NR, NT>(cols, w, ws, x, xs, y, ldy);
-  }
-};
+using TileF16x16 = FloatTile<FloatWeights::kF16, NR, NT>;
 template <int NR, int NT>
-struct TileF32x16 {
-  static void run(int64_t cols, const uint8_t* w, int64_t ws, const uint8_t* x, int64_t xs,
-                  float* y, int64_t ldy) {
-    FloatTile<false>::run<NR, NT>(cols, w, ws, x, xs, y, ldy);
-  }
-};
+using TileBF16x16 = FloatTile<FloatWeights::kBF16, NR, NT>;
+template <int NR, int NT>
+using TileF32x16 = FloatTile<FloatWeights::kF32, NR, NT>;
 
 // F32 tiles up to this many tokens (docs/KERNELS.md, "F32 decode batches").
 constexpr int64_t kF32SgemmMinTokens = 64;
+// BF16 tiles below this many tokens, sgemm from it (docs/KERNELS.md, "BF16 AVX-512 tiles").
+constexpr int64_t kBF16SgemmMinTokens = 128;
 
 }  // namespace
 
@@ -118,7 +127,14 @@ const MatmulKernels* avx512_float_kernels(DType t) {
     k.sgemm_min_tokens = kF32SgemmMinTokens;
     return k;
   }();
+  static const MatmulKernels bf16 = [] {
+    MatmulKernels k = avx2_kernels(DType::kBF16);
+    k.tile = TileDispatch<TileBF16x16>::tile;
+    k.sgemm_min_tokens = kBF16SgemmMinTokens;
+    return k;
+  }();
   if (t == DType::kF16) return &f16;
+  if (t == DType::kBF16) return &bf16;
   if (t == DType::kF32) return &f32;
   return nullptr;
 }

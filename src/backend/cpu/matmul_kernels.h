@@ -61,7 +61,8 @@ const MatmulKernels& avx2_kernels(DType t);
 // AVX-512 VNNI tiles (matmul_q_avx512.cc) for Q8_0, Q4_0 and Q4_1 (bit-identical to the AVX2
 // tiles, fewer instructions); null for other types. Call only when use_avx512_kernels() is true.
 const MatmulKernels* avx512_kernels(DType t);
-// The F16 and F32 part of it (matmul_float_avx512.cc): 16-lane tiles below their sgemm thresholds.
+// The F16, BF16 and F32 part of it (matmul_float_avx512.cc): 16-lane tiles below their sgemm
+// thresholds.
 const MatmulKernels* avx512_float_kernels(DType t);
 
 // Pieces of the AVX2 table defined in matmul_float_avx2.cc and matmul_kquant_avx2.cc.

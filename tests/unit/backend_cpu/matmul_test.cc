@@ -164,7 +164,7 @@ std::vector<Case> cases_for(DType t) {
   }
   out.push_back({t, 37, cols.back(), 64});
   out.push_back({t, 9, cols.front(), 257});
-  if (t == DType::kF16 || t == DType::kF32) out.push_back({t, 130, 100, 33});  // cols % 8 != 0
+  if (is_float(t)) out.push_back({t, 130, 100, 33});  // cols % 8 != 0
   return out;
 }
 
@@ -257,6 +257,78 @@ TEST(Matmul, Avx512TilesAreBitIdenticalToAvx2Tiles) {
             ASSERT_EQ(yv[tt * 4 + r], ya[tt * 4 + r]) << dtype_name(t) << " nr=" << nr << " nt=" << nt;
           }
         }
+      }
+    }
+  }
+}
+
+// The AVX-512 BF16 tiles against the scalar BF16 tiles (same f32 activations), every tile shape,
+// column counts with 16- and 1-column tails; then through matmul() below the sgemm threshold,
+// against the exact dot and each token alone: a token's row must not depend on its batch.
+double bf16_l1(const uint8_t* w_row, const float* x, int64_t cols) {
+  double l1 = 0.0;
+  for (int64_t c = 0; c < cols; ++c) {
+    uint16_t h;
+    std::memcpy(&h, w_row + 2 * c, 2);
+    l1 += std::fabs(double{bf16_to_fp32(h)} * x[c]);
+  }
+  return l1;
+}
+
+TEST(Matmul, Avx512Bf16TilesMatchScalarAndAreBatchInvariant) {
+  if (!use_avx512_kernels()) GTEST_SKIP() << "no AVX-512 (or FASTSERVE_CPU_KERNELS=avx2/scalar)";
+  std::mt19937 rng(17);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  const MatmulKernels* k = avx512_kernels(DType::kBF16);
+  ASSERT_NE(k, nullptr);
+  const MatmulKernels& ref = scalar_kernels(DType::kBF16);
+  ASSERT_EQ(k->act_type, DType::kF32);
+  EXPECT_NE(k->tile, avx2_kernels(DType::kBF16).tile);
+  for (int64_t cols : {int64_t{16}, int64_t{32}, int64_t{48}, int64_t{100}, int64_t{576}}) {
+    const std::vector<uint8_t> wdata = random_weights(DType::kBF16, kMaxTileRows, cols, rng);
+    const int64_t ws = dtype_row_bytes(DType::kBF16, cols);
+    std::vector<float> x(kMaxTileTokens * cols);
+    for (auto& v : x) v = normal(rng);
+    const int64_t xs = cols * 4;
+    const auto* xb = reinterpret_cast<const uint8_t*>(x.data());
+    for (int nr = 1; nr <= kMaxTileRows; ++nr) {
+      for (int nt = 1; nt <= kMaxTileTokens; ++nt) {
+        float yf[16], yr[16];
+        k->tile(cols, wdata.data(), ws, nr, xb, xs, nt, yf, 4);
+        ref.tile(cols, wdata.data(), ws, nr, xb, xs, nt, yr, 4);
+        for (int tt = 0; tt < nt; ++tt) {
+          for (int r = 0; r < nr; ++r) {
+            const double l1 = bf16_l1(wdata.data() + r * ws, &x[tt * cols], cols);
+            ASSERT_LE(std::fabs(yf[tt * 4 + r] - yr[tt * 4 + r]), 1e-5 * l1)
+                << "cols=" << cols << " nr=" << nr << " nt=" << nt;
+          }
+        }
+      }
+    }
+  }
+  ThreadPool pool(2);
+  for (int64_t cols : {int64_t{64}, int64_t{100}, int64_t{576}}) {
+    for (int64_t rows : {int64_t{1}, int64_t{7}, int64_t{66}}) {
+      const std::vector<uint8_t> wdata = random_weights(DType::kBF16, rows, cols, rng);
+      const WeightView w{DType::kBF16, rows, cols, wdata.data()};
+      constexpr int64_t kTokens = 70;
+      ASSERT_FALSE(matmul_uses_sgemm(DType::kBF16, kTokens));
+      std::vector<float> x(kTokens * cols);
+      for (auto& v : x) v = normal(rng);
+      std::vector<float> alone(kTokens * rows), y_ref(kTokens * rows);
+      for (int64_t i = 0; i < kTokens; ++i) matmul(w, &x[i * cols], 1, &alone[i * rows], pool);
+      matmul_reference(w, x.data(), kTokens, y_ref.data());
+      const int64_t ws = dtype_row_bytes(DType::kBF16, cols);
+      for (int64_t i = 0; i < kTokens * rows; ++i) {
+        const double l1 = bf16_l1(wdata.data() + i % rows * ws, &x[i / rows * cols], cols);
+        ASSERT_LE(std::fabs(alone[i] - y_ref[i]), 1e-5 * l1)
+            << "cols=" << cols << " rows=" << rows << " i=" << i;
+      }
+      for (int64_t n : {int64_t{2}, int64_t{3}, int64_t{5}, int64_t{17}, kTokens}) {
+        std::vector<float> y(n * rows, NAN);
+        matmul(w, x.data(), n, y.data(), pool);
+        ASSERT_EQ(0, std::memcmp(y.data(), alone.data(), y.size() * sizeof(float)))
+            << "cols=" << cols << " rows=" << rows << " n=" << n;
       }
     }
   }
