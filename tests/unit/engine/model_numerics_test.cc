@@ -274,10 +274,10 @@ TEST_P(QuantizedModelTest, AgreesWithLlamaCppAndTransformersOnTheSameFile) {
       const int32_t top1 = static_cast<int32_t>(argmax(std::span(all).subspan(t * vocab, vocab)));
       same_l += top1 == top1_l[t];
       same_h += top1 == top1_h[t];
-      if (margin_l[t] >= kTie) {
+      if (margin_l[t] >= kTie) {  // as the comment above says: near-ties may flip either way
         EXPECT_EQ(top1, top1_l[t]) << ref.name << " case " << i << " position " << t;
+        EXPECT_EQ(top1, top1_h[t]) << ref.name << " case " << i << " position " << t;
       }
-      EXPECT_EQ(top1, top1_h[t]) << ref.name << " case " << i << " position " << t;
     }
 
     const std::span<const float> last = std::span(all).subspan((ids.size() - 1) * vocab, vocab);
