@@ -1,5 +1,5 @@
 // AVX-512 F16, BF16 and F32 tiles (below their sgemm thresholds): 16 columns per step, F16/BF16
-// weights converted in registers (F16: vcvtph2ps zmm; BF16: vpmovzxwd + vpslld, exact), 16-lane
+// weights converted in registers (F16: 2x vcvtph2ps ymm; BF16: vpmovzxwd + vpslld, exact), 16-lane
 // accumulators. F16/BF16: half the instructions of the AVX2 tile per weight byte. F32: the AVX2 4x4
 // tile needs 21 ymm registers of 16 and spills its accumulators (and reloads x per FMA); with 32
 // zmm registers nothing spills. Summation order differs from the AVX2 tile (16 lanes instead of
@@ -34,7 +34,13 @@ inline __m512 load16(const uint8_t* row, int64_t c) {
   if constexpr (kW == FloatWeights::kF32) {
     return _mm512_loadu_ps(reinterpret_cast<const float*>(row) + c);
   } else if constexpr (kW == FloatWeights::kF16) {
-    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 2 * c)));
+    // Two 8-column halves converted in 256-bit registers, then joined, as the BF16 load below
+    // (the same lanes, exact; docs/KERNELS.md, "F16 split load").
+    const auto* h = reinterpret_cast<const __m128i*>(row + 2 * c);
+    const __m256 lo = _mm256_cvtph_ps(_mm_loadu_si128(h));
+    const __m256 hi = _mm256_cvtph_ps(_mm_loadu_si128(h + 1));
+    return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(lo)),
+                                               _mm256_castps_pd(hi), 1));
   } else {
     // Two 8-column halves widened in 256-bit registers, then joined: the same lanes as one
     // vpmovzxwd zmm from memory, but decode (1 token, weights streamed from DRAM) measured 10-20%
