@@ -2,6 +2,8 @@
 
 #include <cstdlib>
 
+#include "core/log.h"
+
 namespace fs {
 
 Result<std::optional<int64_t>> int_from_env(const char* name, int64_t lo, int64_t hi) {
@@ -13,6 +15,15 @@ Result<std::optional<int64_t>> int_from_env(const char* name, int64_t lo, int64_
     return invalid_argument("{}='{}': expected {}..{}", name, env, lo, hi);
   }
   return std::optional<int64_t>(v);
+}
+
+int64_t int_from_env_or(const char* name, int64_t lo, int64_t hi, int64_t fallback) {
+  Result<std::optional<int64_t>> v = int_from_env(name, lo, hi);
+  if (!v.is_ok()) {
+    log_warn("{}; using {}", v.status().message(), fallback);
+    return fallback;
+  }
+  return v->value_or(fallback);
 }
 
 }  // namespace fs

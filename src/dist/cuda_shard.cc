@@ -42,16 +42,6 @@ Status select_rank_gpu(int world_rank) {
 
 namespace {
 
-// An integer setting (int_from_env); a bad value is logged and the default used.
-int64_t setting(const char* name, int64_t lo, int64_t hi, int64_t fallback) {
-  Result<std::optional<int64_t>> v = int_from_env(name, lo, hi);
-  if (!v.is_ok()) {
-    log_warn("{}; using {}", v.status().message(), fallback);
-    return fallback;
-  }
-  return v->value_or(fallback);
-}
-
 // A TP all-reduce over peer memory of up to max_kb KB on a grid of `blocks`, where every rank of
 // the group can map every other's (one host). Collective over tp_group; null where it cannot be
 // made (every rank then agrees on NCCL) or max_kb is 0.
@@ -94,15 +84,15 @@ std::function<Status(float*, int64_t)> make_tp_all_reduce(Communicator& tp_group
   std::shared_ptr<cuda::P2pAllReduce> small, large;
   if (mode == nullptr || std::string(mode) != "nccl") {
     small = make_p2p_allreduce(
-        tp_group, setting("FASTSERVE_P2P_ALLREDUCE_MAX_KB", 0, 1 << 20, 64), 16);
-    const int64_t large_kb = setting("FASTSERVE_P2P_ALLREDUCE_LARGE_MAX_KB", 0, 1 << 20, 4096);
+        tp_group, int_from_env_or("FASTSERVE_P2P_ALLREDUCE_MAX_KB", 0, 1 << 20, 64), 16);
+    const int64_t large_kb = int_from_env_or("FASTSERVE_P2P_ALLREDUCE_LARGE_MAX_KB", 0, 1 << 20, 4096);
     if (small && large_kb * 256 > small->max_floats()) {
       int device = 0, sms = 132;
       cudaGetDevice(&device);
       cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
       large = make_p2p_allreduce(
           tp_group, large_kb,
-          static_cast<int>(setting("FASTSERVE_P2P_ALLREDUCE_LARGE_BLOCKS", 1,
+          static_cast<int>(int_from_env_or("FASTSERVE_P2P_ALLREDUCE_LARGE_BLOCKS", 1,
                                    cuda::P2pAllReduce::kMaxBlocks, sms)));
     }
   }

@@ -353,23 +353,14 @@ Result<LoadedModel> make_dummy_model(const ModelConfig& config, const std::strin
   return m;
 }
 
-namespace {
-
-// Model files at least this large are read into memory at load, with a progress line:
-// FASTSERVE_READ_IN_MIN_MB, default 1 GiB (0: every model).
-uint64_t read_in_min_bytes() {
-  Result<std::optional<int64_t>> mb = int_from_env("FASTSERVE_READ_IN_MIN_MB", 0, int64_t{1} << 30);
-  if (!mb.is_ok()) {
-    log_warn("{}; using 1024", mb.status().message());
-    return Progress::kDefaultMinTotal;
-  }
-  return mb->has_value() ? static_cast<uint64_t>(**mb) << 20 : Progress::kDefaultMinTotal;
-}
-
-}  // namespace
-
 Result<LoadedModel> load_model(const std::string& path) {
   const Stopwatch timer;
+  // Model files at least this large are read into memory now, with a progress line
+  // (FASTSERVE_READ_IN_MIN_MB, default 1 GiB; 0: every model).
+  const uint64_t read_in_min =
+      static_cast<uint64_t>(int_from_env_or("FASTSERVE_READ_IN_MIN_MB", 0, int64_t{1} << 30,
+                                            Progress::kDefaultMinTotal >> 20))
+      << 20;
   std::error_code ec;
   if (!std::filesystem::exists(path, ec))
     return not_found("model '{}': no such file or folder", path);
@@ -386,8 +377,9 @@ Result<LoadedModel> load_model(const std::string& path) {
         bind_weights(m.config, scheme, HfSource(*m.hf), &m.weights, &m.weight_bytes));
     file_bytes = m.hf->total_bytes();
     m.hf->advise_willneed();
-    if (const uint64_t min = read_in_min_bytes(); file_bytes >= min) {
-      Progress progress(fmt::format("reading '{}' into memory", path), file_bytes, min);
+    if (file_bytes >= read_in_min) {
+      Progress progress(fmt::format("reading '{}' into memory", path), file_bytes,
+                        read_in_min);
       m.hf->read_in([&](uint64_t done) { progress.update(done); });
       progress.update(file_bytes);
     }
@@ -404,8 +396,9 @@ Result<LoadedModel> load_model(const std::string& path) {
         bind_weights(m.config, Scheme::kGguf, GgufSource(*m.gguf), &m.weights, &m.weight_bytes));
     file_bytes = m.gguf->file_bytes();
     m.gguf->advise_willneed();
-    if (const uint64_t min = read_in_min_bytes(); file_bytes >= min) {
-      Progress progress(fmt::format("reading '{}' into memory", path), file_bytes, min);
+    if (file_bytes >= read_in_min) {
+      Progress progress(fmt::format("reading '{}' into memory", path), file_bytes,
+                        read_in_min);
       m.gguf->read_in([&](uint64_t done) { progress.update(done); });
       progress.update(file_bytes);
     }
