@@ -116,6 +116,8 @@ def token_checks(fastserve, work, log, results):
                 row["one_gpu"] = one["token_ids"]
                 for label, layout in (("tp2", ("--tp", 2)), ("pp2", ("--pp", 2))):
                     r = launch(fastserve, layout, args, log)
+                    if label == "tp2":
+                        r_tp2 = r
                     same = r["token_ids"] == one["token_ids"]
                     diff = max((abs(a - b) for a, b in zip(r["logprobs"], one["logprobs"])),
                                default=0.0)
@@ -123,6 +125,15 @@ def token_checks(fastserve, work, log, results):
                                   "token_ids": r["token_ids"]}
                     ok &= same
                 if name.startswith("mid"):
+                    # The all-reduce kernels (FASTSERVE_TP_FUSED_ALLREDUCE=0) against the
+                    # default (decode GEMVs send their outputs, the kernel sums): the same sums, so the
+                    # same logprobs bit for bit.
+                    other = launch(fastserve, ("--tp", 2), args, log,
+                                   extra_env={"FASTSERVE_TP_FUSED_ALLREDUCE": "0"})
+                    same = (other["token_ids"] == row["tp2"]["token_ids"] and
+                            other["logprobs"] == r_tp2["logprobs"])
+                    row["tp2_all_reduce_kernels_identical"] = same
+                    ok &= same
                     # Sampled on the host from whole logits rows: the vocab-parallel head's
                     # gathered rows against the whole head's, same seed.
                     sargs = args + ["--temperature", "0.8", "--seed", "7"]
@@ -145,13 +156,16 @@ def token_checks(fastserve, work, log, results):
     return ok
 
 
-def latency(fastserve, log, results, repeats, tokenizer):
+def latency(fastserve, log, results, repeats, tokenizer, all_layouts=False):
     prompt = ",".join(str(100 + i) for i in range(128))
     args = ["--load-format", "dummy", "--model", "llama-3-8b", "--tokenizer", tokenizer,
             "--prompt-ids", prompt, "--max-tokens", "384", "--ignore-eos"]
     layouts = [("one GPU", None, None), ("TP=2", ("--tp", 2), None),
-               ("TP=2, whole LM head", ("--tp", 2), {"FASTSERVE_TP_LM_HEAD": "whole"}),
-               ("TP=2, NCCL all-reduce only", ("--tp", 2), {"FASTSERVE_TP_ALLREDUCE": "nccl"})]
+               ("TP=2, all-reduce kernels (not in the GEMVs)", ("--tp", 2),
+                {"FASTSERVE_TP_FUSED_ALLREDUCE": "0"})]
+    if all_layouts:
+        layouts += [("TP=2, whole LM head", ("--tp", 2), {"FASTSERVE_TP_LM_HEAD": "whole"}),
+                    ("TP=2, NCCL all-reduce only", ("--tp", 2), {"FASTSERVE_TP_ALLREDUCE": "nccl"})]
     runs = {label: [] for label, _, _ in layouts}
     for rep in range(repeats):
         for label, layout, extra_env in layouts:
@@ -199,6 +213,13 @@ def write_md(results, out):
             c = r["tp2_sampled_split_vs_whole_head"]
             lines.append(f"- {r['model']}, prompt {r['prompt_len']}: tokens equal "
                          f"{c['tokens_equal']}, max logprob diff {c['max_logprob_diff']:.2e}")
+    forms = [r for r in results["tokens"] if "tp2_all_reduce_kernels_identical" in r]
+    if forms:
+        lines += ["", "TP=2: the all-reduce kernels (FASTSERVE_TP_FUSED_ALLREDUCE=0) against the "
+                  "default (the decode GEMVs send their outputs), tokens and logprobs "
+                  "identical:"]
+        lines += [f"- {r['model']}, prompt {r['prompt_len']}: "
+                  f"{r['tp2_all_reduce_kernels_identical']}" for r in forms]
     runs = results.get("latency_ms_per_token")
     if runs:
         lines += ["", "## Batch-1 decode, Llama-3-8B shape (dummy bf16 weights), 128-token prompt, "
@@ -239,6 +260,8 @@ def main():
     ap.add_argument("--skip-tokens", action="store_true")
     ap.add_argument("--skip-latency", action="store_true")
     ap.add_argument("--skip-throughput", action="store_true")
+    ap.add_argument("--latency-all", action="store_true",
+                    help="also TP=2 with the whole LM head and with NCCL only")
     ap.add_argument("--max-num-seqs", type=int, default=128)
     ap.add_argument("--max-output-len", type=int, default=256)
     ap.add_argument("--num-prompts", type=int, default=1000)
@@ -258,7 +281,7 @@ def main():
             ok = token_checks(a.fastserve, work, log, results)
             save()
         if not a.skip_latency:
-            latency(a.fastserve, log, results, a.repeats, a.tokenizer)
+            latency(a.fastserve, log, results, a.repeats, a.tokenizer, a.latency_all)
             save()
         if not a.skip_throughput:
             throughput(a.fastserve, log, results, a.tokenizer, a.max_num_seqs, a.max_output_len,

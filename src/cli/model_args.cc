@@ -191,8 +191,8 @@ void add_model_args(CLI::App& app, ModelArgs& args, bool with_device) {
     app.add_option("--pp", args.pp, "pipeline-parallel stages (run under mpirun -np tp*pp)")
         ->check(CLI::PositiveNumber);
     app.add_option("--pp-micro-batches", args.pp_micro_batches,
-                   "with --pp: batches in flight at once, 1..pp (default pp: every stage busy; 1: "
-                   "one batch at a time)")
+                   "with --pp: batches in flight at once, 1..2 pp (default pp: every stage busy; "
+                   "1: one batch at a time)")
         ->check(CLI::NonNegativeNumber);
     app.add_option("--pp-layer-split", args.pp_layer_split,
                    "with --pp: balanced (default: the last stage gets fewer layers, as many as its "

@@ -76,10 +76,14 @@ std::unique_ptr<cuda::P2pAllReduce> make_p2p_allreduce(Communicator& tp_group, i
 // FASTSERVE_P2P_ALLREDUCE_LARGE_BLOCKS sets the grid), NCCL above, and NCCL only with
 // FASTSERVE_TP_ALLREDUCE=nccl. On 2x H200 (bench/cuda/nccl_allreduce_bench.cc, 64 in a CUDA graph,
 // 2026-11-29 23:04 UTC, us): 16 KB 2.5 (16 blocks) / 2.6 (132) / NCCL 6.7; 64 KB 2.7 / 2.8 / 7.1;
-// 256 KB 4.6 / 3.5 / 8.4; 1 MB 15.0 / 6.6 / 12.9; 4 MB 62.1 / 16.8 / 32.6.
+// 256 KB 4.6 / 3.5 / 8.4; 1 MB 15.0 / 6.6 / 12.9; 4 MB 62.1 / 16.8 / 32.6. hooks->exchange gets
+// the small one's buffers, for the decode GEMVs that send their outputs to the peers as they make
+// them (CudaModel::DistHooks; FASTSERVE_TP_FUSED_ALLREDUCE=0: they do not; the all-reduce kernel
+// sends).
 std::function<Status(float*, int64_t)> make_tp_all_reduce(Communicator& tp_group,
                                                           NcclCommunicator* nccl,
-                                                          cudaStream_t stream) {
+                                                          cudaStream_t stream,
+                                                          cuda::CudaModel::DistHooks* hooks) {
   const char* mode = std::getenv("FASTSERVE_TP_ALLREDUCE");
   std::shared_ptr<cuda::P2pAllReduce> small, large;
   if (mode == nullptr || std::string(mode) != "nccl") {
@@ -96,8 +100,15 @@ std::function<Status(float*, int64_t)> make_tp_all_reduce(Communicator& tp_group
                                    cuda::P2pAllReduce::kMaxBlocks, sms)));
     }
   }
-  log_info("tensor-parallel all-reduce: peer memory up to {} KB ({} blocks){}, NCCL above",
+  const bool gemv_send =
+      small && int_from_env_or("FASTSERVE_TP_FUSED_ALLREDUCE", 0, 1, 1) == 1;
+  if (gemv_send) {
+    hooks->exchange = small->exchange();
+    hooks->exchange_blocks = small->blocks();
+  }
+  log_info("tensor-parallel all-reduce: peer memory up to {} KB ({} blocks{}){}, NCCL above",
            small ? small->max_floats() / 256 : 0, small ? small->blocks() : 0,
+           gemv_send ? "; decode GEMVs send their outputs" : "",
            large ? fmt::format(", up to {} KB ({} blocks)", large->max_floats() / 256,
                                large->blocks())
                  : std::string());
@@ -155,7 +166,7 @@ Result<CudaShard> make_cuda_shard(const LoadedModel* shard, const ModelConfig& w
   cuda::CudaModel::DistHooks hooks;
   hooks.residual_owner = layout.tp_rank() == 0;
   if (tp_nccl != nullptr) {
-    hooks.all_reduce = make_tp_all_reduce(tp_group, tp_nccl, stream);
+    hooks.all_reduce = make_tp_all_reduce(tp_group, tp_nccl, stream, &hooks);
   }
   if (pp_nccl != nullptr && !layout.first_stage()) {
     const int src = layout.stage() - 1;  // pp_group is ranked by stage

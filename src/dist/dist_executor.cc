@@ -534,10 +534,12 @@ Result<int> check_world(std::shared_ptr<Communicator>& world, int tp, int pp, in
         "--tp {} x --pp {} = {} ranks, but MPI started {} (run under mpirun -np {})", tp, pp,
         tp * pp, world->size(), tp * pp);
   }
+  // More batches than stages leave slack for rank 0's sampling and scheduling between a batch's
+  // logits and its next submission; each in-flight batch holds its jobs out of the others.
   if (micro_batches == 0) micro_batches = pp;
-  if (micro_batches < 1 || micro_batches > pp) {
-    return invalid_argument("--pp-micro-batches {}: must be between 1 and --pp ({})", micro_batches,
-                            pp);
+  if (micro_batches < 1 || micro_batches > 2 * pp) {
+    return invalid_argument("--pp-micro-batches {}: must be between 1 and 2 x --pp ({})",
+                            micro_batches, 2 * pp);
   }
   return micro_batches;
 }

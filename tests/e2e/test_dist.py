@@ -292,12 +292,13 @@ def metric(server, name):
     raise AssertionError(f"no metric {name} in /metrics:\n{text}")
 
 
-@pytest.mark.parametrize("micro_batches", [2, 1])
+@pytest.mark.parametrize("micro_batches", [2, 1, 3])
 def test_pp_keeps_several_batches_in_flight(fastserve_bin, default_model, tmp_path,
                                             micro_batches):
     """PP=2 with several concurrent requests: rank 0 runs stage 0 of batch k + 1 while rank 1 runs
     batch k, so both stages are busy at once (the engine had 2 batches in flight), and the texts
-    still equal one rank's. --pp-micro-batches 1 turns pipelining off: one batch at a time."""
+    still equal one rank's. --pp-micro-batches 1 turns pipelining off: one batch at a time; 3
+    keeps a batch more in flight than there are stages."""
     import concurrent.futures
     margs = ["--model", default_model]
     prompts = [f"Story number {i}: once upon a time there was a" for i in range(6)]
@@ -378,11 +379,11 @@ def test_without_mpirun_the_ranks_are_spawned(fastserve_bin, default_model):
 
 def test_too_many_micro_batches_is_a_clear_error(fastserve_bin, random_config):
     cmd = mpirun(2) + [fastserve_bin, "generate", "--model", random_config, "--load-format",
-                       "dummy", "--prompt", "hi", "--pp", "2", "--pp-micro-batches", "3",
+                       "dummy", "--prompt", "hi", "--pp", "2", "--pp-micro-batches", "5",
                        "--threads", "1"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=mpi_env())
     assert proc.returncode != 0
-    assert "--pp-micro-batches 3: must be between 1 and --pp (2)" in proc.stderr
+    assert "--pp-micro-batches 5: must be between 1 and 2 x --pp (4)" in proc.stderr
 
 
 def test_wrong_world_size_is_a_clear_error(fastserve_bin, random_config):

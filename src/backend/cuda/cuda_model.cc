@@ -620,6 +620,28 @@ Status CudaModel::run_layers(const KvPoolView& kv) {
     mark("all-reduce");
     return Status::ok();
   };
+  // Decode batches under TP with peer memory (DistHooks::exchange): a row-parallel projection
+  // without a bias runs as a GEMV that sends its outputs to the peers as it makes them; the
+  // all-reduce kernel after it only waits and sums.
+  const bool gemv_send = tp && dist_.exchange.size > 0 && T <= gemv_max_tokens_ &&
+                         T * hidden <= dist_.exchange.max_floats;
+  P2pExchange sent = dist_.exchange;
+  sent.sent = true;
+  // x = W a (+ x on the residual owner), then under TP the bias and the all-reduce (one rank
+  // leaves the bias to the next norm).
+  const auto row_parallel = [&](const bf16* w, int64_t in, const bf16* a, const float* bias,
+                                const char* what) -> Status {
+    if (gemv_send && !bias && gemv_supported(T, in)) {
+      launch_gemv(w, hidden, in, a, T, x, true, residual, stream_, dist_.exchange);
+      mark(what);
+      launch_p2p_allreduce(x, T * hidden, sent, dist_.exchange_blocks, stream_);
+      mark("all-reduce");
+      return Status::ok();
+    }
+    FS_RETURN_IF_ERROR(gemm(w, hidden, in, a, T, x, CUDA_R_32F, residual));
+    mark(what);
+    return tp ? reduce(bias) : Status::ok();
+  };
 
   mark(nullptr);
   if (dist_.recv_hidden) {  // a later pipeline stage: x from the previous one
@@ -666,16 +688,13 @@ Status CudaModel::run_layers(const KvPoolView& kv) {
                             tables, static_cast<int32_t>(num_decode_), max_splits_, split_len_,
                             heads, scale, partials_.as<float>(), attn_.as<bf16>(), stream_);
     mark("attention decode");
-    FS_RETURN_IF_ERROR(gemm(l.wo, hidden, qd, attn_.as<bf16>(), T, x, CUDA_R_32F, residual));
-    mark("gemm o");
-    if (tp) FS_RETURN_IF_ERROR(reduce(l.bo));
-    const float* bo = tp ? nullptr : l.bo;  // TP added it before the sum
-
     // MLP block: h = norm(x + bo); x += W_down act(W_gate h, W_up h).
     // Decode batches: the norm runs inside the gate/up GEMV, and silu(gate) * up in its epilogue
     // (kFuseGemvSiluOut) or in the down GEMV's prologue (kFuseGemvSiluMul) (kernels.h).
+    const float* bo = tp ? nullptr : l.bo;  // TP adds it before the sum
     const bool fuse_ffn_norm =
         fuse_rms && !bo && !l.ffn_norm_b && c.activation == Activation::kSiluGated;
+    FS_RETURN_IF_ERROR(row_parallel(l.wo, qd, attn_.as<bf16>(), l.bo, "gemm o"));
     const bool layer_act_out = fuse_ffn_norm && fuse_act_out;
     if (layer_act_out) {
       launch_gemv_rmsnorm_silu(l.w_up, ffn, hidden, x, l.ffn_norm, eps, T, act_.as<bf16>(),
@@ -712,16 +731,11 @@ Status CudaModel::run_layers(const KvPoolView& kv) {
     if (fuse_act && !layer_act_out) {
       launch_gemv_silu_mul(l.w_down, hidden, ffn, up_.as<bf16>(), T, x, true, residual, stream_);
       mark("activation + gemm down");
+      if (tp) FS_RETURN_IF_ERROR(reduce(l.b_down));
     } else {
-      FS_RETURN_IF_ERROR(
-          gemm(l.w_down, hidden, ffn, act_.as<bf16>(), T, x, CUDA_R_32F, residual));
-      mark("gemm down");
+      FS_RETURN_IF_ERROR(row_parallel(l.w_down, ffn, act_.as<bf16>(), l.b_down, "gemm down"));
     }
-    if (tp) {
-      FS_RETURN_IF_ERROR(reduce(l.b_down));
-    } else {
-      pending_bias = l.b_down;
-    }
+    pending_bias = tp ? nullptr : l.b_down;
   }
   if (dist_.send_hidden) {  // an earlier pipeline stage: x goes on to the next, no logits here
     if (pending_bias) launch_add_bias(x, pending_bias, T, hidden, stream_);

@@ -166,6 +166,12 @@ class CudaModel {
     std::function<Status(const float* x, int64_t count)> send_hidden;
     std::function<Status()> wait;
     bool residual_owner = true;
+    // The peer-memory buffers behind all_reduce's small calls (size 0: none), and the grid of its
+    // kernel: decode batches then run the row-parallel projections as GEMVs that send their
+    // outputs to the peers as they make them (kernels.h launch_gemv's `send`), and the
+    // all-reduce kernel after them only waits and sums.
+    P2pExchange exchange;
+    int exchange_blocks = 16;
   };
   void set_dist_hooks(DistHooks hooks) { dist_ = std::move(hooks); }
   // Vocab-parallel LM head (TP; after set_dist_hooks with all_reduce, before any forward): this

@@ -7,6 +7,7 @@
 #include "backend/cuda/bf16_math.cuh"
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/launch.cuh"
+#include "backend/cuda/p2p_exchange.cuh"
 
 namespace fs::cuda {
 namespace {
@@ -73,11 +74,13 @@ __device__ __forceinline__ void warp_row_dot(const bf16* w_row, int64_t chunks, 
 }
 
 // Launched with PDL (launch.cuh): the first weight loads of each row are issued before pdl_wait(),
-// while the kernel that writes x is still finishing; x is read only after it.
+// while the kernel that writes x is still finishing; x is read only after it. send (size > 0):
+// lane 0 also stores each f32 output into this rank's slot of every peer's exchange area
+// (p2p_exchange.cuh) as it is made.
 template <int T>
 __global__ void __launch_bounds__(kGemvWarps * 32)
     gemv_kernel(const bf16* __restrict__ w, int64_t rows, int64_t cols, const bf16* __restrict__ x,
-                void* y, bool y_f32, float beta) {
+                void* y, bool y_f32, float beta, P2pExchange send) {
   const int lane = threadIdx.x % 32;
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kGemvWarps + threadIdx.x / 32;
   const bool active = row < rows;
@@ -94,11 +97,18 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
   float acc[T];
   warp_row_dot<T>(w + row * cols, chunks, x, cols, lane, /*load_first=*/false, next, acc);
   if (lane == 0) {
+    const uint32_t phase = send.size > 0 ? exchange_begin(send).phase : 0;
 #pragma unroll
     for (int t = 0; t < T; ++t) {
       if (y_f32) {
         float* out = static_cast<float*>(y) + t * rows + row;
-        *out = beta == 0.0f ? acc[t] : beta * *out + acc[t];
+        const float v = beta == 0.0f ? acc[t] : beta * *out + acc[t];
+        *out = v;
+        for (int p = 0; p < send.size; ++p) {
+          if (p != send.rank) {
+            exchange_slot<float>(send, phase, p, send.rank)[t * rows + row] = unempty(v);
+          }
+        }
       } else {
         bf16* out = static_cast<bf16*>(y) + t * rows + row;
         *out = __float2bfloat16(beta == 0.0f ? acc[t] : beta * __bfloat162float(*out) + acc[t]);
@@ -109,10 +119,10 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
 
 template <int T>
 void gemv_for(const bf16* w, int64_t rows, int64_t cols, const bf16* x, void* y, bool y_f32,
-              float beta, cudaStream_t stream) {
+              float beta, cudaStream_t stream, const P2pExchange& send) {
   const unsigned blocks = static_cast<unsigned>((rows + kGemvWarps - 1) / kGemvWarps);
   launch_kernel(gemv_kernel<T>, blocks, kGemvWarps * 32, 0, stream, w, rows, cols, x, y, y_f32,
-                beta);
+                beta, send);
 }
 
 // The fused decode GEMVs (kernels.h launch_gemv_rmsnorm / launch_gemv_silu_mul): each block first
@@ -278,24 +288,24 @@ bool gemv_supported(int64_t num_tokens, int64_t cols) {
 }
 
 void launch_gemv(const bf16* w, int64_t rows, int64_t cols, const bf16* x, int64_t num_tokens,
-                 void* y, bool y_f32, float beta, cudaStream_t stream) {
+                 void* y, bool y_f32, float beta, cudaStream_t stream, const P2pExchange& send) {
   switch (num_tokens) {
     case 1:
-      return gemv_for<1>(w, rows, cols, x, y, y_f32, beta, stream);
+      return gemv_for<1>(w, rows, cols, x, y, y_f32, beta, stream, send);
     case 2:
-      return gemv_for<2>(w, rows, cols, x, y, y_f32, beta, stream);
+      return gemv_for<2>(w, rows, cols, x, y, y_f32, beta, stream, send);
     case 3:
-      return gemv_for<3>(w, rows, cols, x, y, y_f32, beta, stream);
+      return gemv_for<3>(w, rows, cols, x, y, y_f32, beta, stream, send);
     case 4:
-      return gemv_for<4>(w, rows, cols, x, y, y_f32, beta, stream);
+      return gemv_for<4>(w, rows, cols, x, y, y_f32, beta, stream, send);
     case 5:
-      return gemv_for<5>(w, rows, cols, x, y, y_f32, beta, stream);
+      return gemv_for<5>(w, rows, cols, x, y, y_f32, beta, stream, send);
     case 6:
-      return gemv_for<6>(w, rows, cols, x, y, y_f32, beta, stream);
+      return gemv_for<6>(w, rows, cols, x, y, y_f32, beta, stream, send);
     case 7:
-      return gemv_for<7>(w, rows, cols, x, y, y_f32, beta, stream);
+      return gemv_for<7>(w, rows, cols, x, y, y_f32, beta, stream, send);
     case 8:
-      return gemv_for<8>(w, rows, cols, x, y, y_f32, beta, stream);
+      return gemv_for<8>(w, rows, cols, x, y, y_f32, beta, stream, send);
     default:
       return;  // callers check gemv_supported
   }

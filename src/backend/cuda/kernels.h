@@ -123,14 +123,25 @@ void launch_combine_picks(const float* parts, int64_t rows, int tp, int32_t* pic
 void launch_scatter_logits(const float* local, int64_t rows, int64_t cols, int64_t begin,
                            int64_t vocab, float* full, cudaStream_t stream);
 
-// One-shot all-reduce over peer memory (p2p_allreduce.h, which owns the buffers): x [n] = the sum
-// in rank order of every rank's x, through recv[r] (each rank's exchange area [3][size][max_floats],
-// every float -0.0f until a value lands; max_floats a multiple of 4); state: this rank's
-// [blocks][2] phase and last count (zeros at first). Launched on a grid of `blocks` blocks always
-// (the same for every call of one instance).
+// One-shot all-reduce over peer memory (p2p_allreduce.h, which owns the buffers). recv[r]: each
+// rank's exchange area [3][size][max_floats] (every float -0.0f until a value lands; max_floats a
+// multiple of 4); state: this rank's {phase, last count, blocks done, 0} (zeros at first), shared
+// by every kernel that exchanges through these buffers, whatever its grid: the last block of a call
+// to finish advances it.
 constexpr int kP2pMaxRanks = 8;
-void launch_p2p_allreduce(float* x, int64_t n, int64_t max_floats, float* const* recv, int rank,
-                          int size, uint32_t* state, int blocks, cudaStream_t stream);
+struct P2pExchange {
+  float* recv[kP2pMaxRanks] = {};
+  int rank = 0;
+  int size = 0;  // 0: no exchange
+  int64_t max_floats = 0;
+  uint32_t* state = nullptr;
+  // This rank's values are in the peers' slots already (a launch_gemv with this exchange as
+  // `send` stored them): the all-reduce only waits for the peers' and sums.
+  bool sent = false;
+};
+// x [n] = the sum in rank order of every rank's x, on a grid of `blocks` blocks.
+void launch_p2p_allreduce(float* x, int64_t n, const P2pExchange& ex, int blocks,
+                          cudaStream_t stream);
 
 // w[i] = uniform(-scale, scale) from a hash of (seed, i): dummy weights made on the device.
 void launch_fill_uniform(bf16* w, int64_t n, uint64_t seed, float scale, cudaStream_t stream);
@@ -144,11 +155,15 @@ void launch_fill_f32(float* x, int64_t n, float value, cudaStream_t stream);
 // y[t, r] = beta * y[t, r] + sum_c w[r, c] x[t, c] for t < num_tokens <= kMaxGemvTokens (decode
 // batches): one warp per row, bf16 weights and activations, f32 accumulation. w: [rows, cols]
 // (cols % 8 == 0, 16-byte aligned rows); x: [num_tokens, cols]; y: [num_tokens, rows] f32 (y_f32)
-// or bf16.
+// or bf16. send (size > 0; y_f32, num_tokens * rows <= send.max_floats): y is this rank's part of
+// the TP all-reduce that follows on send's buffers; each output also goes into this rank's slot
+// of every peer's exchange area as soon as it is made, so that all-reduce (given the exchange
+// with `sent`) only waits for the peers' values and sums: the link's latency overlaps the GEMV.
 inline constexpr int64_t kMaxGemvTokens = 8;
 bool gemv_supported(int64_t num_tokens, int64_t cols);
 void launch_gemv(const bf16* w, int64_t rows, int64_t cols, const bf16* x, int64_t num_tokens,
-                 void* y, bool y_f32, float beta, cudaStream_t stream);
+                 void* y, bool y_f32, float beta, cudaStream_t stream,
+                 const P2pExchange& send = {});
 
 // The decode GEMV with the kernels around it fused in (issue 8: at batch 1 each of the ~300
 // launches per step costs a few us that the weight stream does not hide). Each block builds the

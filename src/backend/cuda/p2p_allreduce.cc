@@ -21,15 +21,17 @@ Result<std::unique_ptr<P2pAllReduce>> P2pAllReduce::create(int rank, int size, i
   }
   auto ar = std::unique_ptr<P2pAllReduce>(new P2pAllReduce());
   ar->blocks_ = blocks;
-  ar->rank_ = rank;
-  ar->size_ = size;
   ar->max_floats_ = max_floats;
+  P2pExchange& ex = ar->exchange_;
+  ex.rank = rank;
+  ex.size = size;
+  ex.max_floats = max_floats;
   const int64_t area_floats = 3 * static_cast<int64_t>(size) * max_floats;
   FS_CUDA_OK(cudaMalloc(&ar->local_, sizeof(float) * area_floats));
   launch_fill_f32(static_cast<float*>(ar->local_), area_floats, -0.0f, nullptr);
   FS_CUDA_OK(cudaGetLastError());
-  FS_CUDA_OK(cudaMalloc(&ar->state_, sizeof(uint32_t) * 2 * blocks));
-  FS_CUDA_OK(cudaMemset(ar->state_, 0, sizeof(uint32_t) * 2 * blocks));
+  FS_CUDA_OK(cudaMalloc(&ex.state, sizeof(uint32_t) * 4));
+  FS_CUDA_OK(cudaMemset(ex.state, 0, sizeof(uint32_t) * 4));
   FS_CUDA_OK(cudaDeviceSynchronize());  // emptied before any peer can send (after the gather)
   cudaIpcMemHandle_t handle;
   FS_CUDA_OK(cudaIpcGetMemHandle(&handle, ar->local_));
@@ -51,14 +53,14 @@ Result<std::unique_ptr<P2pAllReduce>> P2pAllReduce::create(int rank, int size, i
       }
       ar->mapped_.push_back(base);
     }
-    ar->recv_[r] = static_cast<float*>(base);
+    ex.recv[r] = static_cast<float*>(base);
   }
   return ar;
 }
 
 P2pAllReduce::~P2pAllReduce() {
   for (void* p : mapped_) cudaIpcCloseMemHandle(p);
-  if (state_) cudaFree(state_);
+  if (exchange_.state) cudaFree(exchange_.state);
   if (local_) cudaFree(local_);
 }
 
@@ -67,7 +69,7 @@ Status P2pAllReduce::enqueue(float* x, int64_t n, cudaStream_t stream) {
     return invalid_argument("p2p all-reduce of {} floats: the buffers hold {}", n, max_floats_);
   }
   if (n == 0) return Status::ok();
-  launch_p2p_allreduce(x, n, max_floats_, recv_, rank_, size_, state_, blocks_, stream);
+  launch_p2p_allreduce(x, n, exchange_, blocks_, stream);
   FS_CUDA_OK(cudaGetLastError());
   return Status::ok();
 }

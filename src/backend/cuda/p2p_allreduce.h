@@ -7,7 +7,10 @@
 // fence (the Lamport-clock trick of TensorRT-LLM's low-latency all-reduce). Every rank sums in rank
 // order: bit-identical results. Three areas rotate between consecutive calls; each call empties the
 // one of the call before (no peer can write it then). The phase lives on the device, so a CUDA
-// graph replays it. Larger tensors go to NCCL (dist/cuda_shard.h picks).
+// graph replays it. Larger tensors go to NCCL (dist/cuda_shard.h picks). exchange() hands the
+// buffers to the model, whose decode GEMVs send their outputs into the peers' slots themselves
+// (kernels.h launch_gemv's `send`) before it launches the all-reduce kernel with `sent`: one call
+// in the same sequence of calls as enqueue()'s.
 // Not thread-safe: one stream per instance (the model's).
 #pragma once
 
@@ -43,6 +46,7 @@ class P2pAllReduce {
 
   int64_t max_floats() const { return max_floats_; }
   int blocks() const { return blocks_; }
+  P2pExchange exchange() const { return exchange_; }
   // x [n] = the sum of every rank's x, enqueued on `stream` (every rank calls it with the same n,
   // in the same order). n <= max_floats(). Launch errors only.
   Status enqueue(float* x, int64_t n, cudaStream_t stream);
@@ -50,12 +54,11 @@ class P2pAllReduce {
  private:
   P2pAllReduce() = default;
 
-  int rank_ = 0, size_ = 1, blocks_ = 16;
+  int blocks_ = 16;
   int64_t max_floats_ = 0;
-  void* local_ = nullptr;                  // this rank's exchange area [3][size][max_floats]
-  std::vector<void*> mapped_;              // peers' areas opened here (freed by the destructor)
-  float* recv_[kMaxRanks] = {};            // every rank's exchange area
-  uint32_t* state_ = nullptr;              // this rank's [blocks_][2] phase and last count
+  void* local_ = nullptr;      // this rank's exchange area [3][size][max_floats]
+  std::vector<void*> mapped_;  // peers' areas opened here (freed by the destructor)
+  P2pExchange exchange_;       // every rank's area, this rank's state (kernels.h)
 };
 
 }  // namespace fs::cuda

@@ -4,9 +4,11 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <numeric>
 #include <random>
 #include <utility>
@@ -190,6 +192,90 @@ TEST(CudaGemvTest, FusedNormAndActivationMatchTheSeparateKernels) {
   }
   EXPECT_FALSE(gemv_fused_supported(kMaxFusedGemvTokens + 1, 64));
   EXPECT_FALSE(gemv_fused_supported(1, kMaxFusedGemvSmemBytes));  // the input would not fit
+}
+
+// The TP all-reduce on peer memory (kernels.h P2pExchange), with 2 and 3 ranks on one GPU (each
+// rank's kernels on a stream of its own; the all-reduce kernel on 4 blocks, so that every rank's
+// are resident at once, as on separate GPUs): eight calls in a row through one set of exchange areas (the phases
+// rotate; each call empties the area of the one before), in turn the all-reduce kernel alone and
+// a GEMV that sends its outputs (launch_gemv's `send`, beta 1 as the residual owner runs it)
+// followed by the all-reduce kernel given the exchange as `sent`; 1-4 tokens. Every rank's result
+// equals the sum in rank order of every rank's own values (the GEMV's made by the same GEMV
+// without sending), bit for bit.
+TEST(CudaGemvTest, AllReduceOfValuesTheGemvSentEqualsTheSum) {
+  SKIP_WITHOUT_GPU();
+  const int64_t rows = 1024, in = 256, max_floats = 4 * rows;
+  DeviceVec<uint16_t> dw(to_bf16(random_floats(rows * in, 41, -0.2f, 0.2f)));  // [rows, in]
+  for (const int size : {2, 3}) {
+    SCOPED_TRACE(testing::Message() << size << " ranks");
+    std::vector<std::unique_ptr<DeviceVec<float>>> areas;
+    std::vector<std::unique_ptr<DeviceVec<uint32_t>>> states;
+    std::vector<cudaStream_t> streams(size);
+    std::vector<P2pExchange> ex(size);
+    for (int r = 0; r < size; ++r) {
+      areas.push_back(std::make_unique<DeviceVec<float>>(3 * size * max_floats));
+      launch_fill_f32(areas.back()->data(), 3 * size * max_floats, -0.0f, nullptr);
+      states.push_back(std::make_unique<DeviceVec<uint32_t>>(4));
+      ASSERT_EQ(cudaStreamCreateWithFlags(&streams[r], cudaStreamNonBlocking), cudaSuccess);
+    }
+    for (int r = 0; r < size; ++r) {
+      for (int q = 0; q < size; ++q) ex[r].recv[q] = areas[q]->data();
+      ex[r].rank = r;
+      ex[r].size = size;
+      ex[r].max_floats = max_floats;
+      ex[r].state = states[r]->data();
+    }
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    for (int call = 0; call < 8; ++call) {
+      const int64_t tokens = 1 + call % 4, n = tokens * rows;
+      const bool in_gemv = call % 2 == 1;
+      SCOPED_TRACE(testing::Message() << "call " << call << (in_gemv ? ", GEMV" : ", kernel")
+                                      << ", " << tokens << " tokens");
+      std::vector<std::unique_ptr<DeviceVec<float>>> x;
+      std::vector<std::unique_ptr<DeviceVec<uint16_t>>> a;
+      std::vector<float> sum;
+      for (int r = 0; r < size; ++r) {
+        const std::vector<float> x0 = random_floats(n, 100 * call + r, -3, 3);
+        x.push_back(std::make_unique<DeviceVec<float>>(x0));
+        a.push_back(std::make_unique<DeviceVec<uint16_t>>(
+            to_bf16(random_floats(tokens * in, 200 * call + r))));
+        std::vector<float> part = x0;
+        if (in_gemv) {  // this rank's own result: x0 + W a
+          DeviceVec<float> own(x0);
+          launch_gemv(dw.as<bf16>(), rows, in, a[r]->as<bf16>(), tokens, own.data(), true, 1.0f,
+                      nullptr);
+          part = own.get();
+        }
+        if (r == 0) {
+          sum = part;
+        } else {
+          for (int64_t i = 0; i < n; ++i) sum[i] = sum[i] + part[i];
+        }
+      }
+      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+      for (int r = 0; r < size; ++r) {
+        P2pExchange e = ex[r];
+        if (in_gemv) {
+          launch_gemv(dw.as<bf16>(), rows, in, a[r]->as<bf16>(), tokens, x[r]->data(), true, 1.0f,
+                      streams[r], e);
+          e.sent = true;
+        }
+        launch_p2p_allreduce(x[r]->data(), n, e, 4, streams[r]);
+        ASSERT_EQ(cudaGetLastError(), cudaSuccess);
+      }
+      // A rank whose peers never send would spin: fail instead of hanging the suite.
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+      for (int r = 0; r < size; ++r) {
+        cudaError_t e;
+        while ((e = cudaStreamQuery(streams[r])) == cudaErrorNotReady) {
+          ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "rank " << r << " never finished";
+        }
+        ASSERT_EQ(e, cudaSuccess);
+      }
+      for (int r = 0; r < size; ++r) EXPECT_EQ(x[r]->get(), sum) << "rank " << r;
+    }
+    for (cudaStream_t s : streams) cudaStreamDestroy(s);
+  }
 }
 
 // Hidden sizes of real models on each norm kernel: 4096 (4 float4 per thread), 5120 (8, with a
